@@ -1,0 +1,367 @@
+"""The HDF5 dataset file: chunked, lazily readable, sliceable by cell type.
+
+Layout (format version 1)::
+
+    /X          float32 (n, n_marks, n_bins)  chunked by rows
+    /y          float32 (n,)                  only when targets are known
+    /cell_code  int32   (n,)                  index into /cell_names
+    /cell_names str     (n_cells,)
+    /gene       str     (n,)
+    attrs: format, format_version, marks, n_bins, bin_size, target,
+           histexpr_version, meta (JSON)
+
+Files are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from histexpr.atomic import atomic_path
+from histexpr.data.dataset import BIN_SIZE, HistoneDataset
+from histexpr.errors import DataError
+
+FORMAT = "histexpr-dataset"
+FORMAT_VERSION = 1
+_STR = h5py.string_dtype("utf-8")
+#: Rows per chunk: about 1 MB of float32 for 5 marks x 100 bins.
+CHUNK_ROWS = 512
+
+
+def _version() -> str:
+    from histexpr import __version__
+
+    return __version__
+
+
+class H5Writer:
+    """Stream examples into a new HDF5 dataset file, renamed into place on close.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination file.
+    marks : sequence of str
+        Mark order of axis 1 of every appended ``X``.
+    n_bins : int
+        Bins per example.
+    has_target : bool
+        Whether examples carry ``y``.
+    target : str
+        Description of the target transform.
+    meta : dict, optional
+        JSON-serialisable metadata kept in the file (e.g. simulator settings).
+    compression : str or None
+        h5py compression filter for ``X`` ("lzf", "gzip" or None).
+
+    Examples
+    --------
+    >>> with H5Writer("data.h5", MARKS, 100, has_target=True) as w:  # doctest: +SKIP
+    ...     for part in parts:
+    ...         w.append(part)
+    """
+
+    def __init__(
+        self,
+        path,
+        marks: Sequence[str],
+        n_bins: int,
+        has_target: bool,
+        target: str = "log2(RPKM+1)",
+        meta: dict | None = None,
+        compression: str | None = "lzf",
+        bin_size: int = BIN_SIZE,
+    ):
+        self.path = Path(path)
+        self.marks = tuple(marks)
+        self.n_bins = int(n_bins)
+        self.has_target = bool(has_target)
+        self._ctx = atomic_path(self.path, suffix=".h5")
+        tmp = self._ctx.__enter__()
+        self._f = h5py.File(tmp, "w")
+        m = len(self.marks)
+        self._f.create_dataset(
+            "X",
+            shape=(0, m, self.n_bins),
+            maxshape=(None, m, self.n_bins),
+            dtype=np.float32,
+            chunks=(CHUNK_ROWS, m, self.n_bins),
+            compression=compression,
+        )
+        if self.has_target:
+            self._f.create_dataset("y", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=True)
+        self._f.create_dataset("cell_code", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=True)
+        self._f.create_dataset("gene", shape=(0,), maxshape=(None,), dtype=_STR, chunks=True)
+        self._f.attrs.update(
+            format=FORMAT,
+            format_version=FORMAT_VERSION,
+            marks=json.dumps(list(self.marks)),
+            n_bins=self.n_bins,
+            bin_size=int(bin_size),
+            target=target,
+            histexpr_version=_version(),
+            meta=json.dumps(meta or {}),
+        )
+        self._cells: dict[str, int] = {}
+        self.n = 0
+        self._closed = False
+
+    def append(self, part: HistoneDataset) -> None:
+        """Append a block of examples (any mix of cell types)."""
+        if part.marks != self.marks:
+            raise DataError(f"marks {part.marks} differ from the file's {self.marks}", self.path)
+        if part.n_bins != self.n_bins:
+            raise DataError(f"{part.n_bins} bins, the file has {self.n_bins}", self.path)
+        if part.has_target != self.has_target:
+            raise DataError("mixing examples with and without targets", self.path)
+        k = len(part)
+        if k == 0:
+            return
+        codes = np.empty(k, dtype=np.int32)
+        names, inverse = np.unique(part.cell, return_inverse=True)
+        for j, name in enumerate(names):
+            codes[inverse == j] = self._cells.setdefault(str(name), len(self._cells))
+        lo, hi = self.n, self.n + k
+        f = self._f
+        for name in ("X", "cell_code", "gene") + (("y",) if self.has_target else ()):
+            f[name].resize(hi, axis=0)
+        f["X"][lo:hi] = part.X
+        f["cell_code"][lo:hi] = codes
+        f["gene"][lo:hi] = part.gene.astype(object)
+        if self.has_target:
+            f["y"][lo:hi] = part.y
+        self.n = hi
+
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
+        if self._closed:
+            return self.path
+        names = sorted(self._cells, key=self._cells.get)
+        self._f.create_dataset("cell_names", data=np.array(names, dtype=object), dtype=_STR)
+        self._f.close()
+        self._closed = True
+        self._ctx.__exit__(None, None, None)
+        return self.path
+
+    def abort(self, exc=None) -> None:
+        """Discard the partial file."""
+        if not self._closed:
+            self._f.close()
+            self._closed = True
+            err = exc or RuntimeError("aborted")
+            try:
+                self._ctx.__exit__(type(err), err, None)
+            except BaseException:
+                pass
+
+    def __enter__(self) -> H5Writer:
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc)
+        return False
+
+
+def write_h5(ds: HistoneDataset, path, compression: str | None = "lzf") -> Path:
+    """Write a whole :class:`HistoneDataset` to ``path`` atomically."""
+    with H5Writer(
+        path,
+        ds.marks,
+        ds.n_bins,
+        ds.has_target,
+        target=ds.target,
+        meta=ds.meta,
+        compression=compression,
+    ) as w:
+        w.append(ds)
+    return Path(path)
+
+
+class H5Dataset:
+    """Lazy reader of a histexpr HDF5 dataset file.
+
+    Only the small per-example arrays (cell codes) are read on open; ``X``,
+    ``y`` and gene ids are read per request.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        if not self.path.exists():
+            raise DataError("file not found", self.path)
+        try:
+            self._f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise DataError(f"not a readable HDF5 file ({exc})", self.path) from None
+        f = self._f
+        if f.attrs.get("format") != FORMAT:
+            self.close()
+            raise DataError(
+                "not a histexpr dataset (convert it first with `histexpr convert`)", self.path
+            )
+        version = int(f.attrs.get("format_version", -1))
+        if version > FORMAT_VERSION:
+            self.close()
+            raise DataError(
+                f"dataset format version {version} is newer than this histexpr supports "
+                f"({FORMAT_VERSION}); upgrade histexpr",
+                self.path,
+            )
+        for key in ("X", "cell_code", "cell_names", "gene"):
+            if key not in f:
+                self.close()
+                raise DataError("missing array", self.path, key)
+        self.marks = tuple(json.loads(f.attrs["marks"]))
+        self.n_bins = int(f.attrs["n_bins"])
+        self.bin_size = int(f.attrs.get("bin_size", BIN_SIZE))
+        self.target = str(f.attrs.get("target", ""))
+        self.meta = json.loads(f.attrs.get("meta", "{}"))
+        self.has_target = "y" in f
+        self.cell_names = [s.decode() if isinstance(s, bytes) else str(s) for s in f["cell_names"][:]]
+        self.cell_code = f["cell_code"][:]
+        self.n = int(f["X"].shape[0])
+        if f["X"].shape[1:] != (len(self.marks), self.n_bins) or self.cell_code.shape != (self.n,):
+            self.close()
+            raise DataError(f"inconsistent array shapes {f['X'].shape}", self.path, "X")
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"H5Dataset({str(self.path)!r}, n={self.n}, cells={len(self.cell_names)})"
+
+    @property
+    def cells(self) -> list[str]:
+        """Cell types present, in order of first appearance."""
+        return list(self.cell_names)
+
+    @property
+    def nbytes_X(self) -> int:
+        """Size of ``X`` in memory (bytes) when fully loaded."""
+        return self.n * len(self.marks) * self.n_bins * 4
+
+    def cell_index(self, cells: Sequence[str]) -> np.ndarray:
+        """Sorted example indices of the given cell types."""
+        unknown = [c for c in cells if c not in self.cell_names]
+        if unknown:
+            raise DataError(f"cell type(s) not in file: {', '.join(unknown)}", self.path, "cell")
+        codes = [self.cell_names.index(c) for c in cells]
+        return np.flatnonzero(np.isin(self.cell_code, codes))
+
+    def read(self, index=None) -> HistoneDataset:
+        """Read examples by slice or sorted integer index (all when None)."""
+        f = self._f
+        if index is None:
+            index = slice(None)
+        if isinstance(index, np.ndarray) and index.dtype != bool:
+            index = np.asarray(index, dtype=np.int64)
+            if len(index) and np.all(np.diff(index) == 1):
+                index = slice(int(index[0]), int(index[-1]) + 1)
+            elif len(index) == 0:
+                index = slice(0, 0)
+        if isinstance(index, slice):
+            X = f["X"][index]
+            y = f["y"][index] if self.has_target else None
+            gene = f["gene"][index]
+            code = self.cell_code[index]
+        else:
+            # h5py fancy indexing needs increasing indices; read contiguous runs.
+            X = _read_rows(f["X"], index)
+            y = _read_rows(f["y"], index) if self.has_target else None
+            gene = _read_rows(f["gene"], index)
+            code = self.cell_code[index]
+        names = np.array(self.cell_names, dtype=object)
+        return HistoneDataset(
+            X=X,
+            y=y,
+            cell=names[code].astype(str) if len(code) else np.array([], dtype=str),
+            gene=np.array([g.decode() if isinstance(g, bytes) else g for g in gene], dtype=str)
+            if len(gene)
+            else np.array([], dtype=str),
+            marks=self.marks,
+            target=self.target,
+            meta=dict(self.meta),
+        )
+
+    def load(self, cells: Sequence[str] | None = None) -> HistoneDataset:
+        """Read everything, or only the given cell types, into memory."""
+        return self.read(None if cells is None else self.cell_index(list(cells)))
+
+    def iter_batches(
+        self, batch_size: int = 65536, index: np.ndarray | None = None
+    ) -> Iterator[HistoneDataset]:
+        """Yield consecutive blocks of at most ``batch_size`` examples.
+
+        Parameters
+        ----------
+        batch_size : int
+        index : np.ndarray, optional
+            Sorted example indices to restrict to (e.g. from :meth:`cell_index`).
+        """
+        if index is None:
+            for lo in range(0, self.n, batch_size):
+                yield self.read(slice(lo, min(lo + batch_size, self.n)))
+        else:
+            for lo in range(0, len(index), batch_size):
+                yield self.read(index[lo : lo + batch_size])
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        except Exception:
+            pass
+
+    def __enter__(self) -> H5Dataset:
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def _read_rows(dset, index: np.ndarray) -> np.ndarray:
+    index = np.asarray(index)
+    order = np.argsort(index, kind="stable")
+    sorted_idx = index[order]
+    out = np.empty((len(index),) + dset.shape[1:], dtype=dset.dtype)
+    # Split into contiguous runs: one hyperslab read per run.
+    breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(sorted_idx)]])
+    buf = np.empty_like(out)
+    for s, e in zip(starts, ends, strict=True):
+        buf[s:e] = dset[int(sorted_idx[s]) : int(sorted_idx[e - 1]) + 1]
+    out[order] = buf
+    return out
+
+
+def open_h5(path) -> H5Dataset:
+    """Open a histexpr HDF5 dataset lazily."""
+    return H5Dataset(path)
+
+
+def read_h5(path, cells: Sequence[str] | None = None) -> HistoneDataset:
+    """Read a histexpr HDF5 dataset (or some of its cell types) into memory."""
+    with H5Dataset(path) as h:
+        return h.load(cells)
+
+
+def is_h5(path) -> bool:
+    """True when ``path`` is an HDF5 file (by its signature)."""
+    try:
+        with open(os.fspath(path), "rb") as fh:
+            return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False
