@@ -1,0 +1,149 @@
+"""The saved-model directory ("bundle") shared by every model kind.
+
+A bundle is a directory holding:
+
+- ``model.json``: kind, the JSON config that rebuilds the model, the input
+  contract (marks, bins), the bundle format version, the histexpr version and
+  the versions of the main dependencies;
+- weights in a non-executable format (``*.safetensors`` for torch models,
+  ``.npz`` arrays or LightGBM text for baselines);
+- ``normalization.json`` for models that normalise their input;
+- ``metrics.json`` and ``history.csv`` when training recorded them.
+
+Bundles are written with :func:`histexpr.atomic.atomic_dir` so a crash never
+leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from histexpr.errors import HistexprError
+
+BUNDLE_FORMAT_VERSION = 1
+HEADER = "model.json"
+
+
+@dataclass(frozen=True)
+class BundleHeader:
+    """Contents of ``model.json``."""
+
+    kind: str
+    config: dict
+    marks: tuple[str, ...]
+    n_bins: int
+    format_version: int = BUNDLE_FORMAT_VERSION
+    histexpr_version: str = ""
+    versions: dict = field(default_factory=dict)
+    created: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def dependency_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a model's numbers depend on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("numpy", "torch", "scikit-learn", "lightgbm", "lightning", "h5py", "pandas"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def write_header(
+    directory,
+    kind: str,
+    config: dict,
+    marks,
+    n_bins: int,
+    extra: dict | None = None,
+) -> BundleHeader:
+    """Write ``model.json`` into ``directory`` (which must exist)."""
+    from histexpr import __version__
+
+    header = BundleHeader(
+        kind=kind,
+        config=config,
+        marks=tuple(marks),
+        n_bins=int(n_bins),
+        histexpr_version=__version__,
+        versions=dependency_versions(),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        extra=extra or {},
+    )
+    data = {
+        "kind": header.kind,
+        "format_version": header.format_version,
+        "config": header.config,
+        "marks": list(header.marks),
+        "n_bins": header.n_bins,
+        "histexpr_version": header.histexpr_version,
+        "versions": header.versions,
+        "created": header.created,
+        "extra": header.extra,
+    }
+    (Path(directory) / HEADER).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return header
+
+
+def read_header(directory) -> BundleHeader:
+    """Read and check ``model.json`` of a saved model directory."""
+    directory = Path(directory)
+    path = directory / HEADER
+    if not directory.is_dir():
+        raise HistexprError(f"{directory}: not a model directory (not a directory)")
+    if not path.is_file():
+        raise HistexprError(f"{directory}: not a model directory (no {HEADER})")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise HistexprError(f"{path}: unreadable model header ({exc})") from None
+    version = data.get("format_version")
+    if not isinstance(version, int):
+        raise HistexprError(f"{path}: no bundle format_version; not a histexpr model")
+    if version > BUNDLE_FORMAT_VERSION:
+        raise HistexprError(
+            f"{path}: model format version {version} was written by a newer histexpr "
+            f"({data.get('histexpr_version', '?')}); this one reads up to {BUNDLE_FORMAT_VERSION}"
+        )
+    try:
+        return BundleHeader(
+            kind=str(data["kind"]),
+            config=dict(data["config"]),
+            marks=tuple(data["marks"]),
+            n_bins=int(data["n_bins"]),
+            format_version=version,
+            histexpr_version=str(data.get("histexpr_version", "")),
+            versions=dict(data.get("versions", {})),
+            created=str(data.get("created", "")),
+            extra=dict(data.get("extra", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HistexprError(f"{path}: malformed model header ({exc})") from None
+
+
+def check_input(header: BundleHeader, marks, n_bins: int, source: str = "input") -> None:
+    """Refuse data whose marks or bin count differ from what the model was trained on."""
+    if tuple(marks) != tuple(header.marks):
+        raise HistexprError(
+            f"{source}: marks {','.join(marks)} differ from the model's "
+            f"{','.join(header.marks)}"
+        )
+    if int(n_bins) != header.n_bins:
+        raise HistexprError(f"{source}: {n_bins} bins per example, the model expects {header.n_bins}")
+
+
+def save_metrics(directory, metrics: dict) -> None:
+    """Write ``metrics.json`` (plain JSON numbers and strings)."""
+    (Path(directory) / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+
+
+def load_metrics(directory) -> dict:
+    path = Path(directory) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
