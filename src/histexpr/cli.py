@@ -1,0 +1,227 @@
+"""The ``histexpr`` command line: a thin layer over the library functions.
+
+Every user error is printed as one line and exits with code 2; ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from histexpr.errors import HistexprError
+
+app = typer.Typer(
+    help="Predict gene expression from histone-modification signal around the TSS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_STATE = {"debug": False}
+
+
+def _csv_list(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+):
+    _STATE["debug"] = debug
+
+
+def results_table(table, title: str = "results") -> Table:
+    """A rich table of an evaluation table (model x group)."""
+    t = Table(title=title)
+    cols = ["model", "group", "n", "mse", "mse_over_oracle", "pearson", "spearman", "r2", "auc"]
+    if "train_seconds" in table.columns:
+        cols.append("train_seconds")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("model", "group") else "right")
+    for _, row in table.iterrows():
+        cells = []
+        for c in cols:
+            v = row.get(c)
+            if isinstance(v, float | np.floating):
+                cells.append("-" if np.isnan(v) else f"{v:.3f}" if c != "train_seconds" else f"{v:.1f}")
+            else:
+                cells.append(str(v))
+        t.add_row(*cells)
+    return t
+
+
+@app.command()
+def info(data: Annotated[Path, typer.Argument(help="Dataset file (HDF5, npz) or DeepChrome folder.")]):
+    """Summarise a dataset file."""
+    from histexpr.data.convert import load_dataset
+
+    ds = load_dataset(data)
+    console.print(f"[bold]{data}[/bold]: {ds!r}")
+    console.print(f"marks: {', '.join(ds.marks)}; bins: {ds.n_bins}; target: {ds.target if ds.has_target else 'none'}")
+    t = Table(title="per cell type")
+    for c in ("cell", "genes", "mean counts per bin (" + ",".join(ds.marks) + ")", "mean y", "sd y"):
+        t.add_column(c)
+    for c in ds.cells:
+        m = ds.cell == c
+        means = ds.X[m].mean(axis=(0, 2))
+        y = ds.y[m] if ds.has_target else None
+        t.add_row(
+            c,
+            str(int(m.sum())),
+            " ".join(f"{v:.2f}" for v in means),
+            "-" if y is None else f"{y.mean():.3f}",
+            "-" if y is None else f"{y.std():.3f}",
+        )
+    console.print(t)
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help="Input: course npz, DeepChrome CSV folder or HDF5.")],
+    dst: Annotated[Path, typer.Argument(help="Output HDF5 dataset.")],
+    fmt: Annotated[str | None, typer.Option("--format", help="Input format (default: detect).")] = None,
+    cells: Annotated[str | None, typer.Option(help="Comma-separated cell types to keep.")] = None,
+    target: Annotated[str, typer.Option(help="npz: auto|yes|no; DeepChrome: label|rpkm.")] = "auto",
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+):
+    """Convert any supported format to the HDF5 dataset."""
+    from histexpr.data.convert import convert as _convert
+
+    result = _convert(src, dst, fmt=fmt, cells=_csv_list(cells) or None, target=target, progress=progress)
+    console.print(f"wrote {dst}: {result}")
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output file (.h5 or .npz).")],
+    cells: Annotated[str | None, typer.Option(help="Comma-separated cell types (default: all 56).")] = None,
+    unseen: Annotated[str | None, typer.Option(help="Comma-separated cell types marked unseen.")] = None,
+    n_genes: Annotated[int | None, typer.Option(help="Number of genes (default: all 19,795).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fmt: Annotated[str | None, typer.Option("--format", help="h5 or npz (default: from suffix).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+):
+    """Simulate REMC-like binned histone data with real expression targets."""
+    from histexpr.simulator import simulate_to_file
+
+    path = simulate_to_file(
+        out,
+        cells=_csv_list(cells) or None,
+        unseen_cells=_csv_list(unseen) or None,
+        n_genes=n_genes,
+        seed=seed,
+        fmt=fmt,
+        progress=progress,
+    )
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Argument(help="Training data (HDF5, npz or DeepChrome folder).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write.")],
+    model: Annotated[str, typer.Option(help="Model kind, e.g. ridge, lightgbm, ensemble, convnet.")] = "ensemble",
+    cells: Annotated[str | None, typer.Option(help="Train only on these cell types.")] = None,
+    exclude_cells: Annotated[str | None, typer.Option(help="Leave these cell types out.")] = None,
+    valid_fraction: Annotated[float, typer.Option(help="Fraction of genes held out for validation.")] = 0.1,
+    seed: Annotated[int, typer.Option(help="Seed of the gene split.")] = 0,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Config override field=value (repeatable).")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Resume an interrupted neural run in the same --out.")] = False,
+):
+    """Train one model and save it as a directory."""
+    from histexpr.workflows import train_model
+
+    result = train_model(
+        data,
+        out,
+        kind=model,
+        cells=_csv_list(cells),
+        exclude_cells=_csv_list(exclude_cells),
+        valid_fraction=valid_fraction,
+        seed=seed,
+        overrides=set_ or [],
+        resume=resume,
+        log=console.print,
+    )
+    if result.valid_metrics is not None:
+        console.print(results_table(result.valid_metrics, title="validation (held-out genes)"))
+    console.print(f"saved {model} model to {out}")
+
+
+@app.command()
+def evaluate(
+    model_dir: Annotated[Path, typer.Argument(help="Saved model directory.")],
+    data: Annotated[Path, typer.Argument(help="Data with expression values.")],
+    unseen: Annotated[str | None, typer.Option(help="Cell types to report as unseen.")] = None,
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the table as CSV.")] = None,
+):
+    """Score a saved model on a dataset: overall, seen and unseen cell types."""
+    from histexpr.workflows import evaluate_model
+
+    evaluation = evaluate_model(model_dir, data, unseen_cells=_csv_list(unseen), out=out)
+    console.print(results_table(evaluation.table, title=f"{model_dir}"))
+
+
+@app.command()
+def predict(
+    model_dir: Annotated[Path, typer.Argument(help="Saved model directory.")],
+    data: Annotated[Path, typer.Argument(help="Data to predict (expression not needed).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Submission CSV (id, expression).")],
+    batch_size: Annotated[int, typer.Option(help="Examples read and predicted at a time.")] = 65536,
+):
+    """Predict expression and write a submission CSV (id = {cell}_{gene})."""
+    from histexpr.workflows import predict_file
+
+    n = predict_file(model_dir, data, out, batch_size=batch_size)
+    console.print(f"wrote {n} predictions to {out}")
+
+
+@app.command()
+def demo(
+    run_dir: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
+    models: Annotated[str | None, typer.Option(help="Comma-separated model kinds.")] = None,
+    report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
+):
+    """The main job: train baselines and the CNN ensemble on the embedded data and compare."""
+    from histexpr.workflows import run_demo
+
+    result = run_demo(run_dir, models=_csv_list(models) or None, report=report, log=console.print)
+    console.print(results_table(result.evaluation.table, title="held-out genes: seen vs unseen cell types"))
+    console.print(f"run directory: {result.run_dir}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning user errors into one line and exit code 2."""
+    command = typer.main.get_command(app)
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        command.main(args=args, prog_name="histexpr", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except HistexprError as exc:
+        if debug:
+            raise
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
