@@ -12,7 +12,9 @@ from histexpr.data.dataset import MARKS, HistoneDataset
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def make_planted(n_genes: int = 200, cells=("E003", "E004", "E005"), seed: int = 0) -> HistoneDataset:
+def make_planted(
+    n_genes: int = 200, cells=("E003", "E004", "E005"), seed: int = 0
+) -> HistoneDataset:
     """Counts whose expression is a known function of H3K4me3 and H3K27me3.
 
     Each gene has a latent activity ``a``; in each cell type it shifts a little.

@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
 
+from conftest import make_planted
 from histexpr.errors import HistexprError
 from histexpr.estimators import BASELINE_KINDS, load_estimator, make_estimator
 from histexpr.models.baselines import log1p_features, select_correlated_features
-
-from conftest import make_planted
 
 
 @pytest.fixture(scope="module")

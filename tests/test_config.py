@@ -36,7 +36,12 @@ def test_override_coerces_strings_like_cli_flags():
 
 @pytest.mark.parametrize(
     "bad, message",
-    [(["nope=1"], "unknown"), (["lr=fast"], "expected float"), (["flag=maybe"], "true/false"), (["lr"], "field=value")],
+    [
+        (["nope=1"], "unknown"),
+        (["lr=fast"], "expected float"),
+        (["flag=maybe"], "true/false"),
+        (["lr"], "field=value"),
+    ],
 )
 def test_bad_overrides_are_one_line_errors(bad, message):
     with pytest.raises(ConfigError, match=message):

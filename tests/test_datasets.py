@@ -31,11 +31,15 @@ def test_cell_sets():
 
 def test_deepchrome_gene_list_and_split(shared_data):
     genes = datasets.deepchrome_genes()
-    ref = [g.strip() for g in (shared_data / "deepchrome" / "gene_list.txt").read_text().splitlines()]
+    ref = [
+        g.strip() for g in (shared_data / "deepchrome" / "gene_list.txt").read_text().splitlines()
+    ]
     assert list(genes) == ref
     split = datasets.deepchrome_split()
     for name, fname in (("train", "train"), ("valid", "val"), ("test", "test")):
-        idx = np.loadtxt(shared_data / "deepchrome" / "splits" / f"iteration_0_{fname}.csv").astype(int)
+        idx = np.loadtxt(shared_data / "deepchrome" / "splits" / f"iteration_0_{fname}.csv").astype(
+            int
+        )
         np.testing.assert_array_equal(split[name], idx)
 
 

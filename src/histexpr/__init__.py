@@ -7,7 +7,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset  # noqa: E402
-from histexpr.errors import DataError, HistexprError  # noqa: E402
+from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
+from histexpr.errors import DataError, HistexprError
 
 __all__ = ["MARKS", "N_BINS", "DataError", "HistexprError", "HistoneDataset", "__version__"]

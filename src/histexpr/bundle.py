@@ -132,16 +132,19 @@ def check_input(header: BundleHeader, marks, n_bins: int, source: str = "input")
     """Refuse data whose marks or bin count differ from what the model was trained on."""
     if tuple(marks) != tuple(header.marks):
         raise HistexprError(
-            f"{source}: marks {','.join(marks)} differ from the model's "
-            f"{','.join(header.marks)}"
+            f"{source}: marks {','.join(marks)} differ from the model's {','.join(header.marks)}"
         )
     if int(n_bins) != header.n_bins:
-        raise HistexprError(f"{source}: {n_bins} bins per example, the model expects {header.n_bins}")
+        raise HistexprError(
+            f"{source}: {n_bins} bins per example, the model expects {header.n_bins}"
+        )
 
 
 def save_metrics(directory, metrics: dict) -> None:
     """Write ``metrics.json`` (plain JSON numbers and strings)."""
-    (Path(directory) / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (Path(directory) / "metrics.json").write_text(
+        json.dumps(metrics, indent=2, sort_keys=True) + "\n"
+    )
 
 
 def load_metrics(directory) -> dict:

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import numpy as np
 import typer
+import typer.exceptions
 from rich.console import Console
 from rich.table import Table
 
@@ -53,7 +53,9 @@ def results_table(table, title: str = "results") -> Table:
         for c in cols:
             v = row.get(c)
             if isinstance(v, float | np.floating):
-                cells.append("-" if np.isnan(v) else f"{v:.3f}" if c != "train_seconds" else f"{v:.1f}")
+                cells.append(
+                    "-" if np.isnan(v) else f"{v:.3f}" if c != "train_seconds" else f"{v:.1f}"
+                )
             else:
                 cells.append(str(v))
         t.add_row(*cells)
@@ -61,15 +63,25 @@ def results_table(table, title: str = "results") -> Table:
 
 
 @app.command()
-def info(data: Annotated[Path, typer.Argument(help="Dataset file (HDF5, npz) or DeepChrome folder.")]):
+def info(
+    data: Annotated[Path, typer.Argument(help="Dataset file (HDF5, npz) or DeepChrome folder.")],
+):
     """Summarise a dataset file."""
     from histexpr.data.convert import load_dataset
 
     ds = load_dataset(data)
     console.print(f"[bold]{data}[/bold]: {ds!r}")
-    console.print(f"marks: {', '.join(ds.marks)}; bins: {ds.n_bins}; target: {ds.target if ds.has_target else 'none'}")
+    console.print(
+        f"marks: {', '.join(ds.marks)}; bins: {ds.n_bins}; target: {ds.target if ds.has_target else 'none'}"
+    )
     t = Table(title="per cell type")
-    for c in ("cell", "genes", "mean counts per bin (" + ",".join(ds.marks) + ")", "mean y", "sd y"):
+    for c in (
+        "cell",
+        "genes",
+        "mean counts per bin (" + ",".join(ds.marks) + ")",
+        "mean y",
+        "sd y",
+    ):
         t.add_column(c)
     for c in ds.cells:
         m = ds.cell == c
@@ -89,7 +101,9 @@ def info(data: Annotated[Path, typer.Argument(help="Dataset file (HDF5, npz) or 
 def convert(
     src: Annotated[Path, typer.Argument(help="Input: course npz, DeepChrome CSV folder or HDF5.")],
     dst: Annotated[Path, typer.Argument(help="Output HDF5 dataset.")],
-    fmt: Annotated[str | None, typer.Option("--format", help="Input format (default: detect).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="Input format (default: detect).")
+    ] = None,
     cells: Annotated[str | None, typer.Option(help="Comma-separated cell types to keep.")] = None,
     target: Annotated[str, typer.Option(help="npz: auto|yes|no; DeepChrome: label|rpkm.")] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -97,18 +111,28 @@ def convert(
     """Convert any supported format to the HDF5 dataset."""
     from histexpr.data.convert import convert as _convert
 
-    result = _convert(src, dst, fmt=fmt, cells=_csv_list(cells) or None, target=target, progress=progress)
+    result = _convert(
+        src, dst, fmt=fmt, cells=_csv_list(cells) or None, target=target, progress=progress
+    )
     console.print(f"wrote {dst}: {result}")
 
 
 @app.command()
 def simulate(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output file (.h5 or .npz).")],
-    cells: Annotated[str | None, typer.Option(help="Comma-separated cell types (default: all 56).")] = None,
-    unseen: Annotated[str | None, typer.Option(help="Comma-separated cell types marked unseen.")] = None,
-    n_genes: Annotated[int | None, typer.Option(help="Number of genes (default: all 19,795).")] = None,
+    cells: Annotated[
+        str | None, typer.Option(help="Comma-separated cell types (default: all 56).")
+    ] = None,
+    unseen: Annotated[
+        str | None, typer.Option(help="Comma-separated cell types marked unseen.")
+    ] = None,
+    n_genes: Annotated[
+        int | None, typer.Option(help="Number of genes (default: all 19,795).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    fmt: Annotated[str | None, typer.Option("--format", help="h5 or npz (default: from suffix).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="h5 or npz (default: from suffix).")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ):
     """Simulate REMC-like binned histone data with real expression targets."""
@@ -130,15 +154,21 @@ def simulate(
 def train(
     data: Annotated[Path, typer.Argument(help="Training data (HDF5, npz or DeepChrome folder).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write.")],
-    model: Annotated[str, typer.Option(help="Model kind, e.g. ridge, lightgbm, ensemble, convnet.")] = "ensemble",
+    model: Annotated[
+        str, typer.Option(help="Model kind, e.g. ridge, lightgbm, ensemble, convnet.")
+    ] = "ensemble",
     cells: Annotated[str | None, typer.Option(help="Train only on these cell types.")] = None,
     exclude_cells: Annotated[str | None, typer.Option(help="Leave these cell types out.")] = None,
-    valid_fraction: Annotated[float, typer.Option(help="Fraction of genes held out for validation.")] = 0.1,
+    valid_fraction: Annotated[
+        float, typer.Option(help="Fraction of genes held out for validation.")
+    ] = 0.1,
     seed: Annotated[int, typer.Option(help="Seed of the gene split.")] = 0,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Config override field=value (repeatable).")
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Resume an interrupted neural run in the same --out.")] = False,
+    resume: Annotated[
+        bool, typer.Option(help="Resume an interrupted neural run in the same --out.")
+    ] = False,
 ):
     """Train one model and save it as a directory."""
     from histexpr.workflows import train_model
@@ -198,7 +228,9 @@ def demo(
     from histexpr.workflows import run_demo
 
     result = run_demo(run_dir, models=_csv_list(models) or None, report=report, log=console.print)
-    console.print(results_table(result.evaluation.table, title="held-out genes: seen vs unseen cell types"))
+    console.print(
+        results_table(result.evaluation.table, title="held-out genes: seen vs unseen cell types")
+    )
     console.print(f"run directory: {result.run_dir}")
 
 
@@ -209,14 +241,18 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in args
     try:
         command.main(args=args, prog_name="histexpr", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(2)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
+    except typer.exceptions.TyperException as exc:
+        # usage errors (unknown option, bad value): click's message, exit code 2
+        if hasattr(exc, "show"):
+            exc.show()
+        else:
+            err_console.print(f"error: {exc}")
+        sys.exit(2)
     except HistexprError as exc:
         if debug:
             raise

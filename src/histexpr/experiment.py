@@ -131,7 +131,9 @@ def run_experiment(
         raise HistexprError("the data set has no expression values; cannot train or evaluate")
     unknown = [m for m in config.models if m not in KINDS]
     if unknown:
-        raise ConfigError(f"unknown model kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
+        raise ConfigError(
+            f"unknown model kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}"
+        )
     run_dir = Path(run_dir)
     (run_dir / "models").mkdir(parents=True, exist_ok=True)
     unseen = resolve_unseen_cells(data, config.unseen_cells)
@@ -162,7 +164,9 @@ def run_experiment(
         log(f"  {kind}: {seconds[kind]:.1f} s")
     evaluation = evaluate_predictions(test.y, test.cell, predictions, unseen)
     evaluation.table["train_seconds"] = evaluation.table["model"].map(seconds)
-    _write_outputs(run_dir, test, predictions, evaluation, config, data, data_path, unseen, train_cells)
+    _write_outputs(
+        run_dir, test, predictions, evaluation, config, data, data_path, unseen, train_cells
+    )
     return ExperimentResult(run_dir, evaluation, seconds, train_cells, unseen)
 
 
@@ -171,7 +175,9 @@ def _write_csv(df: pd.DataFrame, path: Path) -> None:
         df.to_csv(tmp, index=False)
 
 
-def _write_outputs(run_dir, test, predictions, evaluation, config, data, data_path, unseen, train_cells):
+def _write_outputs(
+    run_dir, test, predictions, evaluation, config, data, data_path, unseen, train_cells
+):
     _write_csv(evaluation.table, run_dir / "results.csv")
     _write_csv(evaluation.per_cell, run_dir / "per_cell.csv")
     preds = pd.DataFrame({"cell": test.cell, "gene": test.gene, "y": test.y})

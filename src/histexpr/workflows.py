@@ -74,7 +74,11 @@ def train_model(
     valid = None
     if valid_fraction > 0:
         split = split_genes(
-            np.unique(data.gene), "random", valid_fraction=valid_fraction, test_fraction=0.0, seed=seed
+            np.unique(data.gene),
+            "random",
+            valid_fraction=valid_fraction,
+            test_fraction=0.0,
+            seed=seed,
         )
         valid = data.select_genes(split.valid)
         data = data.select_genes(split.valid, exclude=True)
@@ -98,7 +102,9 @@ def evaluate_model(model_dir, data_path, unseen_cells: Sequence[str] = (), out=N
         raise HistexprError(f"{data_path}: no expression values to evaluate against")
     header = read_header(model_dir)
     check_input(header, data.marks, data.n_bins, source=str(data_path))
-    evaluation = evaluate_predictions(data.y, data.cell, {header.kind: est.predict(data)}, unseen_cells)
+    evaluation = evaluate_predictions(
+        data.y, data.cell, {header.kind: est.predict(data)}, unseen_cells
+    )
     if out is not None:
         with atomic_path(out) as tmp:
             evaluation.table.to_csv(tmp, index=False)

@@ -96,7 +96,9 @@ class H5Writer:
         )
         if self.has_target:
             self._f.create_dataset("y", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=True)
-        self._f.create_dataset("cell_code", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=True)
+        self._f.create_dataset(
+            "cell_code", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=True
+        )
         self._f.create_dataset("gene", shape=(0,), maxshape=(None,), dtype=_STR, chunks=True)
         self._f.attrs.update(
             format=FORMAT,
@@ -229,7 +231,9 @@ class H5Dataset:
         self.target = str(f.attrs.get("target", ""))
         self.meta = json.loads(f.attrs.get("meta", "{}"))
         self.has_target = "y" in f
-        self.cell_names = [s.decode() if isinstance(s, bytes) else str(s) for s in f["cell_names"][:]]
+        self.cell_names = [
+            s.decode() if isinstance(s, bytes) else str(s) for s in f["cell_names"][:]
+        ]
         self.cell_code = f["cell_code"][:]
         self.n = int(f["X"].shape[0])
         if f["X"].shape[1:] != (len(self.marks), self.n_bins) or self.cell_code.shape != (self.n,):
@@ -335,7 +339,7 @@ def _read_rows(dset, index: np.ndarray) -> np.ndarray:
     index = np.asarray(index)
     order = np.argsort(index, kind="stable")
     sorted_idx = index[order]
-    out = np.empty((len(index),) + dset.shape[1:], dtype=dset.dtype)
+    out = np.empty((len(index), *dset.shape[1:]), dtype=dset.dtype)
     # Split into contiguous runs: one hyperslab read per run.
     breaks = np.flatnonzero(np.diff(sorted_idx) != 1) + 1
     starts = np.concatenate([[0], breaks])

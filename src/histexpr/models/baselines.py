@@ -109,7 +109,9 @@ class _Baseline:
         if tuple(data.marks) != tuple(self.marks) or data.n_bins != self.n_bins:
             from histexpr.bundle import BundleHeader
 
-            check_input(BundleHeader(self.kind, {}, self.marks, self.n_bins), data.marks, data.n_bins)
+            check_input(
+                BundleHeader(self.kind, {}, self.marks, self.n_bins), data.marks, data.n_bins
+            )
 
     def save(self, directory) -> Path:
         if self.marks is None:
@@ -202,7 +204,11 @@ class GeneMean(_Baseline):
 
     def _load_state(self, directory):
         z = _load_arrays(directory / "state.npz")
-        self.genes_, self.means_, self.global_ = z["genes"].astype(str), z["means"], float(z["global_mean"])
+        self.genes_, self.means_, self.global_ = (
+            z["genes"].astype(str),
+            z["means"],
+            float(z["global_mean"]),
+        )
 
 
 class RidgeBaseline(_Baseline):
@@ -230,12 +236,21 @@ class RidgeBaseline(_Baseline):
 
     def _save_state(self, directory):
         np.savez(
-            directory / "state.npz", mu=self.mu_, sd=self.sd_, coef=self.coef_, intercept=self.intercept_
+            directory / "state.npz",
+            mu=self.mu_,
+            sd=self.sd_,
+            coef=self.coef_,
+            intercept=self.intercept_,
         )
 
     def _load_state(self, directory):
         z = _load_arrays(directory / "state.npz")
-        self.mu_, self.sd_, self.coef_, self.intercept_ = z["mu"], z["sd"], z["coef"], z["intercept"]
+        self.mu_, self.sd_, self.coef_, self.intercept_ = (
+            z["mu"],
+            z["sd"],
+            z["coef"],
+            z["intercept"],
+        )
 
 
 def select_correlated_features(F: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
