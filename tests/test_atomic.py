@@ -34,3 +34,16 @@ def test_atomic_dir_replaces_only_when_complete(tmp_path):
         (tmp / "b").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["b"]
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    with atomic_path(tmp_path / "f") as tmp:
+        tmp.write_text("x")
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o666 & ~mask
+    with atomic_dir(tmp_path / "d"):
+        pass
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask

@@ -269,8 +269,10 @@ class H5Dataset:
         f = self._f
         if index is None:
             index = slice(None)
-        if isinstance(index, np.ndarray) and index.dtype != bool:
-            index = np.asarray(index, dtype=np.int64)
+        if not isinstance(index, slice):
+            index = np.asarray(index)
+            # A boolean mask would otherwise be read as the row numbers 0 and 1.
+            index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64)
             if len(index) and np.all(np.diff(index) == 1):
                 index = slice(int(index[0]), int(index[-1]) + 1)
             elif len(index) == 0:

@@ -1,0 +1,273 @@
+"""Format detection, loading any supported format, and conversion to HDF5.
+
+Supported inputs
+----------------
+``"h5"``
+    histexpr HDF5 dataset (HDF5 signature).
+``"npz"``
+    course npz (zip signature; ``.npz``).
+``"deepchrome"``
+    a folder with ``train.csv``/``valid.csv``/``test.csv``, or a folder of such
+    cell-type folders.
+
+Conversion streams one cell type at a time into :class:`~histexpr.data.hdf5.H5Writer`,
+validating every block, so peak memory is about one cell type. DeepChrome's
+per-gene split is not stored in the HDF5 file; recover it with
+``split_genes(genes, method="deepchrome")``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from histexpr.data.dataset import HistoneDataset
+from histexpr.data.hdf5 import H5Writer, is_h5, open_h5
+from histexpr.data.validate import check_keys, validate_dataset
+from histexpr.errors import DataError
+
+FORMATS: tuple[str, ...] = ("h5", "npz", "deepchrome")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+@dataclass(frozen=True)
+class ConvertResult:
+    """Summary of a conversion.
+
+    Attributes
+    ----------
+    path : Path
+        The HDF5 file written.
+    source_format : str
+    n_examples : int
+    cells : tuple of str
+        Cell types written, in file order.
+    has_target : bool
+    target : str
+    seconds : float
+        Wall-clock time.
+    """
+
+    path: Path
+    source_format: str
+    n_examples: int
+    cells: tuple[str, ...]
+    has_target: bool
+    target: str
+    seconds: float
+
+
+def _has_split_csv(folder: Path) -> bool:
+    return any((folder / f"{s}.csv").is_file() for s in ("train", "valid", "test"))
+
+
+def detect_format(path) -> str:
+    """Format of ``path`` by file signature or folder layout.
+
+    Returns
+    -------
+    str
+        One of :data:`FORMATS`.
+
+    Raises
+    ------
+    DataError
+        When the path is missing or of no supported format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file or folder not found", path)
+    if path.is_dir():
+        if _has_split_csv(path) or any(d.is_dir() and _has_split_csv(d) for d in path.iterdir()):
+            return "deepchrome"
+        raise DataError(
+            "folder holds no DeepChrome train.csv/valid.csv/test.csv (directly or per cell type)",
+            path,
+        )
+    if is_h5(path):
+        return "h5"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head in _ZIP_MAGIC:
+        return "npz"
+    if path.suffix.lower() in (".npz", ".h5", ".hdf5"):
+        raise DataError(f"file extension says {path.suffix} but the content is not", path)
+    raise DataError(
+        "unrecognised format (expected a histexpr .h5, a course .npz or a DeepChrome folder)", path
+    )
+
+
+def _resolve(path, fmt: str | None) -> str:
+    fmt = fmt or detect_format(path)
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r} (one of {', '.join(FORMATS)})", key="format")
+    return fmt
+
+
+def _plan(
+    path: Path, fmt: str, cells: Sequence[str] | None, target: str | None, opts: dict
+) -> tuple[list[str], Iterator[HistoneDataset]]:
+    """Cell types to read and an iterator of one block per cell type."""
+    if fmt == "npz":
+        from histexpr.data.npz import iter_npz, npz_keys
+
+        keys = check_keys(npz_keys(path), cells, path)
+        return keys, iter_npz(path, cells=keys, target=target or "auto", **opts)
+    if fmt == "deepchrome":
+        from histexpr.data.deepchrome import deepchrome_cells, iter_deepchrome
+
+        keys = check_keys(deepchrome_cells(path, opts.get("cell")), cells, path)
+        it = iter_deepchrome(path, cells=keys, target=target or "label", **opts)
+        return keys, (d.data for d in it)
+    if target not in (None, "as-stored", "none"):
+        raise DataError(f"target {target!r} does not apply to an HDF5 input", path, "target")
+    if opts:
+        raise DataError(f"option(s) {sorted(opts)} do not apply to an HDF5 input", path)
+    h = open_h5(path)
+    keys = check_keys(h.cells, cells, path)
+
+    def blocks():
+        try:
+            for c in keys:
+                part = h.load([c])
+                yield part.without_target() if target == "none" else part
+        finally:
+            h.close()
+
+    return keys, blocks()
+
+
+def load_dataset(
+    path, fmt: str | None = None, cells: Sequence[str] | None = None, target=None, **opts
+) -> HistoneDataset:
+    """Read any supported format into memory, validated.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    fmt : str, optional
+        Force a format (default: :func:`detect_format`).
+    cells : sequence of str, optional
+        Cell types to read.
+    target : str, optional
+        Reader-specific target choice (npz: auto/yes/no; DeepChrome:
+        label/rpkm/none; HDF5: none drops it). Default: the reader's.
+    **opts
+        Passed to the reader (e.g. ``missing="drop"`` for DeepChrome).
+    """
+    path = Path(path)
+    fmt = _resolve(path, fmt)
+    if fmt == "h5" and target is None and not opts:
+        from histexpr.data.hdf5 import read_h5
+
+        return validate_dataset(read_h5(path, cells), path, n_bins=None)
+    _, blocks = _plan(path, fmt, cells, target, opts)
+    parts = [validate_dataset(b, path, n_bins=None) for b in blocks]
+    if not parts:
+        raise DataError("no cell types to read", path)
+    return HistoneDataset.concat(parts)
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+
+
+def convert(
+    src,
+    dst,
+    fmt: str | None = None,
+    cells: Sequence[str] | None = None,
+    target=None,
+    progress: bool = True,
+    compression: str | None = "lzf",
+    **opts,
+) -> ConvertResult:
+    """Convert a dataset to the histexpr HDF5 format, one cell type at a time.
+
+    Parameters
+    ----------
+    src : str or PathLike
+        Input (any of :data:`FORMATS`).
+    dst : str or PathLike
+        Output ``.h5`` file, written atomically.
+    fmt, cells, target, **opts
+        As for :func:`load_dataset`.
+    progress : bool
+        Show a progress bar (on stderr) over cell types.
+    compression : str or None
+        HDF5 compression of ``X``.
+
+    Returns
+    -------
+    ConvertResult
+    """
+    t0 = time.perf_counter()
+    src, dst = Path(src), Path(dst)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise DataError("output would overwrite the input", dst)
+    fmt = _resolve(src, fmt)
+    keys, blocks = _plan(src, fmt, cells, target, opts)
+    if not keys:
+        raise DataError("no cell types to convert", src)
+    writer: H5Writer | None = None
+    seen: set[str] = set()
+    writer_target = ""
+    try:
+        with _progress(progress) as bar:
+            task = bar.add_task(f"{src.name} -> {dst.name}", total=len(keys))
+            for block in blocks:
+                validate_dataset(block, src, n_bins=None)
+                dup = seen & set(block.cells)
+                if dup:
+                    raise DataError("cell type appears in two blocks", src, sorted(dup)[0])
+                seen.update(block.cells)
+                if writer is None:
+                    meta = {"source_format": fmt, "source": src.name}
+                    writer = H5Writer(
+                        dst,
+                        block.marks,
+                        block.n_bins,
+                        block.has_target,
+                        target=block.target,
+                        meta=meta,
+                        compression=compression,
+                    )
+                elif block.target != writer_target:
+                    raise DataError("target transform differs between cell types", src)
+                writer_target = block.target
+                writer.append(block)
+                bar.advance(task)
+    except BaseException as exc:
+        if writer is not None:
+            writer.abort(exc)
+        raise
+    if writer is None:
+        raise DataError("no examples read", src)
+    writer.close()
+    return ConvertResult(
+        path=dst,
+        source_format=fmt,
+        n_examples=writer.n,
+        cells=tuple(keys),
+        has_target=writer.has_target,
+        target=writer_target,
+        seconds=time.perf_counter() - t0,
+    )
