@@ -48,3 +48,11 @@ def test_tss_table():
     assert {"chrom", "start", "end", "strand", "gene_id"} <= set(tss.columns)
     assert set(tss.strand) <= {"+", "-"}
     assert tss.gene_id.is_unique
+
+
+def test_simulator_reachable_from_datasets():
+    from histexpr import simulator
+
+    assert datasets.simulate is simulator.simulate
+    assert datasets.oracle_predict is simulator.oracle_predict
+    assert set(datasets.DEFAULT_UNSEEN_CELLS) <= set(datasets.UNSEEN_CELLS)

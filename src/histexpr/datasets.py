@@ -123,3 +123,25 @@ def load_tss() -> pd.DataFrame:
             names=["chrom", "start", "end", "strand", "gene_id", "name"],
             dtype={"chrom": str, "strand": str, "gene_id": str, "name": str},
         )
+
+
+# The simulated benchmark data live in histexpr.simulator; they are reachable from
+# here too (``histexpr.datasets.simulate``) without importing the simulator eagerly.
+_SIMULATOR_NAMES = (
+    "SimulatorConfig",
+    "simulate",
+    "default_dataset",
+    "default_config",
+    "oracle_predict",
+    "oracle_for_dataset",
+    "DEFAULT_TRAIN_CELLS",
+    "DEFAULT_UNSEEN_CELLS",
+)
+
+
+def __getattr__(name: str):
+    if name in _SIMULATOR_NAMES:
+        from histexpr import simulator
+
+        return getattr(simulator, name)
+    raise AttributeError(f"module 'histexpr.datasets' has no attribute {name!r}")

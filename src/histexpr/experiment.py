@@ -78,14 +78,13 @@ class ExperimentResult:
 
 
 def resolve_unseen_cells(data: HistoneDataset, requested) -> list[str]:
-    """Unseen cell types: as requested, else those the simulator recorded, else none."""
+    """Unseen cell types: as requested, else those recorded in the data (the simulator does), else none."""
     if requested:
         missing = sorted(set(requested) - set(data.cells))
         if missing:
             raise HistexprError(f"unseen cell type(s) not in data: {', '.join(missing)}")
         return list(requested)
-    sim = data.meta.get("simulator", {}) if isinstance(data.meta, dict) else {}
-    unseen = sim.get("unseen_cells") or []
+    unseen = data.meta.get("unseen_cells") or [] if isinstance(data.meta, dict) else []
     return [c for c in unseen if c in data.cells]
 
 
