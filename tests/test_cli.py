@@ -93,3 +93,87 @@ def test_debug_flag_shows_traceback(tmp_path):
         text=True,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
+
+
+def test_course_npz_round_trip_to_submission(tmp_path):
+    """Issue #2's done condition: writer-made course npz -> convert -> train -> predict."""
+    from histexpr.data.npz import write_npz
+    from histexpr.data.submission import read_submission
+
+    assert (
+        run_cli(
+            "simulate", "-o", tmp_path / "train.npz", "--cells", "E003,E004", "--n-genes", "120"
+        )
+        == 0
+    )
+    assert run_cli("convert", tmp_path / "train.npz", tmp_path / "train.h5", "--no-progress") == 0
+    assert (
+        run_cli(
+            "train",
+            tmp_path / "train.h5",
+            "--model",
+            "lightgbm",
+            "--set",
+            "n_estimators=20",
+            "-o",
+            tmp_path / "lgb",
+        )
+        == 0
+    )
+    # an eval file: same layout, expression column meaningless (zeros)
+    test = make_planted(n_genes=40, cells=("E071",), seed=3)
+    test.gene = np.array([f"ENSG{i:011d}" for i in range(1, 41)])
+    write_npz(test.without_target(), tmp_path / "eval.npz")
+    assert (
+        run_cli("predict", tmp_path / "lgb", tmp_path / "eval.npz", "-o", tmp_path / "sub.csv") == 0
+    )
+    sub = read_submission(tmp_path / "sub.csv")
+    assert len(sub) == 40
+    assert sub.id.iloc[0] == "E071_1"  # course ids are integers: {cell}_{gene id}
+    assert np.isfinite(sub.expression).all()
+
+
+def test_simulate_records_unseen_cells(tmp_path):
+    from histexpr.data.hdf5 import open_h5
+
+    out = tmp_path / "sim.h5"
+    assert (
+        run_cli(
+            "simulate", "-o", out, "--cells", "E003,E071,E084", "--n-genes", "50", "--no-progress"
+        )
+        == 0
+    )
+    with open_h5(out) as h:
+        assert h.meta["unseen_cells"] == ["E071", "E084"]
+        assert h.n == 150
+    assert run_cli("simulate", "-o", out, "--cells", "E003", "--unseen", "E071") == 2
+
+
+def test_featurize_bigwig_through_cli(tmp_path):
+    pyBigWig = pytest.importorskip("pyBigWig")
+    from histexpr.data.dataset import MARKS
+    from histexpr.data.hdf5 import read_h5
+
+    tss = tmp_path / "tss.tsv"
+    tss.write_text(
+        "chrom\tstart\tend\tstrand\tgene_id\tname\n"
+        "chr1\t20000\t20001\t+\tENSG1\tA\nchr1\t40000\t40001\t-\tENSG2\tB\n"
+    )
+    specs = []
+    for i, mark in enumerate(MARKS):
+        path = tmp_path / f"{mark}.bw"
+        bw = pyBigWig.open(str(path), "w")
+        bw.addHeader([("chr1", 100000)])
+        # constant coverage i+1 over [10000, 50000): every bin of both genes sums to 100*(i+1)
+        bw.addEntries(["chr1"], [10000], ends=[50000], values=[float(i + 1)])
+        bw.close()
+        specs += ["--mark", f"{mark}={path}"]
+    out = tmp_path / "f.h5"
+    assert (
+        run_cli("featurize", "-o", out, "--tss", tss, "--cell", "E999", *specs, "--no-progress")
+        == 0
+    )
+    ds = read_h5(out)
+    assert ds.X.shape == (2, 5, 100) and not ds.has_target
+    for i in range(5):
+        np.testing.assert_allclose(ds.X[:, i], 100.0 * (i + 1))

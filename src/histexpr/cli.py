@@ -121,14 +121,14 @@ def convert(
 def simulate(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output file (.h5 or .npz).")],
     cells: Annotated[
-        str | None, typer.Option(help="Comma-separated cell types (default: all 56).")
+        str | None,
+        typer.Option(help="Comma-separated cell types, or 'all' (default: the demo's 15)."),
     ] = None,
     unseen: Annotated[
-        str | None, typer.Option(help="Comma-separated cell types marked unseen.")
+        str | None,
+        typer.Option(help="Cell types marked unseen (default: those of the seed's six)."),
     ] = None,
-    n_genes: Annotated[
-        int | None, typer.Option(help="Number of genes (default: all 19,795).")
-    ] = None,
+    n_genes: Annotated[int, typer.Option(help="Number of genes (0: all 19,795).")] = 2000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     fmt: Annotated[
         str | None, typer.Option("--format", help="h5 or npz (default: from suffix).")
@@ -136,16 +136,23 @@ def simulate(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ):
     """Simulate REMC-like binned histone data with real expression targets."""
-    from histexpr.simulator import simulate_to_file
+    from histexpr.simulator import SimulatorConfig
+    from histexpr.simulator import simulate as _simulate
 
-    path = simulate_to_file(
-        out,
-        cells=_csv_list(cells) or None,
-        unseen_cells=_csv_list(unseen) or None,
-        n_genes=n_genes,
-        seed=seed,
-        fmt=fmt,
+    fmt = fmt or ("npz" if out.suffix == ".npz" else "h5")
+    kwargs = {"seed": seed, "n_genes": n_genes or None}
+    if cells == "all":
+        from histexpr.datasets import DEEPCHROME_CELLS
+
+        kwargs["cells"] = DEEPCHROME_CELLS
+    elif cells:
+        kwargs["cells"] = tuple(_csv_list(cells))
+    path = _simulate(
+        SimulatorConfig(**kwargs),
+        out=out,
         progress=progress,
+        fmt=fmt,
+        unseen_cells=_csv_list(unseen) if unseen is not None else None,
     )
     console.print(f"wrote {path}")
 
@@ -216,6 +223,102 @@ def predict(
 
     n = predict_file(model_dir, data, out, batch_size=batch_size)
     console.print(f"wrote {n} predictions to {out}")
+
+
+@app.command()
+def featurize(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output HDF5 dataset.")],
+    mark: Annotated[
+        list[str] | None,
+        typer.Option("--mark", help="Track as MARK=PATH or CELL:MARK=PATH (repeatable)."),
+    ] = None,
+    cell: Annotated[str | None, typer.Option(help="Cell type of MARK=PATH tracks.")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="TSV with columns cell, mark, path (instead of --mark).")
+    ] = None,
+    tss: Annotated[
+        Path | None, typer.Option(help="GTF or TSS table (default: packaged GENCODE v10).")
+    ] = None,
+    expression: Annotated[
+        Path | None, typer.Option(help="RPKM table: gene_id + one column per cell type.")
+    ] = None,
+    upstream: Annotated[int, typer.Option(help="Window start, bp upstream of the TSS.")] = 5000,
+    downstream: Annotated[int, typer.Option(help="Window end, bp downstream of the TSS.")] = 5000,
+    n_bins: Annotated[int, typer.Option(help="Bins per window.")] = 100,
+    position: Annotated[
+        str, typer.Option(help="Reads: count by '5prime' start or by 'overlap'.")
+    ] = "5prime",
+    min_mapq: Annotated[int, typer.Option(help="Reads: minimum mapping quality.")] = 0,
+    include_duplicates: Annotated[bool, typer.Option(help="Reads: count duplicates.")] = False,
+    include_qc_fail: Annotated[bool, typer.Option(help="Reads: count QC-failed reads.")] = False,
+    include_secondary: Annotated[bool, typer.Option(help="Reads: count secondary hits.")] = False,
+    include_supplementary: Annotated[
+        bool, typer.Option(help="Reads: count supplementary hits.")
+    ] = False,
+    fill_missing: Annotated[bool, typer.Option(help="Fill absent marks with zeros.")] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Start a local Dask cluster with N workers.")
+    ] = None,
+    scheduler: Annotated[str | None, typer.Option(help="Address of a Dask scheduler.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+):
+    """Bin bigWig / BAM / tagAlign tracks around each TSS into a dataset."""
+    from histexpr.featurize import ReadCountOptions, Window, parse_mark_specs, read_manifest
+    from histexpr.featurize import featurize as _featurize
+
+    tracks = read_manifest(manifest) if manifest else {}
+    for c, marks in parse_mark_specs(mark or [], cell).items():
+        tracks.setdefault(c, {}).update(marks)
+    if not tracks:
+        raise HistexprError("no tracks given: use --mark MARK=PATH (with --cell) or --manifest")
+    path = _featurize(
+        tss,
+        tracks,
+        out,
+        expression=expression,
+        window=Window(upstream=upstream, downstream=downstream, n_bins=n_bins),
+        read_options=ReadCountOptions(
+            position=position,
+            min_mapq=min_mapq,
+            include_duplicates=include_duplicates,
+            include_qc_fail=include_qc_fail,
+            include_secondary=include_secondary,
+            include_supplementary=include_supplementary,
+        ),
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        fill_missing=fill_missing,
+    )
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def download(
+    source: Annotated[str, typer.Argument(help="deepchrome, roadmap-rpkm or roadmap-tagalign.")],
+    cells: Annotated[str | None, typer.Option(help="Comma-separated cell types, or 'all'.")] = None,
+    dest: Annotated[Path | None, typer.Option(help="Destination folder (default: cache).")] = None,
+    marks: Annotated[str | None, typer.Option(help="Marks (roadmap-tagalign).")] = None,
+    extract: Annotated[bool, typer.Option(help="Unpack the DeepChrome archive.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="List what would be fetched.")] = False,
+    base_url: Annotated[str | None, typer.Option(help="Mirror to fetch from.")] = None,
+):
+    """Download public data sets (only when you ask; resumable, verified)."""
+    from histexpr.data.dataset import MARKS
+    from histexpr.download import download as _download
+
+    cell_arg = "all" if cells == "all" else (_csv_list(cells) or None)
+    paths = _download(
+        source,
+        cells=cell_arg,
+        dest=dest,
+        marks=tuple(_csv_list(marks)) or MARKS,
+        base_url=base_url,
+        extract=extract,
+        dry_run=dry_run,
+    )
+    for p in paths:
+        console.print(str(p))
 
 
 @app.command()

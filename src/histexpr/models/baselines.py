@@ -323,34 +323,36 @@ class LightGBMBaseline(_Baseline):
 
         self._require_target(train)
         c = self.config
-        model = lgb.LGBMRegressor(
-            n_estimators=c.n_estimators,
-            learning_rate=c.learning_rate,
-            num_leaves=c.num_leaves,
-            min_child_samples=c.min_child_samples,
-            subsample=c.subsample,
-            subsample_freq=1,
-            colsample_bytree=c.colsample_bytree,
-            random_state=c.seed,
-            n_jobs=c.n_jobs,
-            deterministic=True,
-            force_row_wise=True,
-            verbose=-1,
-        )
-        fit_kw = {}
+        params = {
+            "objective": "regression",
+            "learning_rate": c.learning_rate,
+            "num_leaves": c.num_leaves,
+            "min_child_samples": c.min_child_samples,
+            "bagging_fraction": c.subsample,
+            "bagging_freq": 1,
+            "feature_fraction": c.colsample_bytree,
+            "seed": c.seed,
+            "num_threads": c.n_jobs,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
+        train_set = lgb.Dataset(log1p_features(train.X), train.y)
+        kw = {}
         if valid is not None and valid.has_target and len(valid):
-            fit_kw = {
-                "eval_set": [(log1p_features(valid.X), valid.y)],
+            kw = {
+                "valid_sets": [lgb.Dataset(log1p_features(valid.X), valid.y, reference=train_set)],
                 "callbacks": [lgb.early_stopping(30, verbose=False)],
             }
-        model.fit(log1p_features(train.X), train.y, **fit_kw)
-        self.booster_ = model.booster_
-        self.metrics = {"best_iteration": int(model.best_iteration_ or c.n_estimators)}
+        self.booster_ = lgb.train(params, train_set, num_boost_round=c.n_estimators, **kw)
+        best = self.booster_.best_iteration or c.n_estimators
+        self.metrics = {"best_iteration": int(best)}
         return self
 
     def predict(self, data, batch_size=None):
         self._check(data)
-        return self.booster_.predict(log1p_features(data.X)).astype(np.float32)
+        best = self.booster_.best_iteration or None
+        return self.booster_.predict(log1p_features(data.X), num_iteration=best).astype(np.float32)
 
     def _save_state(self, directory):
         self.booster_.save_model(str(directory / "model.txt"))
