@@ -1,0 +1,117 @@
+"""A small synthetic run directory for the report tests (no training involved)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from histexpr.bundle import write_header
+from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
+from histexpr.explain import CellAttributions, save_attributions
+from histexpr.report import write_data_summary
+
+TRAIN = ["E003", "E004"]
+UNSEEN = ["E071"]
+CELLS = TRAIN + UNSEEN
+MODELS = ["ridge", "ensemble"]
+
+
+def synthetic_data(n_genes: int = 40, seed: int = 0) -> HistoneDataset:
+    """Counts with a planted H3K4me3 peak at the TSS whose height follows expression."""
+    rng = np.random.default_rng(seed)
+    n = n_genes * len(CELLS)
+    y = rng.gamma(2.0, 1.5, n).astype(np.float32)
+    X = rng.poisson(1.0, (n, len(MARKS), N_BINS)).astype(np.float32)
+    X[:, 3, 45:55] += rng.poisson(np.repeat(y[:, None], 10, axis=1) * 2)
+    cell = np.repeat(CELLS, n_genes)
+    gene = np.tile([f"ENSG{i:011d}" for i in range(n_genes)], len(CELLS))
+    return HistoneDataset(X, y, cell, gene)
+
+
+def make_fake_run(root: Path, data_path: str | None = None, summary: bool = True) -> Path:
+    """Write every file of the run-directory contract under ``root`` and return it."""
+    rng = np.random.default_rng(1)
+    run = Path(root)
+    run.mkdir(parents=True, exist_ok=True)
+    data = synthetic_data()
+    info = {
+        "command": "demo",
+        "histexpr_version": "0.1.0",
+        "created": "2026-01-01T00:00:00+00:00",
+        "config": {"seed": 0, "models": MODELS, "epochs": 5},
+        "data": {
+            "path": data_path,
+            "n_examples": len(data),
+            "cells": CELLS,
+            "train_cells": TRAIN,
+            "unseen_cells": UNSEEN,
+            "target": data.target,
+        },
+    }
+    (run / "run.json").write_text(json.dumps(info, indent=2))
+    preds = pd.DataFrame({"cell": data.cell, "gene": data.gene, "y": data.y})
+    for i, model in enumerate(MODELS):
+        preds[model] = data.y + rng.normal(scale=1.0 / (i + 1), size=len(data))
+    preds["oracle"] = data.y
+    preds.to_csv(run / "predictions.csv", index=False)
+    rows, per_cell = [], []
+    for model in MODELS:
+        for group in ("seen", "unseen", "all"):
+            rows.append(
+                {
+                    "model": model,
+                    "group": group,
+                    "mse": 0.5,
+                    "pearson": 0.8123,
+                    "spearman": 0.7,
+                    "r2": 0.6,
+                    "auc": 0.9,
+                    "mse_over_oracle": np.nan,
+                    "n": 40,
+                }
+            )
+        for cell in CELLS:
+            per_cell.append(
+                {
+                    "model": model,
+                    "cell": cell,
+                    "seen": cell in TRAIN,
+                    "mse": 0.5,
+                    "pearson": 0.8,
+                    "spearman": 0.7,
+                    "r2": 0.6,
+                    "auc": 0.9,
+                    "n": 40,
+                }
+            )
+    pd.DataFrame(rows).to_csv(run / "results.csv", index=False)
+    pd.DataFrame(per_cell).to_csv(run / "per_cell.csv", index=False)
+    for model, kind in (("ridge", "ridge"), ("ensemble", "ensemble")):
+        d = run / "models" / model
+        d.mkdir(parents=True, exist_ok=True)
+        write_header(d, kind, {"lr": 1e-3}, MARKS, N_BINS)
+    history = pd.DataFrame(
+        [
+            {"member": m, "epoch": e, "split": s, "loss": 2.0 / (e + 1) + 0.1 * m + (s != "train")}
+            for m in range(2)
+            for s in ("train", "valid", "trainval")
+            for e in range(5)
+        ]
+    )
+    history.to_csv(run / "models" / "ensemble" / "history.csv", index=False)
+    signed = rng.normal(size=(2, len(MARKS), N_BINS)).astype(np.float32)
+    attrs = CellAttributions(
+        "saliency", ("E003", "E071"), MARKS, signed, np.abs(signed), np.array([40, 40])
+    )
+    save_attributions(run / "explain" / "attributions_saliency.npz", attrs)
+    (run / "explain" / "explain.json").write_text(
+        json.dumps({"model": "ensemble", "baseline": "zeros", "max_per_cell": 2000})
+    )
+    attention = rng.dirichlet(np.ones(N_BINS), size=len(MARKS)).astype(np.float32)
+    np.savez(run / "explain" / "attention.npz", E003=attention, E003_marks=attention.sum(1) / 5)
+    if summary:
+        write_data_summary(data, run)
+    return run
