@@ -1,0 +1,256 @@
+"""Lightning pieces of training: fast batch loading, the training plan, the history log.
+
+Batches are cut from contiguous tensors with one indexing operation per batch
+(``Dataset.__getitems__``), never example by example, because the CPU time of
+Python-level per-example loading would dominate the small networks used here.
+The loaders are ordinary ``DataLoader`` s with a batch sampler, so Lightning can
+swap in a distributed sampler for multi-device training.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
+
+from histexpr.atomic import atomic_path
+
+#: Loss name -> function(output, target) averaged over the batch.
+LOSSES = {
+    "mse": lambda out, y: F.mse_loss(out, y),
+    "bce": lambda out, y: F.binary_cross_entropy_with_logits(out, y),
+    "ce": lambda out, y: F.cross_entropy(out, y),
+}
+
+#: Columns of ``history.csv``: one row per member, epoch and split.
+HISTORY_FIELDS = ["member", "epoch", "split", "loss"]
+
+#: Splits recorded per epoch in the history (see :class:`HistoryCallback`).
+SPLITS = ("train", "valid", "trainval")
+
+
+class TensorBatches(Dataset):
+    """Examples held as two aligned tensors, fetched a whole batch at a time.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (n, n_marks, n_bins)
+    y : torch.Tensor, shape (n,)
+    """
+
+    def __init__(self, X: torch.Tensor, y: torch.Tensor):
+        self.X = X
+        self.y = y
+
+    def __len__(self) -> int:
+        return self.X.shape[0]
+
+    def __getitem__(self, i):
+        return self.X[i], self.y[i]
+
+    def __getitems__(self, index: list[int]):
+        # The DataLoader calls this with a batch's indices; one gather per tensor.
+        idx = torch.as_tensor(index, dtype=torch.long)
+        return self.X[idx], self.y[idx]
+
+
+def _identity(batch):
+    return batch
+
+
+class EpochShuffle(Sampler[int]):
+    """A permutation that depends only on ``(seed, epoch)``.
+
+    Lightning calls :meth:`set_epoch` before every epoch, so a run resumed from a
+    checkpoint sees the same batches as an uninterrupted one.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+
+def make_loader(
+    X: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
+) -> DataLoader:
+    """A DataLoader yielding ``(X_batch, y_batch)`` cut from contiguous tensors.
+
+    Training loaders (``shuffle=True``) drop a last batch of a single example,
+    which batch norm cannot train on.
+    """
+    sampler = EpochShuffle(len(X), seed) if shuffle else SequentialSampler(range(len(X)))
+    drop_last = shuffle and len(X) % batch_size == 1
+    batches = BatchSampler(sampler, batch_size, drop_last=drop_last)
+    # A private generator: creating an iterator must not consume the global RNG
+    # that dropout draws from.
+    return DataLoader(
+        TensorBatches(X, y),
+        batch_sampler=batches,
+        collate_fn=_identity,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+class TrainingPlan(LightningModule):
+    """Optimisation of one module on one loss.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps raw input ``(b, n_marks, n_bins)`` to ``(b,)`` (or ``(b, k)`` for "ce").
+    loss : str
+        "mse" (regression), "bce" (binary logits) or "ce" (class logits).
+    lr, weight_decay : float
+        AdamW settings.
+    seed : int
+        Seeds dropout per step, so resumed runs repeat uninterrupted ones.
+    """
+
+    def __init__(self, model: nn.Module, loss: str, lr: float, weight_decay: float, seed: int):
+        super().__init__()
+        self.model = model
+        self.loss_name = loss
+        self.loss_fn = LOSSES[loss]
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.seed = seed
+        self.epochs_started = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Dropout masks depend only on (seed, step): a resumed run repeats an
+        # uninterrupted one whatever else drew random numbers in between.
+        torch.manual_seed(self.seed * 1_000_003 + self.global_step)
+
+    def on_train_epoch_start(self) -> None:
+        self.epochs_started += 1
+        self._train_sum = 0.0
+        self._train_count = 0
+
+    def epoch_train_loss(self) -> float | None:
+        """Mean training loss of the current epoch so far (over all devices)."""
+        count = getattr(self, "_train_count", 0)
+        totals = torch.tensor([getattr(self, "_train_sum", 0.0), float(count)], device=self.device)
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        return float(totals[0] / totals[1]) if float(totals[1]) > 0 else None
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = self.loss_fn(self.model(x), y)
+        self._train_sum += float(loss.detach()) * len(x)
+        self._train_count += len(x)
+        self.log(
+            "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True
+        )
+        return loss
+
+    def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
+        x, y = batch
+        loss = self.loss_fn(self.model(x), y)
+        name = "valid_loss" if dataloader_idx == 0 else "trainval_loss"
+        self.log(
+            name,
+            loss,
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(x),
+            sync_dist=True,
+            add_dataloader_idx=False,
+            prog_bar=dataloader_idx == 0,
+        )
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+class HistoryCallback(Callback):
+    """Per-epoch losses of one member, kept in (and resumed from) checkpoints.
+
+    Rows are dicts ``{"member", "epoch", "split", "loss"}`` with split one of
+    :data:`SPLITS`; "trainval" is the loss on (a fixed subset of) the training
+    data in eval mode, i.e. without dropout and with batch-norm running
+    statistics, comparable with "valid".
+
+    Parameters
+    ----------
+    member : str
+        Name of the member being trained (e.g. "fold0").
+    sink : callable, optional
+        Called with the member's rows after every epoch (to rewrite the CSV).
+    """
+
+    def __init__(self, member: str, sink=None):
+        self.member = member
+        self.sink = sink
+        self.rows: list[dict] = []
+
+    @property
+    def state_key(self) -> str:
+        return f"HistoryCallback[{self.member}]"
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # Runs after validation and before ModelCheckpoint's hook (Lightning orders
+        # checkpoint callbacks last), so an epoch's checkpoint holds its rows.
+        if trainer.sanity_checking:
+            return
+        epoch = trainer.current_epoch
+        self.rows = [r for r in self.rows if r["epoch"] < epoch]
+        values = {
+            "train": pl_module.epoch_train_loss(),
+            "valid": trainer.callback_metrics.get("valid_loss"),
+            "trainval": trainer.callback_metrics.get("trainval_loss"),
+        }
+        for split in SPLITS:
+            value = values[split]
+            if value is not None:
+                self.rows.append(
+                    {"member": self.member, "epoch": epoch, "split": split, "loss": float(value)}
+                )
+        if self.sink is not None and trainer.is_global_zero:
+            self.sink(self.rows)
+
+    def state_dict(self) -> dict:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict.get("rows", []))
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    """Rewrite ``history.csv`` at ``path`` atomically (long format, see :data:`HISTORY_FIELDS`)."""
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=HISTORY_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def read_history(path) -> list[dict]:
+    """Rows of a ``history.csv`` (epoch as int, loss as float)."""
+    with open(path, newline="") as fh:
+        return [
+            {
+                "member": r["member"],
+                "epoch": int(r["epoch"]),
+                "split": r["split"],
+                "loss": float(r["loss"]),
+            }
+            for r in csv.DictReader(fh)
+        ]

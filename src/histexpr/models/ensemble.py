@@ -1,0 +1,107 @@
+"""Combinations of sub-models: the fold ensemble and the cell-type-weighted mixture.
+
+Both take the members as built modules (see :func:`histexpr.models.build_net`);
+how the members are trained (which cell types each sees) is the training
+runner's business (:mod:`histexpr.train`).
+
+For binary classification members output logits; the combinations average
+*probabilities* and return the logit of the average, so the output is again a
+logit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+#: Clamp for turning averaged probabilities back into logits.
+_EPS = 1e-6
+
+
+def _as_column(out: torch.Tensor) -> torch.Tensor:
+    return out if out.ndim == 2 else out[:, None]
+
+
+def _logit(p: torch.Tensor) -> torch.Tensor:
+    p = p.clamp(_EPS, 1.0 - _EPS)
+    return torch.log(p) - torch.log1p(-p)
+
+
+class FoldEnsemble(nn.Module):
+    """Mean of members trained on different cell-type folds.
+
+    Parameters
+    ----------
+    members : sequence of nn.Module
+        Each maps normalised input ``(n, n_marks, n_bins)`` to ``(n, 1)``.
+    logits : bool
+        Members output logits (classification): average probabilities.
+    """
+
+    def __init__(self, members: Sequence[nn.Module], logits: bool = False):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.logits = logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Parameters
+        ----------
+        x : torch.Tensor, shape (n, n_marks, n_bins)
+
+        Returns
+        -------
+        torch.Tensor, shape (n, 1)
+        """
+        outs = torch.cat([_as_column(m(x)) for m in self.members], dim=1)
+        if self.logits:
+            return _logit(torch.sigmoid(outs).mean(dim=1, keepdim=True))
+        return outs.mean(dim=1, keepdim=True)
+
+
+class CellTypeWeighted(nn.Module):
+    """Cell-type-specific experts weighted by a cell-type classifier.
+
+    The gate predicts, from the histone signal alone, which training cell type an
+    example looks like; its softmax probabilities weight the experts, each
+    trained on one cell type. This lets an unseen cell type borrow from the
+    training cell types it resembles.
+
+    Parameters
+    ----------
+    gate : nn.Module
+        Maps ``(n, n_marks, n_bins)`` to logits ``(n, n_cells)``.
+    experts : sequence of nn.Module
+        ``n_cells`` modules mapping ``(n, n_marks, n_bins)`` to ``(n, 1)``, in
+        the order of the gate's classes.
+    logits : bool
+        Experts output logits (classification): mix probabilities.
+    """
+
+    def __init__(self, gate: nn.Module, experts: Sequence[nn.Module], logits: bool = False):
+        super().__init__()
+        self.gate = gate
+        self.experts = nn.ModuleList(experts)
+        self.logits = logits
+
+    def weights(self, x: torch.Tensor) -> torch.Tensor:
+        """Gate probabilities, shape (n, n_cells)."""
+        return torch.softmax(self.gate(x), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Parameters
+        ----------
+        x : torch.Tensor, shape (n, n_marks, n_bins)
+
+        Returns
+        -------
+        torch.Tensor, shape (n, 1)
+        """
+        w = self.weights(x)
+        outs = torch.cat([_as_column(e(x)) for e in self.experts], dim=1)
+        if self.logits:
+            return _logit((w * torch.sigmoid(outs)).sum(dim=1, keepdim=True))
+        return (w * outs).sum(dim=1, keepdim=True)
