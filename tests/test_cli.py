@@ -45,7 +45,7 @@ def test_train_evaluate_predict_round_trip(data_files, tmp_path, capsys):
     assert set(table.group) == {"all", "seen", "unseen"}
     assert (table.r2 > 0.5).all()
     sub = tmp_path / "sub.csv"
-    assert run_cli("predict", model, data_files / "eval.h5", "-o", sub, "--batch-size", "64") == 0
+    assert run_cli("predict", model, data_files / "eval.h5", "-o", sub, "--memory", "100k") == 0
     df = pd.read_csv(sub)
     assert list(df.columns) == ["id", "expression"]
     assert len(df) == 300 and df.id.is_unique
@@ -177,3 +177,40 @@ def test_featurize_bigwig_through_cli(tmp_path):
     assert ds.X.shape == (2, 5, 100) and not ds.has_target
     for i in range(5):
         np.testing.assert_allclose(ds.X[:, i], 100.0 * (i + 1))
+
+
+def test_predict_streams_within_memory_budget(tmp_path, monkeypatch):
+    """A file 100x the budget is predicted block by block, never loaded whole."""
+    import tracemalloc
+
+    from histexpr.data.hdf5 import H5Dataset
+    from histexpr.workflows import predict_file, rows_for_budget
+
+    sizes = []
+    original_read = H5Dataset.read
+
+    def recording_read(self, index=None):
+        block = original_read(self, index)
+        sizes.append(len(block))
+        return block
+
+    ds = make_planted(n_genes=10000, cells=("E003", "E004"))  # 20,000 examples, 40 MB of X
+    write_h5(ds, tmp_path / "big.h5")
+    assert run_cli("train", tmp_path / "big.h5", "--model", "ridge", "-o", tmp_path / "m") == 0
+    budget = 400_000
+    rows = rows_for_budget(budget, 5, 100)
+    assert rows < 100
+    monkeypatch.setattr(H5Dataset, "read", recording_read)
+    tracemalloc.start()
+    n = predict_file(tmp_path / "m", tmp_path / "big.h5", tmp_path / "p.csv", memory_budget=budget)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n == 20000
+    assert sum(sizes) == 20000 and max(sizes) <= rows
+    # peak: one block plus the outputs (ids and predictions), far below X itself
+    assert peak < 0.4 * ds.X.nbytes
+    whole = tmp_path / "p2.csv"
+    predict_file(tmp_path / "m", tmp_path / "big.h5", whole, memory_budget="1GB")
+    np.testing.assert_allclose(
+        pd.read_csv(whole).expression, pd.read_csv(tmp_path / "p.csv").expression, rtol=1e-5, atol=1e-5
+    )

@@ -29,6 +29,12 @@ err_console = Console(stderr=True)
 _STATE = {"debug": False}
 
 
+def _load_data(path: Path):
+    from histexpr.data.convert import load_dataset
+
+    return load_dataset(path)
+
+
 def _csv_list(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
@@ -67,9 +73,7 @@ def info(
     data: Annotated[Path, typer.Argument(help="Dataset file (HDF5, npz) or DeepChrome folder.")],
 ):
     """Summarise a dataset file."""
-    from histexpr.data.convert import load_dataset
-
-    ds = load_dataset(data)
+    ds = _load_data(data)
     console.print(f"[bold]{data}[/bold]: {ds!r}")
     console.print(
         f"marks: {', '.join(ds.marks)}; bins: {ds.n_bins}; target: {ds.target if ds.has_target else 'none'}"
@@ -203,11 +207,16 @@ def evaluate(
     data: Annotated[Path, typer.Argument(help="Data with expression values.")],
     unseen: Annotated[str | None, typer.Option(help="Cell types to report as unseen.")] = None,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Write the table as CSV.")] = None,
+    memory: Annotated[
+        str, typer.Option(help="Memory budget for input blocks, e.g. 512MB, 2GB.")
+    ] = "512MB",
 ):
     """Score a saved model on a dataset: overall, seen and unseen cell types."""
     from histexpr.workflows import evaluate_model
 
-    evaluation = evaluate_model(model_dir, data, unseen_cells=_csv_list(unseen), out=out)
+    evaluation = evaluate_model(
+        model_dir, data, unseen_cells=_csv_list(unseen), out=out, memory_budget=memory
+    )
     console.print(results_table(evaluation.table, title=f"{model_dir}"))
 
 
@@ -216,12 +225,14 @@ def predict(
     model_dir: Annotated[Path, typer.Argument(help="Saved model directory.")],
     data: Annotated[Path, typer.Argument(help="Data to predict (expression not needed).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Submission CSV (id, expression).")],
-    batch_size: Annotated[int, typer.Option(help="Examples read and predicted at a time.")] = 65536,
+    memory: Annotated[
+        str, typer.Option(help="Memory budget for input blocks, e.g. 512MB, 2GB.")
+    ] = "512MB",
 ):
     """Predict expression and write a submission CSV (id = {cell}_{gene})."""
     from histexpr.workflows import predict_file
 
-    n = predict_file(model_dir, data, out, batch_size=batch_size)
+    n = predict_file(model_dir, data, out, memory_budget=memory)
     console.print(f"wrote {n} predictions to {out}")
 
 
@@ -319,6 +330,50 @@ def download(
     )
     for p in paths:
         console.print(str(p))
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (from demo or an experiment).")],
+    data: Annotated[Path, typer.Option(help="Dataset to explain (HDF5, npz, DeepChrome).")],
+    cells: Annotated[str, typer.Option(help="Comma-separated cell types, e.g. E003,E123.")],
+    methods: Annotated[
+        str, typer.Option(help="saliency,input_x_gradient,integrated_gradients")
+    ] = "saliency,input_x_gradient,integrated_gradients",
+    model: Annotated[str | None, typer.Option(help="Model kind (default: first neural).")] = None,
+    max_genes: Annotated[int, typer.Option(help="Genes per cell type (random subset).")] = 2000,
+    steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
+):
+    """Attribution heatmaps (bins x marks) per cell type; attention maps for AttentiveChrome."""
+    from histexpr.explain_run import explain_run
+
+    cell_list = _csv_list(cells)
+    ds = _load_data(data).select_cells(cell_list)
+    result = explain_run(
+        run_dir,
+        ds,
+        cell_list,
+        methods=_csv_list(methods),
+        model_kind=model,
+        max_per_cell=max_genes,
+        n_steps=steps,
+    )
+    for f in result.files:
+        console.print(f"wrote {f}")
+    for note in result.notes:
+        console.print(f"note: {note}")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="HTML file to write.")] = None,
+    cells: Annotated[str | None, typer.Option(help="Cell types for the data figures.")] = None,
+):
+    """Write one self-contained HTML report of a run (opens offline)."""
+    from histexpr.report import write_report
+
+    console.print(f"wrote {write_report(run_dir, out, _csv_list(cells) or None)}")
 
 
 @app.command()

@@ -94,16 +94,79 @@ def train_model(
     return TrainResult(Path(out), valid_table)
 
 
-def evaluate_model(model_dir, data_path, unseen_cells: Sequence[str] = (), out=None) -> Evaluation:
-    """Score a saved model on a data file with expression values."""
+#: Default memory budget of predict / evaluate for the input block.
+DEFAULT_MEMORY_BUDGET = 512 * 2**20
+#: A block in memory costs its float32 X plus model working memory (log1p copy,
+#: normalised tensor, features); budget rows on about 4 x the raw size.
+_BLOCK_OVERHEAD = 4
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from ``"512MB"``, ``"2GiB"``, ``"100k"`` or a plain number."""
+    if isinstance(text, int):
+        return text
+    t = str(text).strip().upper().replace("IB", "B")
+    units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+    try:
+        if t.endswith("B"):
+            t = t[:-1]
+        if t and t[-1] in units:
+            return int(float(t[:-1]) * units[t[-1]])
+        return int(float(t))
+    except ValueError:
+        raise HistexprError(f"cannot read memory size {text!r} (e.g. 512MB, 2GB)") from None
+
+
+def rows_for_budget(budget_bytes: int, n_marks: int, n_bins: int) -> int:
+    """Examples per block so that one block stays within ``budget_bytes``."""
+    per_row = n_marks * n_bins * 4 * _BLOCK_OVERHEAD
+    return max(1, int(budget_bytes) // per_row)
+
+
+def _stream(model_dir, data_path, memory_budget, need_target: bool):
+    """Yield (block, prediction) over a data file, block by block.
+
+    HDF5 files are read in blocks sized by ``memory_budget``; other formats are
+    loaded whole (they have no lazy reader).
+    """
+    from histexpr.data.hdf5 import is_h5, open_h5
+
     est = load_estimator(model_dir)
-    data = _load(data_path)
-    if not data.has_target:
-        raise HistexprError(f"{data_path}: no expression values to evaluate against")
     header = read_header(model_dir)
+    if is_h5(data_path):
+        with open_h5(data_path) as h:
+            check_input(header, h.marks, h.n_bins, source=str(data_path))
+            if need_target and not h.has_target:
+                raise HistexprError(f"{data_path}: no expression values to evaluate against")
+            rows = rows_for_budget(parse_size(memory_budget), len(h.marks), h.n_bins)
+            for block in h.iter_batches(rows):
+                yield block, est.predict(block, batch_size=min(rows, 8192))
+        return
+    data = _load(data_path)
     check_input(header, data.marks, data.n_bins, source=str(data_path))
+    if need_target and not data.has_target:
+        raise HistexprError(f"{data_path}: no expression values to evaluate against")
+    yield data, est.predict(data)
+
+
+def evaluate_model(
+    model_dir,
+    data_path,
+    unseen_cells: Sequence[str] = (),
+    out=None,
+    memory_budget: int | str = DEFAULT_MEMORY_BUDGET,
+) -> Evaluation:
+    """Score a saved model on a data file with expression values (streamed)."""
+    ys, cells, preds = [], [], []
+    for block, pred in _stream(model_dir, data_path, memory_budget, need_target=True):
+        ys.append(block.y)
+        cells.append(block.cell)
+        preds.append(pred)
+    if not preds:
+        raise HistexprError(f"{data_path}: no examples to evaluate")
+    kind = read_header(model_dir).kind
     evaluation = evaluate_predictions(
-        data.y, data.cell, {header.kind: est.predict(data)}, unseen_cells
+        np.concatenate(ys), np.concatenate(cells), {kind: np.concatenate(preds)}, unseen_cells
     )
     if out is not None:
         with atomic_path(out) as tmp:
@@ -111,30 +174,22 @@ def evaluate_model(model_dir, data_path, unseen_cells: Sequence[str] = (), out=N
     return evaluation
 
 
-def predict_file(model_dir, data_path, out, batch_size: int = 65536) -> int:
+def predict_file(
+    model_dir, data_path, out, memory_budget: int | str = DEFAULT_MEMORY_BUDGET
+) -> int:
     """Predict every example of a data file and write a submission CSV.
 
-    HDF5 datasets are streamed in blocks of ``batch_size`` examples, so files
-    larger than memory work.
+    HDF5 datasets are streamed in blocks that fit ``memory_budget``, so files
+    larger than memory work. The CSV appears only when complete.
     """
-    from histexpr.data.hdf5 import is_h5, open_h5
     from histexpr.data.submission import write_submission
 
-    est = load_estimator(model_dir)
-    header = read_header(model_dir)
     preds, cells, genes = [], [], []
-    if is_h5(data_path):
-        with open_h5(data_path) as h:
-            check_input(header, h.marks, h.n_bins, source=str(data_path))
-            for block in h.iter_batches(batch_size):
-                preds.append(est.predict(block))
-                cells.append(block.cell)
-                genes.append(block.gene)
-    else:
-        data = _load(data_path)
-        check_input(header, data.marks, data.n_bins, source=str(data_path))
-        preds, cells, genes = [est.predict(data)], [data.cell], [data.gene]
-    if not preds:
+    for block, pred in _stream(model_dir, data_path, memory_budget, need_target=False):
+        preds.append(pred)
+        cells.append(block.cell)
+        genes.append(block.gene)
+    if not preds or sum(len(p) for p in preds) == 0:
         raise HistexprError(f"{data_path}: no examples to predict")
     pred = np.concatenate(preds)
     write_submission(pred, np.concatenate(cells), np.concatenate(genes), out)
@@ -156,10 +211,24 @@ def run_demo(
     config = ExperimentConfig(models=tuple(models or DEMO_MODELS), neural=DEMO_NEURAL)
     result = run_experiment(data, run_dir, config, data_path=str(path), log=log)
     if report:
-        try:
-            from histexpr.report import write_report
-        except ImportError:  # report module not available
-            return result
+        from histexpr.report import write_data_summary, write_report
+
+        write_data_summary(data, result.run_dir)
+        neural = [m for m in config.models if m in NEURAL_KINDS]
+        if neural:
+            from histexpr.explain_run import explain_run
+
+            # one seen and one unseen cell type, as the seed's Fig. 4 compares
+            cells = result.train_cells[:1] + result.unseen_cells[:1]
+            log(f"explaining {neural[0]} on {', '.join(cells)} ...")
+            explain_run(
+                result.run_dir,
+                data.select_cells(cells),
+                cells,
+                model_kind=neural[0],
+                max_per_cell=200,
+                n_steps=32,
+            )
         html = write_report(result.run_dir)
         log(f"report: {html}")
     return result
