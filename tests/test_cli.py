@@ -212,5 +212,8 @@ def test_predict_streams_within_memory_budget(tmp_path, monkeypatch):
     whole = tmp_path / "p2.csv"
     predict_file(tmp_path / "m", tmp_path / "big.h5", whole, memory_budget="1GB")
     np.testing.assert_allclose(
-        pd.read_csv(whole).expression, pd.read_csv(tmp_path / "p.csv").expression, rtol=1e-5, atol=1e-5
+        pd.read_csv(whole).expression,
+        pd.read_csv(tmp_path / "p.csv").expression,
+        rtol=1e-5,
+        atol=1e-5,
     )
