@@ -13,6 +13,7 @@ from typing import Annotated
 import numpy as np
 import typer
 import typer.exceptions
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -46,25 +47,41 @@ def _root(
     _STATE["debug"] = debug
 
 
+_COLUMNS = (
+    ("mse", "MSE", "{:.3f}"),
+    ("mse_over_oracle", "/oracle", "{:.2f}"),
+    ("pearson", "r", "{:.3f}"),
+    ("spearman", "rho", "{:.3f}"),
+    ("r2", "R2", "{:.3f}"),
+    ("auc", "AUC", "{:.3f}"),
+    ("train_seconds", "time s", "{:.0f}"),
+)
+
+
 def results_table(table, title: str = "results") -> Table:
-    """A rich table of an evaluation table (model x group)."""
-    t = Table(title=title)
-    cols = ["model", "group", "n", "mse", "mse_over_oracle", "pearson", "spearman", "r2", "auc"]
-    if "train_seconds" in table.columns:
-        cols.append("train_seconds")
-    for c in cols:
-        t.add_column(c, justify="left" if c in ("model", "group") else "right")
-    for _, row in table.iterrows():
-        cells = []
-        for c in cols:
-            v = row.get(c)
-            if isinstance(v, float | np.floating):
-                cells.append(
-                    "-" if np.isnan(v) else f"{v:.3f}" if c != "train_seconds" else f"{v:.1f}"
-                )
-            else:
-                cells.append(str(v))
-        t.add_row(*cells)
+    """A rich table of an evaluation table (model x group), one section per group.
+
+    The "all" group is shown only when the data has a single group.
+    """
+    groups = [g for g in ("seen", "unseen") if g in set(table["group"])] or ["all"]
+    cols = [c for c in _COLUMNS if c[0] in table.columns and table[c[0]].notna().any()]
+    t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0))
+    t.add_column("model", no_wrap=True)
+    t.add_column("n", justify="right")
+    for _, header, _ in cols:
+        t.add_column(header, justify="right")
+    labels = {"seen": "seen cell types", "unseen": "unseen cell types", "all": "all"}
+    for i, group in enumerate(groups):
+        if i:
+            t.add_section()
+        if len(groups) > 1:
+            t.add_row(f"[bold]{labels[group]}[/bold]")
+        for _, row in table[table["group"] == group].iterrows():
+            values = []
+            for key, _, fmt in cols:
+                v = row[key]
+                values.append("-" if v is None or np.isnan(v) else fmt.format(v))
+            t.add_row(str(row["model"]), str(int(row["n"])), *values)
     return t
 
 

@@ -173,17 +173,20 @@ def init_output_bias(module: torch.nn.Module, value: float) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_lightning(quiet: bool):
-    """Silence Lightning's informational lines (device summary, tips) when asked."""
+def _quiet_lightning():
+    """Silence Lightning's informational lines (device summary, tips, its own
+    deprecation notices); the progress bar and real warnings still show."""
     import logging
+    import warnings
 
     loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
     levels = [lg.level for lg in loggers]
-    if quiet:
-        for lg in loggers:
-            lg.setLevel(logging.WARNING)
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec")
+            yield
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
@@ -372,7 +375,7 @@ def fit_members(
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         stack.enter_context(_torch_threads(cfg.threads))
-        stack.enter_context(_quiet_lightning(not cfg.progress))
+        stack.enter_context(_quiet_lightning())
         results, rows = [], []
         for i, m in enumerate(members):
             done_rows = list(rows)

@@ -112,6 +112,18 @@ def _iter_cells(config: SimulatorConfig, progress: bool):
         yield cell, genes, Y[:, j], simulate_cell(config, cell, Y[:, j], classes)
 
 
+def _file_meta(config: SimulatorConfig, unseen_cells) -> dict:
+    """Metadata stored with simulated data: the config and the unseen cell types."""
+    from histexpr.datasets import UNSEEN_CELLS
+
+    if unseen_cells is None:
+        unseen_cells = [c for c in config.cells if c in UNSEEN_CELLS]
+    unknown = sorted(set(unseen_cells) - set(config.cells))
+    if unknown:
+        raise ConfigError(f"simulator: unseen cell type(s) {', '.join(unknown)} are not simulated")
+    return {"simulator": to_dict(config), "unseen_cells": list(unseen_cells)}
+
+
 def simulate(
     config: SimulatorConfig | None = None,
     out: str | os.PathLike | None = None,
@@ -144,15 +156,8 @@ def simulate(
     HistoneDataset or Path
         The data (examples grouped by cell type in config order) or ``out``.
     """
-    from histexpr.datasets import UNSEEN_CELLS
-
     config = default_config() if config is None else config
-    if unseen_cells is None:
-        unseen_cells = [c for c in config.cells if c in UNSEEN_CELLS]
-    unknown = sorted(set(unseen_cells) - set(config.cells))
-    if unknown:
-        raise ConfigError(f"simulator: unseen cell type(s) {', '.join(unknown)} are not simulated")
-    meta = {"simulator": to_dict(config), "unseen_cells": list(unseen_cells)}
+    meta = _file_meta(config, unseen_cells)
     if out is None:
         parts = [
             HistoneDataset(X, y, np.full(len(genes), cell), genes, MARKS, TARGET_LOG2_RPKM, meta)
@@ -189,7 +194,8 @@ def cache_root(path: str | os.PathLike | None = None) -> Path:
 def default_dataset(cache_dir: str | os.PathLike | None = None, progress: bool = False) -> Path:
     """Path of the embedded demo data set, generated on first use and cached.
 
-    The cached file is reused only if its stored simulator config equals
+    The cached file is reused only if its stored metadata (simulator config and
+    unseen cell types) equals what :func:`simulate` writes for
     :func:`default_config`; otherwise (or if it is unreadable) it is regenerated.
     Writing is atomic, so concurrent first uses are safe.
 
@@ -207,10 +213,11 @@ def default_dataset(cache_dir: str | os.PathLike | None = None, progress: bool =
 
     config = default_config()
     path = cache_root(cache_dir) / f"simulated-demo-v{config.version}.h5"
+    expected = _file_meta(config, None)
     if path.exists():
         try:
             with open_h5(path) as h:
-                if h.meta.get("simulator") == to_dict(config):
+                if h.meta == expected:
                     return path
         except DataError:
             pass
