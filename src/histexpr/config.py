@@ -88,6 +88,21 @@ def from_dict(cls: type[T], data: dict) -> T:
     return cls(**kwargs)
 
 
+def parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    """``["field=value", ...]`` (as given on the command line) or a dict -> dict."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form field=value")
+        k, v = item.split("=", 1)
+        parsed[k.strip()] = v.strip()
+    return parsed
+
+
 def override(cfg: T, overrides: dict[str, Any] | list[str] | None) -> T:
     """Return a copy of ``cfg`` with fields replaced.
 
@@ -100,14 +115,7 @@ def override(cfg: T, overrides: dict[str, Any] | list[str] | None) -> T:
     """
     if not overrides:
         return cfg
-    if isinstance(overrides, list):
-        parsed = {}
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} is not of the form field=value")
-            k, v = item.split("=", 1)
-            parsed[k.strip()] = v.strip()
-        overrides = parsed
+    overrides = parse_overrides(overrides)
     data = to_dict(cfg)
     names = set(data)
     unknown = set(overrides) - names
