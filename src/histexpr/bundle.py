@@ -102,16 +102,28 @@ def read_header(directory) -> BundleHeader:
         raise HistexprError(f"{directory}: not a model directory (no {HEADER})")
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError
         raise HistexprError(f"{path}: unreadable model header ({exc})") from None
+    if not isinstance(data, dict):
+        raise HistexprError(f"{path}: model header is not a JSON object")
     version = data.get("format_version")
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise HistexprError(f"{path}: no bundle format_version; not a histexpr model")
+    if version < 1:
+        raise HistexprError(
+            f"{path}: model format version {version} was never written by histexpr "
+            f"(versions 1-{BUNDLE_FORMAT_VERSION} are readable)"
+        )
     if version > BUNDLE_FORMAT_VERSION:
         raise HistexprError(
             f"{path}: model format version {version} was written by a newer histexpr "
             f"({data.get('histexpr_version', '?')}); this one reads up to {BUNDLE_FORMAT_VERSION}"
         )
+    for key, types in (("config", dict), ("marks", list), ("extra", dict), ("versions", dict)):
+        if key in data and not isinstance(data[key], types):
+            raise HistexprError(f"{path}: malformed model header ({key} is not a {types.__name__})")
+    if not all(isinstance(m, str) for m in data.get("marks", [])):
+        raise HistexprError(f"{path}: malformed model header (marks are not all names)")
     try:
         return BundleHeader(
             kind=str(data["kind"]),

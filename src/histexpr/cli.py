@@ -15,6 +15,7 @@ import typer
 import typer.exceptions
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from histexpr.errors import HistexprError
@@ -415,7 +416,12 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        command.main(args=args, prog_name="histexpr", standalone_mode=False)
+        code = command.main(args=args, prog_name="histexpr", standalone_mode=False)
+        # typer turns Ctrl-C into a *returned* 130 when not standalone: exit with it.
+        if isinstance(code, int) and code != 0:
+            if code == 130:
+                err_console.print("interrupted")
+            sys.exit(code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
@@ -431,7 +437,10 @@ def main(argv: list[str] | None = None) -> None:
     except HistexprError as exc:
         if debug:
             raise
-        err_console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        # One line whatever the message holds (library errors can span several);
+        # escaped, or rich would swallow keys such as "[marks]" as markup tags.
+        message = escape(" ".join(str(exc).split()))
+        err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

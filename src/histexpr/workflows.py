@@ -16,6 +16,7 @@ import pandas as pd
 from histexpr.atomic import atomic_path
 from histexpr.bundle import check_input, read_header
 from histexpr.data.dataset import HistoneDataset
+from histexpr.data.validate import check_unique_examples, one_line, validate_dataset
 from histexpr.errors import HistexprError
 from histexpr.estimators import NEURAL_KINDS, load_estimator, make_estimator
 from histexpr.evaluate import Evaluation, evaluate_predictions
@@ -123,29 +124,70 @@ def rows_for_budget(budget_bytes: int, n_marks: int, n_bins: int) -> int:
     return max(1, int(budget_bytes) // per_row)
 
 
+def _load_model(model_dir):
+    """Load a saved model; a damaged directory is a one-line error, not a traceback."""
+    import json
+    import zipfile
+
+    errors: tuple[type[BaseException], ...] = (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        EOFError,
+        zipfile.BadZipFile,
+        json.JSONDecodeError,
+    )
+    try:
+        from safetensors import SafetensorError
+
+        errors += (SafetensorError,)
+    except ImportError:  # pragma: no cover - safetensors is a dependency
+        pass
+    try:
+        from lightgbm.basic import LightGBMError
+
+        errors += (LightGBMError,)
+    except ImportError:  # pragma: no cover - lightgbm is optional
+        pass
+    try:
+        return load_estimator(model_dir)
+    except HistexprError:
+        raise
+    except errors as exc:
+        # EOFError must not escape: click would report it as "aborted".
+        raise HistexprError(f"{model_dir}: cannot load the model ({one_line(exc)})") from None
+
+
 def _stream(model_dir, data_path, memory_budget, need_target: bool):
     """Yield (block, prediction) over a data file, block by block.
 
     HDF5 files are read in blocks sized by ``memory_budget``; other formats are
-    loaded whole (they have no lazy reader).
+    loaded whole (they have no lazy reader). Every block is validated before it
+    reaches the model, so a bad count is reported, never silently predicted.
     """
     from histexpr.data.hdf5 import is_h5, open_h5
 
-    est = load_estimator(model_dir)
+    est = _load_model(model_dir)
     header = read_header(model_dir)
     if is_h5(data_path):
         with open_h5(data_path) as h:
             check_input(header, h.marks, h.n_bins, source=str(data_path))
             if need_target and not h.has_target:
                 raise HistexprError(f"{data_path}: no expression values to evaluate against")
+            if len(h) == 0:
+                raise HistexprError(f"{data_path}: no examples")
             rows = rows_for_budget(parse_size(memory_budget), len(h.marks), h.n_bins)
             for block in h.iter_batches(rows):
+                validate_dataset(block, data_path, marks=None, n_bins=None, unique=False)
                 yield block, est.predict(block, batch_size=min(rows, 8192))
         return
     data = _load(data_path)
     check_input(header, data.marks, data.n_bins, source=str(data_path))
     if need_target and not data.has_target:
         raise HistexprError(f"{data_path}: no expression values to evaluate against")
+    if len(data) == 0:
+        raise HistexprError(f"{data_path}: no examples")
     yield data, est.predict(data)
 
 
@@ -157,16 +199,20 @@ def evaluate_model(
     memory_budget: int | str = DEFAULT_MEMORY_BUDGET,
 ) -> Evaluation:
     """Score a saved model on a data file with expression values (streamed)."""
-    ys, cells, preds = [], [], []
+    ys, cells, genes, preds = [], [], [], []
     for block, pred in _stream(model_dir, data_path, memory_budget, need_target=True):
         ys.append(block.y)
         cells.append(block.cell)
+        genes.append(block.gene)
         preds.append(pred)
     if not preds:
         raise HistexprError(f"{data_path}: no examples to evaluate")
     kind = read_header(model_dir).kind
+    cell = np.concatenate(cells)
+    # blocks are checked one at a time; a pair repeated across blocks is caught here
+    check_unique_examples(cell, np.concatenate(genes), data_path)
     evaluation = evaluate_predictions(
-        np.concatenate(ys), np.concatenate(cells), {kind: np.concatenate(preds)}, unseen_cells
+        np.concatenate(ys), cell, {kind: np.concatenate(preds)}, unseen_cells
     )
     if out is not None:
         with atomic_path(out) as tmp:
@@ -192,7 +238,9 @@ def predict_file(
     if not preds or sum(len(p) for p in preds) == 0:
         raise HistexprError(f"{data_path}: no examples to predict")
     pred = np.concatenate(preds)
-    write_submission(pred, np.concatenate(cells), np.concatenate(genes), out)
+    cell, gene = np.concatenate(cells), np.concatenate(genes)
+    check_unique_examples(cell, gene, data_path)
+    write_submission(pred, cell, gene, out)
     return len(pred)
 
 

@@ -259,7 +259,9 @@ def convert(
         if writer is not None:
             writer.abort(exc)
         raise
-    if writer is None:
+    if writer is None or writer.n == 0:
+        if writer is not None:
+            writer.abort()
         raise DataError("no examples read", src)
     writer.close()
     return ConvertResult(

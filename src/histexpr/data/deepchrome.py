@@ -169,9 +169,11 @@ def read_split_csv(path, n_bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray, 
         raise DataError(
             f"label {label[g].item()!r} of gene {genes[g]} is not 0 or 1", path, "label"
         )
-    X = df[list(MARKS)].to_numpy(dtype=np.float32).reshape(n, n_bins, len(MARKS))
-    X = np.ascontiguousarray(X.transpose(0, 2, 1))
+    X = df[list(MARKS)].to_numpy(dtype=np.float64).reshape(n, n_bins, len(MARKS))
+    X = X.transpose(0, 2, 1)
+    # checked in float64: a count beyond float32's range is an error, not an inf
     check_counts(X, path, None, genes=genes)
+    X = np.ascontiguousarray(X, dtype=np.float32)
     return X, label.astype(np.int8), deepchrome_to_ensg(genes, path)
 
 

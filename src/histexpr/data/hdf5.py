@@ -25,6 +25,7 @@ import numpy as np
 
 from histexpr.atomic import atomic_path
 from histexpr.data.dataset import BIN_SIZE, HistoneDataset
+from histexpr.data.validate import check_counts, one_line
 from histexpr.errors import DataError
 
 FORMAT = "histexpr-dataset"
@@ -206,39 +207,73 @@ class H5Dataset:
         try:
             self._f = h5py.File(self.path, "r")
         except OSError as exc:
-            raise DataError(f"not a readable HDF5 file ({exc})", self.path) from None
+            raise DataError(f"not a readable HDF5 file ({one_line(exc)})", self.path) from None
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         f = self._f
         if f.attrs.get("format") != FORMAT:
-            self.close()
             raise DataError(
                 "not a histexpr dataset (convert it first with `histexpr convert`)", self.path
             )
-        version = int(f.attrs.get("format_version", -1))
+        version = _attr(self.path, "format_version", int, f.attrs.get("format_version", -1))
         if version > FORMAT_VERSION:
-            self.close()
             raise DataError(
                 f"dataset format version {version} is newer than this histexpr supports "
                 f"({FORMAT_VERSION}); upgrade histexpr",
                 self.path,
             )
         for key in ("X", "cell_code", "cell_names", "gene"):
-            if key not in f:
-                self.close()
+            if not isinstance(f.get(key), h5py.Dataset):
                 raise DataError("missing array", self.path, key)
-        self.marks = tuple(json.loads(f.attrs["marks"]))
-        self.n_bins = int(f.attrs["n_bins"])
-        self.bin_size = int(f.attrs.get("bin_size", BIN_SIZE))
+        marks = _attr(self.path, "marks", json.loads, f.attrs.get("marks"))
+        if not isinstance(marks, list) or not all(isinstance(m, str) for m in marks):
+            raise DataError("attribute is not a JSON list of mark names", self.path, "marks")
+        self.marks = tuple(marks)
+        self.n_bins = _attr(self.path, "n_bins", int, f.attrs.get("n_bins"))
+        self.bin_size = _attr(self.path, "bin_size", int, f.attrs.get("bin_size", BIN_SIZE))
         self.target = str(f.attrs.get("target", ""))
-        self.meta = json.loads(f.attrs.get("meta", "{}"))
+        self.meta = _attr(self.path, "meta", json.loads, f.attrs.get("meta", "{}"))
+        if not isinstance(self.meta, dict):
+            raise DataError("attribute is not a JSON object", self.path, "meta")
         self.has_target = "y" in f
-        self.cell_names = [
-            s.decode() if isinstance(s, bytes) else str(s) for s in f["cell_names"][:]
-        ]
-        self.cell_code = f["cell_code"][:]
-        self.n = int(f["X"].shape[0])
-        if f["X"].shape[1:] != (len(self.marks), self.n_bins) or self.cell_code.shape != (self.n,):
-            self.close()
-            raise DataError(f"inconsistent array shapes {f['X'].shape}", self.path, "X")
+        X = f["X"]
+        self.n = int(X.shape[0]) if X.ndim else 0
+        if X.shape != (self.n, len(self.marks), self.n_bins):
+            raise DataError(
+                f"shape {X.shape} does not match {len(self.marks)} marks x {self.n_bins} bins",
+                self.path,
+                "X",
+            )
+        if X.dtype.kind not in "fiu":
+            raise DataError(f"counts must be numeric, got dtype {X.dtype}", self.path, "X")
+        for key, kinds in (("cell_code", "iu"), ("gene", "OSU"), ("y", "fiu")):
+            if key == "y" and not self.has_target:
+                continue
+            d = f[key]
+            if not isinstance(d, h5py.Dataset) or d.shape != (self.n,):
+                raise DataError(f"shape {d.shape}, expected ({self.n},)", self.path, key)
+            if d.dtype.kind not in kinds:
+                raise DataError(f"unexpected dtype {d.dtype}", self.path, key)
+        try:
+            self.cell_names = [
+                s.decode() if isinstance(s, bytes) else str(s) for s in _read(self, "cell_names")
+            ]
+        except UnicodeDecodeError as exc:
+            raise DataError(f"not UTF-8 ({one_line(exc)})", self.path, "cell_names") from None
+        self.cell_code = _read(self, "cell_code")
+        bad = (self.cell_code < 0) | (self.cell_code >= len(self.cell_names))
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise DataError(
+                f"row {row}: cell code {int(self.cell_code[row])} outside 0..{len(self.cell_names) - 1}",
+                self.path,
+                "cell_code",
+            )
 
     def __len__(self) -> int:
         return self.n
@@ -277,25 +312,33 @@ class H5Dataset:
                 index = slice(int(index[0]), int(index[-1]) + 1)
             elif len(index) == 0:
                 index = slice(0, 0)
-        if isinstance(index, slice):
-            X = f["X"][index]
-            y = f["y"][index] if self.has_target else None
-            gene = f["gene"][index]
-            code = self.cell_code[index]
-        else:
-            # h5py fancy indexing needs increasing indices; read contiguous runs.
-            X = _read_rows(f["X"], index)
-            y = _read_rows(f["y"], index) if self.has_target else None
-            gene = _read_rows(f["gene"], index)
-            code = self.cell_code[index]
+        try:
+            if isinstance(index, slice):
+                X = f["X"][index]
+                y = f["y"][index] if self.has_target else None
+                gene = f["gene"][index]
+            else:
+                # h5py fancy indexing needs increasing indices; read contiguous runs.
+                X = _read_rows(f["X"], index)
+                y = _read_rows(f["y"], index) if self.has_target else None
+                gene = _read_rows(f["gene"], index)
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+            # a damaged chunk or filter: h5py raises any of these
+            raise DataError(f"cannot read examples ({one_line(exc)})", self.path, "X") from None
+        code = self.cell_code[index]
+        if X.dtype != np.float32:
+            # before the float32 cast, which would turn huge values into inf
+            check_counts(X, self.path, "X", n_marks=None, n_bins=None)
         names = np.array(self.cell_names, dtype=object)
+        try:
+            genes = [g.decode() if isinstance(g, bytes) else g for g in gene]
+        except UnicodeDecodeError as exc:
+            raise DataError(f"gene id is not UTF-8 ({one_line(exc)})", self.path, "gene") from None
         return HistoneDataset(
             X=X,
             y=y,
             cell=names[code].astype(str) if len(code) else np.array([], dtype=str),
-            gene=np.array([g.decode() if isinstance(g, bytes) else g for g in gene], dtype=str)
-            if len(gene)
-            else np.array([], dtype=str),
+            gene=np.array(genes, dtype=str) if len(gene) else np.array([], dtype=str),
             marks=self.marks,
             target=self.target,
             meta=dict(self.meta),
@@ -351,6 +394,21 @@ def _read_rows(dset, index: np.ndarray) -> np.ndarray:
         buf[s:e] = dset[int(sorted_idx[s]) : int(sorted_idx[e - 1]) + 1]
     out[order] = buf
     return out
+
+
+def _attr(path: Path, name: str, parse, value):
+    """An attribute parsed by ``parse`` (int, json.loads); a DataError when it cannot be."""
+    try:
+        return parse(value)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"unreadable attribute ({one_line(exc)})", path, name) from None
+
+
+def _read(h: H5Dataset, key: str) -> np.ndarray:
+    try:
+        return h._f[key][:]
+    except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
+        raise DataError(f"cannot read array ({one_line(exc)})", h.path, key) from None
 
 
 def open_h5(path) -> H5Dataset:

@@ -40,6 +40,7 @@ from histexpr.data.validate import (
     check_marks,
     check_target,
     check_unique_genes,
+    one_line,
 )
 from histexpr.errors import DataError
 
@@ -87,6 +88,9 @@ def _read_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
             for name in zf.namelist():
                 if not name.endswith(".npy"):
                     continue
+                if name[:-4] in out:
+                    # np.load would silently keep one of the two members.
+                    raise DataError("key occurs twice in the archive", path, name[:-4])
                 with zf.open(name) as fh:
                     major, _ = np.lib.format.read_magic(fh)
                     read = (
@@ -96,8 +100,8 @@ def _read_headers(path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
                     )
                     shape, _, dtype = read(fh)
                 out[name[:-4]] = (tuple(shape), np.dtype(dtype))
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise DataError(f"not a readable npz archive ({exc})", path) from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise DataError(f"not a readable npz archive ({one_line(exc)})", path) from None
     return out
 
 
@@ -127,8 +131,8 @@ class _NpzSource:
             self.mode = "no"
         try:
             self._npz = np.load(self.path, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
-            raise DataError(f"cannot read npz ({exc})", self.path) from None
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise DataError(f"cannot read npz ({one_line(exc)})", self.path) from None
 
     @property
     def keys(self) -> list[str]:
@@ -150,8 +154,9 @@ class _NpzSource:
         """Validated views of one key: counts (n, 5, bins), gene ids (n,), target or None."""
         try:
             arr = self._npz[key]
-        except ValueError as exc:  # object array with allow_pickle=False, corrupt member
-            raise DataError(f"cannot load array ({exc})", self.path, key) from None
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+            # object array with allow_pickle=False, truncated or corrupt member (bad CRC)
+            raise DataError(f"cannot load array ({one_line(exc)})", self.path, key) from None
         if arr.dtype.kind not in "fiu":
             raise DataError(f"expected a numeric array, got dtype {arr.dtype}", self.path, key)
         if n_bins is not None and arr.shape[1] != n_bins:

@@ -104,7 +104,7 @@ def read_submission(path, expected_ids: Collection[str] | None = None) -> pd.Dat
         raise DataError("file not found", path)
     try:
         df = pd.read_csv(path, dtype={"id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"malformed CSV ({str(exc).splitlines()[0]})", path) from None
     if tuple(df.columns) != COLUMNS:
         raise DataError(f"columns must be {list(COLUMNS)}, found {list(df.columns)}", path)

@@ -16,6 +16,7 @@ import pandas as pd
 from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
 from histexpr.errors import DataError
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: How many offending ids an error message lists before "...".
 _SHOW = 3
 
@@ -24,6 +25,12 @@ def _preview(items) -> str:
     items = [str(i) for i in items]
     more = ", ..." if len(items) > _SHOW else ""
     return ", ".join(items[:_SHOW]) + more
+
+
+def one_line(exc: BaseException) -> str:
+    """First line of an exception's message (library errors can span several lines)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _at(index: tuple, genes: Sequence[str] | None) -> str:
@@ -78,6 +85,15 @@ def check_counts(
         if bad.any():
             where = tuple(np.argwhere(bad)[0])
             raise DataError(f"NaN or infinite count at {_at(where, genes)}", path, key)
+        if X.dtype.itemsize > 4 and np.abs(X).max() > _FLOAT32_MAX:
+            # would silently become inf in the float32 dataset
+            where = tuple(np.argwhere(np.abs(X) > _FLOAT32_MAX)[0])
+            raise DataError(
+                f"count too large for float32 at {_at(where, genes)}: "
+                f"{X[where].item():.3g} > {_FLOAT32_MAX:.3g}",
+                path,
+                key,
+            )
     if X.dtype.kind != "u" and X.min() < 0:
         where = tuple(np.argwhere(X < 0)[0])
         raise DataError(f"negative count at {_at(where, genes)}", path, key)
@@ -225,6 +241,7 @@ def validate_dataset(
     path=None,
     marks: Sequence[str] | None = MARKS,
     n_bins: int | None = N_BINS,
+    unique: bool = True,
 ) -> HistoneDataset:
     """Run every check on an in-memory dataset; return it unchanged.
 
@@ -237,6 +254,9 @@ def validate_dataset(
         Required mark order (None: any known order).
     n_bins : int or None
         Required number of bins (None: any).
+    unique : bool
+        Check that no (cell type, gene) pair repeats (streaming callers check
+        this once over all blocks instead).
     """
     if marks is not None:
         check_marks(ds.marks, path, expected=marks)
@@ -249,5 +269,6 @@ def validate_dataset(
     empty = np.char.str_len(ds.gene) == 0
     if empty.any():
         raise DataError(f"empty gene id at row {int(np.argmax(empty))}", path, key)
-    check_unique_examples(ds.cell, ds.gene, path)
+    if unique:
+        check_unique_examples(ds.cell, ds.gene, path)
     return ds
