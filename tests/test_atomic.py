@@ -47,3 +47,28 @@ def test_outputs_get_normal_permissions(tmp_path):
     with atomic_dir(tmp_path / "d"):
         pass
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask
+
+
+def test_atomic_file_writer_base(tmp_path):
+    from histexpr.atomic import AtomicFileWriter
+
+    class LineWriter(AtomicFileWriter):
+        def __init__(self, path):
+            self._fh = open(self._begin(path, suffix=".txt"), "w")
+
+        def write(self, text):
+            self._fh.write(text)
+
+        def _finalize(self):
+            self._fh.write("END\n")
+
+        def _close_handle(self):
+            self._fh.close()
+
+    with LineWriter(tmp_path / "ok.txt") as w:
+        w.write("a\n")
+    assert (tmp_path / "ok.txt").read_text() == "a\nEND\n"
+    with pytest.raises(ValueError), LineWriter(tmp_path / "bad.txt") as w:
+        w.write("half")
+        raise ValueError
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.txt"]

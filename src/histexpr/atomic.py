@@ -78,3 +78,58 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+class AtomicFileWriter:
+    """Base of streaming writers whose output appears only when complete.
+
+    A subclass calls :meth:`_begin` to get the temporary path, opens its handle
+    on it, and implements :meth:`_close_handle` (and optionally
+    :meth:`_finalize`, run before a successful close). Used as a context
+    manager, an exception discards the partial file.
+    """
+
+    path: Path
+
+    def _begin(self, path, suffix: str = "") -> Path:
+        self.path = Path(path)
+        self._ctx = atomic_path(self.path, suffix=suffix)
+        self._closed = False
+        return self._ctx.__enter__()
+
+    def _finalize(self) -> None:
+        """Write trailing metadata before the handle closes (successful close only)."""
+
+    def _close_handle(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> Path:
+        """Finish the file and move it into place."""
+        if not self._closed:
+            self._finalize()
+            self._close_handle()
+            self._closed = True
+            self._ctx.__exit__(None, None, None)
+        return self.path
+
+    def abort(self, exc: BaseException | None = None) -> None:
+        """Discard the partial file."""
+        if self._closed:
+            return
+        self._closed = True
+        err = exc or RuntimeError("aborted")
+        try:
+            self._close_handle()
+        finally:
+            with contextlib.suppress(BaseException):
+                self._ctx.__exit__(type(err), err, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort(exc)
+        return False

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from histexpr.atomic import atomic_path
+from histexpr.atomic import AtomicFileWriter
 from histexpr.data.dataset import MARKS, N_BINS, TARGET_PASSTHROUGH, HistoneDataset
 from histexpr.data.validate import (
     check_constant_over_bins,
@@ -286,7 +286,7 @@ def read_npz(
         src.close()
 
 
-class NpzWriter:
+class NpzWriter(AtomicFileWriter):
     """Stream cell-type keys into a course npz file, renamed into place on close.
 
     Parameters
@@ -305,14 +305,11 @@ class NpzWriter:
     """
 
     def __init__(self, path, compress: bool = False, dtype=np.float32):
-        self.path = Path(path)
         self.dtype = np.dtype(dtype)
-        self._ctx = atomic_path(self.path, suffix=".npz")
-        tmp = self._ctx.__enter__()
+        tmp = self._begin(path, suffix=".npz")
         mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         self._zf = zipfile.ZipFile(tmp, "w", compression=mode, allowZip64=True)
         self.cells: list[str] = []
-        self._closed = False
 
     def write_cell(
         self, cell: str, X: np.ndarray, gene_ids: np.ndarray, y: np.ndarray | None = None
@@ -354,34 +351,8 @@ class NpzWriter:
             np.lib.format.write_array(fh, arr, allow_pickle=False)
         self.cells.append(cell)
 
-    def close(self) -> Path:
-        """Finish the archive and move it into place."""
-        if not self._closed:
-            self._zf.close()
-            self._closed = True
-            self._ctx.__exit__(None, None, None)
-        return self.path
-
-    def abort(self, exc: BaseException | None = None) -> None:
-        """Discard the partial archive."""
-        if not self._closed:
-            self._zf.close()
-            self._closed = True
-            err = exc or RuntimeError("aborted")
-            try:
-                self._ctx.__exit__(type(err), err, None)
-            except BaseException:
-                pass
-
-    def __enter__(self) -> NpzWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort(exc)
-        return False
+    def _close_handle(self) -> None:
+        self._zf.close()
 
 
 def write_npz(ds: HistoneDataset, path, compress: bool = False) -> Path:
