@@ -37,6 +37,11 @@ def _load_data(path: Path):
     return load_dataset(path)
 
 
+def _flag_overrides(**flags) -> list[str]:
+    """``field=value`` overrides for the training flags that were given."""
+    return [f"{k}={v}" for k, v in flags.items() if v is not None]
+
+
 def _csv_list(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
@@ -198,6 +203,19 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Resume an interrupted neural run in the same --out.")
     ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Train ensemble members on a local Dask cluster of N.")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="Train ensemble members on this Dask scheduler.")
+    ] = None,
+    accelerator: Annotated[str | None, typer.Option(help="cpu, gpu or auto.")] = None,
+    devices: Annotated[int | None, typer.Option(help="Data-parallel processes per node.")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Nodes for DDP training.")] = None,
+    strategy: Annotated[str | None, typer.Option(help="Lightning strategy (auto, ddp).")] = None,
+    max_minutes: Annotated[
+        float | None, typer.Option(help="Wall-clock budget of neural training.")
+    ] = None,
 ):
     """Train one model and save it as a directory."""
     from histexpr.workflows import train_model
@@ -210,7 +228,18 @@ def train(
         exclude_cells=_csv_list(exclude_cells),
         valid_fraction=valid_fraction,
         seed=seed,
-        overrides=set_ or [],
+        overrides=[
+            *(set_ or []),
+            *_flag_overrides(
+                workers=workers,
+                scheduler=scheduler,
+                accelerator=accelerator,
+                devices=devices,
+                num_nodes=num_nodes,
+                strategy=strategy,
+                max_minutes=max_minutes,
+            ),
+        ],
         resume=resume,
         log=console.print,
     )

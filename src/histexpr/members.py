@@ -21,21 +21,47 @@ above the median of its cell type (BCE); predictions are then probabilities.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
+from histexpr.atomic import atomic_path
+from histexpr.checkpoint_io import (
+    AtomicCheckpointIO,
+    read_done,
+    resumable_checkpoint,
+    write_done,
+)
 from histexpr.data.dataset import HistoneDataset
-from histexpr.data.splits import cell_folds
-from histexpr.errors import ConfigError, HistexprError
-from histexpr.lightning_plan import HistoryCallback, TrainingPlan, make_loader, write_history
+from histexpr.ddp import GlobalBatches, global_batchnorm, is_global_zero, trainer_kwargs
+from histexpr.errors import ConfigError
+from histexpr.lightning_plan import (
+    HistoryCallback,
+    TensorBatches,
+    TrainingPlan,
+    make_loader,
+    write_history,
+)
+from histexpr.member_data import (  # noqa: F401  (re-exported: the training API)
+    Member,
+    MemberSpec,
+    Rows,
+    binary_targets,
+    build_member,
+    gene_holdout,
+    gene_holdout_mask,
+    member_specs,
+    members_for,
+    task_targets,
+)
 from histexpr.models import Predictor
 
 TASKS = ("regression", "classification")
@@ -66,8 +92,27 @@ class TrainConfig:
     trainval_max : int
         At most this many training examples for the per-epoch eval-mode
         "trainval" loss (0: all).
+    valid_max : int
+        At most this many validation examples per member, a fixed random subset
+        (0: all). Validation runs every epoch, so on large data it is worth capping.
+    epoch_fraction : float
+        Fraction of the training examples seen per epoch, a fresh random subset
+        each epoch (Lightning's ``limit_train_batches``); epochs, early stopping and
+        checkpoints then come more often.
+    max_minutes : float
+        Wall-clock budget of the whole fit in minutes (0: none), split evenly over
+        the members (Lightning's ``max_time``; members training in parallel under
+        Dask each get their slot's share). A member stopped by the budget keeps its
+        best completed epoch.
     accelerator, devices, num_nodes, strategy, precision :
-        Passed to ``lightning.Trainer`` (multi-GPU / multi-node DDP needs no code here).
+        Passed to ``lightning.Trainer``; ``devices * num_nodes > 1`` is data-parallel
+        training (DDP, see :mod:`histexpr.ddp`).
+    workers : int
+        Train independent members (ensemble folds, cell-type experts) in parallel
+        on a local Dask cluster of this many processes (0: in turn, in this
+        process; see :mod:`histexpr.distributed`).
+    scheduler : str
+        Address of a running Dask scheduler to train members on (overrides ``workers``).
     progress : bool
         Show Lightning's progress bar.
     """
@@ -88,6 +133,11 @@ class TrainConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    valid_max: int = 0
+    epoch_fraction: float = 1.0
+    max_minutes: float = 0.0
+    workers: int = 0
+    scheduler: str = ""
     progress: bool = True
 
 
@@ -105,53 +155,6 @@ class MemberResult(NamedTuple):
     n_valid: int
     seconds: float
     examples_per_s: float
-
-
-@dataclass
-class Member:
-    """One Lightning fit: a module (sharing the model's normaliser) and its data."""
-
-    name: str
-    module: torch.nn.Module
-    loss: str
-    train: tuple[torch.Tensor, torch.Tensor]
-    valid: tuple[torch.Tensor, torch.Tensor]
-
-
-def binary_targets(data: HistoneDataset) -> np.ndarray:
-    """1.0 where ``y`` is above the median of its cell type, else 0.0; shape (n,)."""
-    if data.y is None:
-        raise HistexprError("classification needs expression targets (y)")
-    out = np.zeros(len(data), dtype=np.float32)
-    for c in np.unique(data.cell):
-        mask = data.cell == c
-        out[mask] = data.y[mask] > np.median(data.y[mask])
-    return out
-
-
-def task_targets(data: HistoneDataset, task: str) -> np.ndarray:
-    """Training targets for ``task``, shape (n,), float32."""
-    if task == "classification":
-        return binary_targets(data)
-    if data.y is None:
-        raise HistexprError("training needs expression targets (y)")
-    return data.y.astype(np.float32)
-
-
-def gene_holdout(data: HistoneDataset, fraction: float, seed: int):
-    """Split ``data`` by gene into (train, held-out) parts."""
-    genes = np.unique(data.gene)
-    rng = np.random.default_rng(seed)
-    n_out = max(1, round(fraction * len(genes))) if len(genes) > 1 else 0
-    out = rng.choice(genes, size=n_out, replace=False)
-    mask = np.isin(data.gene, out)
-    return data.subset(~mask), data.subset(mask)
-
-
-def _tensors(data: HistoneDataset, y: np.ndarray, loss: str):
-    X = torch.from_numpy(np.ascontiguousarray(data.X, dtype=np.float32))
-    t = torch.from_numpy(y.astype(np.int64 if loss == "ce" else np.float32))
-    return X, t
 
 
 def init_output_bias(module: torch.nn.Module, value: float) -> bool:
@@ -211,24 +214,29 @@ def fit_member(
     resume: bool = False,
     callbacks=(),
     sink=None,
+    max_minutes: float = 0.0,
 ) -> tuple[MemberResult, list[dict]]:
     """Train one member with Lightning, leaving its best weights in ``member.module``.
 
     Returns the result and the member's history rows. Writes ``last.ckpt``, the
     best checkpoint, and on completion ``final.safetensors`` + ``done.json`` into
     ``ckpt_dir``; with ``resume`` a finished member is loaded instead of trained.
+    ``max_minutes`` (> 0) limits this member's training time. Under DDP every
+    process runs this function; only the global-zero process writes files.
     """
     from lightning.pytorch import Trainer
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from safetensors.torch import load_file, save_file
 
     done, final = ckpt_dir / "done.json", ckpt_dir / "final.safetensors"
-    if resume and done.is_file() and final.is_file():
+    info = read_done(done, final) if resume else None
+    if info is not None:
         member.module.load_state_dict(load_file(final))
-        info = json.loads(done.read_text())
         return MemberResult(**info["result"]), info["history"]
     if not resume:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    # A damaged last.ckpt is reported and the member restarts (histexpr.checkpoint_io).
+    resume_from = resumable_checkpoint(ckpt_dir) if resume else None
 
     torch.manual_seed(seed)
     X, y = member.train
@@ -238,7 +246,15 @@ def fit_member(
     tv_idx = np.arange(len(X))
     if 0 < cfg.trainval_max < len(X):
         tv_idx = np.sort(gen.choice(len(X), cfg.trainval_max, replace=False))
-    train_loader = make_loader(X, y, cfg.batch_size, shuffle=True, seed=seed)
+    # Global batches: the same examples per optimiser step for any number of
+    # DDP processes (histexpr.ddp); a private generator keeps iterator creation
+    # off the global RNG that dropout draws from.
+    train_loader = DataLoader(
+        TensorBatches(X, y),
+        batch_sampler=GlobalBatches(len(X), cfg.batch_size, seed),
+        collate_fn=_whole_batch,
+        generator=torch.Generator().manual_seed(seed),
+    )
     eval_bs = max(cfg.batch_size, 1024)
     val_loaders = [
         make_loader(*member.valid, eval_bs, shuffle=False),
@@ -257,25 +273,29 @@ def fit_member(
         save_on_train_epoch_end=True,
     )
     stopper = EarlyStopping(monitor="valid_loss", mode="min", patience=cfg.patience)
+    trainer_settings = trainer_kwargs(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy)
     trainer = Trainer(
         max_epochs=cfg.epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
+        max_time=timedelta(minutes=max_minutes) if max_minutes > 0 else None,
+        limit_train_batches=cfg.epoch_fraction,
+        **trainer_settings,
         precision=cfg.precision,
         callbacks=[history, *callbacks, stopper, checkpoint],
+        plugins=[AtomicCheckpointIO()],
         logger=False,
         enable_progress_bar=cfg.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=ckpt_dir,
     )
-    last = ckpt_dir / "last.ckpt"
     start = time.perf_counter()
-    trainer.fit(
-        plan, train_loader, val_loaders, ckpt_path=str(last) if resume and last.is_file() else None
-    )
+    # Several CPU processes: batch norm on global-batch statistics (histexpr.ddp;
+    # on GPUs Lightning's sync_batchnorm does it).
+    parallel_cpu = cfg.devices * cfg.num_nodes > 1 and not trainer_settings["sync_batchnorm"]
+    with global_batchnorm(member.module) if parallel_cpu else contextlib.nullcontext():
+        trainer.fit(
+            plan, train_loader, val_loaders, ckpt_path=str(resume_from) if resume_from else None
+        )
     seconds = time.perf_counter() - start
     best = checkpoint.best_model_path
     if best:
@@ -291,12 +311,20 @@ def fit_member(
         n_train=len(X),
         n_valid=len(member.valid[0]),
         seconds=round(seconds, 3),
-        examples_per_s=round(len(X) * plan.epochs_started / max(seconds, 1e-9), 1),
+        examples_per_s=round(
+            len(X) * min(cfg.epoch_fraction, 1.0) * plan.epochs_started / max(seconds, 1e-9), 1
+        ),
     )
     if trainer.is_global_zero:
-        save_file({k: v.contiguous() for k, v in member.module.state_dict().items()}, final)
-        done.write_text(json.dumps({"result": result._asdict(), "history": history.rows}))
+        with atomic_path(final, suffix=".safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in member.module.state_dict().items()}, tmp)
+        write_done(done, {"result": result._asdict(), "history": history.rows})
     return result, history.rows
+
+
+def _whole_batch(batch):
+    # TensorBatches already returns a whole batch as (X, y).
+    return batch
 
 
 def _check_task(task: str) -> None:
@@ -304,55 +332,13 @@ def _check_task(task: str) -> None:
         raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
 
 
-def members_for(
-    kind: str,
-    model: Predictor,
-    train: HistoneDataset,
-    valid: HistoneDataset | None,
-    cfg: TrainConfig,
-    cells: list[str],
-) -> list[Member]:
-    """The members of ``kind`` with their training and validation data."""
-    loss = "bce" if cfg.task == "classification" else "mse"
-    norm = model.normalizer
-
-    def member(name, net, tr, va, loss=loss, targets=None):
-        if len(va) == 0:
-            # Too little data to hold any out: validate on the training data.
-            va = tr
-        ytr = task_targets(tr, cfg.task) if targets is None else targets(tr)
-        yva = task_targets(va, cfg.task) if targets is None else targets(va)
-        return Member(
-            name, Predictor(norm, net), loss, _tensors(tr, ytr, loss), _tensors(va, yva, loss)
-        )
-
-    if kind == "ensemble":
-        folds = cell_folds(cells, cfg.n_folds, cfg.seed)
-        return [
-            member(
-                f"fold{k}", net, train.select_cells(fold, exclude=True), train.select_cells(fold)
-            )
-            for k, (fold, net) in enumerate(zip(folds, model.net.members, strict=True))
-        ]
-    if kind == "celltype-weighted":
-        index = {c: i for i, c in enumerate(cells)}
-        tr, va = gene_holdout(train, cfg.valid_fraction, cfg.seed)
-        out = [
-            member(
-                "gate",
-                model.net.gate,
-                tr,
-                va,
-                loss="ce",
-                targets=lambda d: np.array([index[c] for c in d.cell]),
-            )
-        ]
-        for c, net in zip(cells, model.net.experts, strict=True):
-            out.append(member(f"cell-{c}", net, tr.subset(tr.cell == c), va.subset(va.cell == c)))
-        return out
-    if valid is None or not valid.has_target:
-        train, valid = gene_holdout(train, cfg.valid_fraction, cfg.seed)
-    return [member("model", model.net, train, valid)]
+def check_config(cfg: TrainConfig) -> None:
+    """Refuse settings no member could train with (one clear line each)."""
+    _check_task(cfg.task)
+    if not 0.0 < cfg.epoch_fraction <= 1.0:
+        raise ConfigError(f"epoch_fraction must be in (0, 1], got {cfg.epoch_fraction}")
+    if cfg.max_minutes < 0 or cfg.workers < 0 or cfg.valid_max < 0:
+        raise ConfigError("max_minutes, workers and valid_max must not be negative")
 
 
 def fit_members(
@@ -365,10 +351,24 @@ def fit_members(
     run_dir: Path | None,
     resume: bool = False,
     callbacks=(),
+    arch: dict | None = None,
 ) -> tuple[list[MemberResult], list[dict]]:
-    """Train every member of ``model`` in turn; return results and history rows."""
-    _check_task(cfg.task)
-    members = members_for(kind, model, train, valid, cfg, cells)
+    """Train every member of ``model``; return results and history rows.
+
+    Members train in turn in this process, or in parallel on Dask workers when
+    ``cfg.workers`` or ``cfg.scheduler`` is set (:mod:`histexpr.distributed`;
+    ``arch`` then describes the model so workers can rebuild it); both give the
+    same weights.
+    """
+    check_config(cfg)
+    specs = member_specs(kind, train, valid, cfg, cells)
+    if cfg.workers > 0 or cfg.scheduler:
+        from histexpr.distributed import fit_members_dask
+
+        if callbacks:
+            raise ConfigError("extra training callbacks cannot run on Dask workers")
+        return fit_members_dask(model, train, valid, specs, cfg, run_dir, resume, arch)
+    sources = {"train": train.X, "valid": None if valid is None else valid.X}
     with contextlib.ExitStack() as stack:
         if run_dir is None:
             run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="histexpr-")))
@@ -376,23 +376,31 @@ def fit_members(
         run_dir.mkdir(parents=True, exist_ok=True)
         stack.enter_context(_torch_threads(cfg.threads))
         stack.enter_context(_quiet_lightning())
+        writer = is_global_zero()
         results, rows = [], []
-        for i, m in enumerate(members):
+        for i, spec in enumerate(specs):
             done_rows = list(rows)
 
             def sink(member_rows, done_rows=done_rows):
                 write_history(run_dir / "history.csv", done_rows + member_rows)
 
             result, member_rows = fit_member(
-                m,
+                build_member(spec, model, sources),
                 cfg,
-                cfg.seed + 7919 * i,
-                run_dir / "checkpoints" / m.name,
+                member_seed(cfg, i),
+                run_dir / "checkpoints" / spec.name,
                 resume,
                 callbacks,
                 sink,
+                max_minutes=cfg.max_minutes / len(specs),
             )
             results.append(result)
             rows.extend(member_rows)
-            write_history(run_dir / "history.csv", rows)
+            if writer:
+                write_history(run_dir / "history.csv", rows)
     return results, rows
+
+
+def member_seed(cfg: TrainConfig, i: int) -> int:
+    """Seed of member ``i`` (the same serially and on Dask workers)."""
+    return cfg.seed + 7919 * i

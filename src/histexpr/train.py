@@ -132,15 +132,24 @@ class NeuralEstimator:
             kind, override(MODEL_CONFIGS[kind](), model_over), override(TrainConfig(), train_over)
         )
 
+    def arch(self) -> dict:
+        """The architecture as plain data (see :func:`histexpr.distributed.build_from_arch`)."""
+        return {
+            "kind": self.kind,
+            "config": to_dict(self.model_cfg),
+            "n_marks": len(self.marks_),
+            "n_bins": self.n_bins_,
+            "n_folds": self.train_cfg.n_folds,
+            "n_cells": len(self.cells_),
+            "logits": self.train_cfg.task == "classification",
+        }
+
     def _build(self) -> Predictor:
+        arch = self.arch()
         return build_model(
             self.kind,
             self.model_cfg,
-            len(self.marks_),
-            self.n_bins_,
-            n_folds=self.train_cfg.n_folds,
-            n_cells=len(self.cells_),
-            logits=self.train_cfg.task == "classification",
+            **{k: v for k, v in arch.items() if k not in ("kind", "config")},
         )
 
     def fit(
@@ -189,16 +198,25 @@ class NeuralEstimator:
             Path(run_dir) if run_dir is not None else None,
             resume,
             callbacks,
+            arch=self.arch(),
         )
         self.model_ = model.cpu().eval()
         self.history_ = rows
         task = self.train_cfg.task
+        # Training metrics on at most trainval_max examples: on large data a full
+        # pass would cost as much as a training epoch.
+        cap = self.train_cfg.trainval_max
+        seen = train
+        if 0 < cap < len(train):
+            rng = np.random.default_rng(self.train_cfg.seed)
+            seen = train.subset(np.sort(rng.choice(len(train), cap, replace=False)))
         self.metrics_ = {
             "kind": self.kind,
             "task": task,
             "n_train": len(train),
+            "n_train_metrics": len(seen),
             "members": [r._asdict() for r in results],
-            **fit_metrics(task_targets(train, task), self.predict(train), task, "train"),
+            **fit_metrics(task_targets(seen, task), self.predict(seen), task, "train"),
         }
         if valid is not None and valid.has_target:
             self.metrics_["n_valid"] = len(valid)
@@ -241,11 +259,18 @@ class NeuralEstimator:
         return out[:, :, :-1], out[:, :, -1]
 
     def save(self, directory) -> Path:
-        """Write the model directory (atomically) and return its path."""
+        """Write the model directory (atomically) and return its path.
+
+        Under DDP only the global-zero process writes (all hold the same model).
+        """
         from safetensors.torch import save_file
+
+        from histexpr.ddp import is_global_zero
 
         model = self._require_fitted()
         directory = Path(directory)
+        if not is_global_zero():
+            return directory
         stats = model.normalizer.stats()
         with atomic_dir(directory) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
