@@ -24,7 +24,7 @@ import torch
 
 from histexpr import bundle
 from histexpr.atomic import atomic_dir
-from histexpr.config import from_dict, override, to_dict
+from histexpr.config import from_dict, override, parse_overrides, to_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.lightning_plan import read_history, write_history
@@ -43,16 +43,9 @@ def split_overrides(kind: str, overrides) -> tuple[dict, dict]:
 
     if kind not in MODEL_CONFIGS:
         raise ConfigError(f"{kind!r} is not a neural model kind")
+    overrides = parse_overrides(overrides)
     if not overrides:
         return {}, {}
-    if isinstance(overrides, list):
-        parsed = {}
-        for item in overrides:
-            if "=" not in item:
-                raise ConfigError(f"override {item!r} is not of the form field=value")
-            k, v = item.split("=", 1)
-            parsed[k.strip()] = v.strip()
-        overrides = parsed
     model_fields = {f.name for f in dataclasses.fields(MODEL_CONFIGS[kind])}
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(overrides) - model_fields - train_fields
