@@ -202,3 +202,21 @@ def test_bad_task_and_too_few_cells(data):
         NeuralEstimator.create("convnet", {**FAST, "task": "ranking"}).fit(train)
     with pytest.raises(ConfigError, match="folds"):
         NeuralEstimator.create("ensemble", {**FAST, "n_folds": 5}).fit(train)
+
+
+def test_inference_precision_bf16_close_to_fp32(tmp_path):
+    from conftest import make_planted
+    from histexpr.estimators import load_estimator, make_estimator
+
+    ds = make_planted(n_genes=60, cells=("E003", "E004"))
+    small = ["channels=8,8,8,8,8,8,8,8", "epochs=1", "progress=false", "threads=1"]
+    est = make_estimator("convnet", small).fit(ds)
+    est.save(tmp_path / "m")
+    fp32 = est.predict(ds)
+    est_bf16 = make_estimator("convnet", [*small, "inference_precision=bf16"])
+    bf16_model = load_estimator(tmp_path / "m")
+    bf16_model.train_cfg = est_bf16.train_cfg
+    bf16 = bf16_model.predict(ds)
+    assert bf16.dtype == np.float32
+    np.testing.assert_allclose(bf16, fp32, atol=0.05 * np.abs(fp32).max())
+    assert not np.array_equal(bf16, fp32)  # bf16 really used

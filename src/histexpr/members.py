@@ -113,6 +113,9 @@ class TrainConfig:
         process; see :mod:`histexpr.distributed`).
     scheduler : str
         Address of a running Dask scheduler to train members on (overrides ``workers``).
+    inference_precision : str
+        Precision of predictions after training: "32" (default) or "bf16"
+        (about 2x faster on CPUs with bf16 units, about 3 significant digits).
     progress : bool
         Show Lightning's progress bar.
     """
@@ -138,6 +141,7 @@ class TrainConfig:
     max_minutes: float = 0.0
     workers: int = 0
     scheduler: str = ""
+    inference_precision: str = "32"
     progress: bool = True
 
 

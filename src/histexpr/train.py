@@ -59,9 +59,11 @@ def split_overrides(kind: str, overrides) -> tuple[dict, dict]:
     return model, train
 
 
-def predict_values(model: Predictor, X: np.ndarray, task: str, batch_size=None) -> np.ndarray:
+def predict_values(
+    model: Predictor, X: np.ndarray, task: str, batch_size=None, precision=None
+) -> np.ndarray:
     """Model output for raw counts ``X`` (n, marks, bins): values or probabilities, (n,)."""
-    out = predict_batched(model, X, batch_size=batch_size).reshape(len(X))
+    out = predict_batched(model, X, batch_size=batch_size, precision=precision).reshape(len(X))
     if task == "classification":
         out = 1.0 / (1.0 + np.exp(-out.astype(np.float64)))
     return out.astype(np.float32)
@@ -230,7 +232,13 @@ class NeuralEstimator:
         """Predictions, shape (n,) float32: values, or probabilities of "above median"."""
         model = self._require_fitted()
         bundle.check_input(self._header(), data.marks, data.n_bins)
-        return predict_values(model, data.X, self.train_cfg.task, batch_size)
+        return predict_values(
+            model,
+            data.X,
+            self.train_cfg.task,
+            batch_size,
+            precision=self.train_cfg.inference_precision,
+        )
 
     def attention(self, data: HistoneDataset, batch_size: int | None = None):
         """AttentiveChrome's attention maps: (bins (n, marks, bins), marks (n, marks))."""

@@ -163,6 +163,11 @@ def load_dataset(
         from histexpr.data.hdf5 import read_h5
 
         return validate_dataset(read_h5(path, cells), path, n_bins=None)
+    if fmt == "npz" and not opts:
+        # read_npz fills one preallocated X: no per-cell blocks to concatenate
+        from histexpr.data.npz import read_npz
+
+        return validate_dataset(read_npz(path, cells, target=target or "auto"), path, n_bins=None)
     _, blocks = _plan(path, fmt, cells, target, opts)
     parts = [validate_dataset(b, path, n_bins=None) for b in blocks]
     if not parts:
