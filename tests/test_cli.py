@@ -217,3 +217,23 @@ def test_predict_streams_within_memory_budget(tmp_path, monkeypatch):
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize(
+    "kind, extra",
+    [
+        ("ridge", []),
+        (
+            "convnet",
+            ["--set", "channels=8,8,8,8,8,8,8,8", "--set", "epochs=1", "--set", "progress=false"],
+        ),
+    ],
+)
+def test_train_records_heldout_gene_metrics(kind, extra, data_files, tmp_path):
+    import json
+
+    out = tmp_path / kind
+    assert run_cli("train", data_files / "train.h5", "--model", kind, "-o", out, *extra) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    held = metrics["heldout_genes"]
+    assert held["n"] > 0 and np.isfinite(held["mse"])

@@ -90,7 +90,7 @@ def train_model(
     if valid is not None and len(valid):
         ev = evaluate_predictions(valid.y, valid.cell, {kind: est.predict(valid)})
         valid_table = ev.table[ev.table.group == "all"].reset_index(drop=True)
-        est.metrics = {**getattr(est, "metrics", {}), "valid": valid_table.iloc[0].to_dict()}
+        est.metrics_ = {**est.metrics_, "heldout_genes": valid_table.iloc[0].to_dict()}
     est.save(out)
     return TrainResult(Path(out), valid_table)
 

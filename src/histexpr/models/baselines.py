@@ -92,7 +92,7 @@ class _Baseline:
         self.config = config if config is not None else self.config_cls()
         self.marks: tuple[str, ...] | None = None
         self.n_bins: int | None = None
-        self.metrics: dict = {}
+        self.metrics_: dict = {}
 
     @classmethod
     def create(cls, kind: str, overrides=None):
@@ -119,7 +119,7 @@ class _Baseline:
         with atomic_dir(directory) as tmp:
             write_header(tmp, self.kind, to_dict(self.config), self.marks, self.n_bins)
             self._save_state(tmp)
-            save_metrics(tmp, self.metrics)
+            save_metrics(tmp, self.metrics_)
         return Path(directory)
 
     @classmethod
@@ -346,7 +346,7 @@ class LightGBMBaseline(_Baseline):
             }
         self.booster_ = lgb.train(params, train_set, num_boost_round=c.n_estimators, **kw)
         best = self.booster_.best_iteration or c.n_estimators
-        self.metrics = {"best_iteration": int(best)}
+        self.metrics_ = {"best_iteration": int(best)}
         return self
 
     def predict(self, data, batch_size=None):
