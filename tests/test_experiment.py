@@ -63,3 +63,17 @@ def test_bad_requests_are_user_errors(tmp_path):
         run_experiment(ds, tmp_path, ExperimentConfig(unseen_cells=("E999",)), log=lambda s: None)
     with pytest.raises(HistexprError, match="no expression"):
         run_experiment(ds.without_target(), tmp_path, ExperimentConfig(), log=lambda s: None)
+
+
+def test_neural_overrides_reach_only_the_kinds_that_define_them():
+    from histexpr.experiment import _neural_overrides
+
+    cfg = ExperimentConfig(
+        models=("ridge", "convnet", "deepchrome"), neural=("channels=8,8,8,8,8,8,8,8", "epochs=2")
+    )
+    out = _neural_overrides(cfg)
+    assert out["convnet"] == ["channels=8,8,8,8,8,8,8,8", "epochs=2"]
+    assert out["deepchrome"] == ["epochs=2"]  # DeepChrome has no 'channels'
+    assert "ridge" not in out
+    with pytest.raises(HistexprError, match="none of"):
+        _neural_overrides(ExperimentConfig(models=("deepchrome",), neural=("chanels=8",)))

@@ -54,7 +54,9 @@ class ExperimentConfig:
         Gene fractions for validation and test (random split).
     seed : int
     neural : tuple of str
-        ``field=value`` overrides applied to every neural model's config.
+        ``field=value`` overrides for the neural models; each model takes those
+        its configs define (e.g. ``channels`` reaches the ConvNet kinds only). A
+        field that no requested neural model defines is an error.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -109,6 +111,28 @@ def split_examples(data: HistoneDataset, config: ExperimentConfig, unseen: list[
     return train, valid, test
 
 
+def _neural_overrides(config: ExperimentConfig) -> dict[str, list[str]]:
+    """The ``config.neural`` overrides that each requested neural kind defines."""
+    from histexpr.config import parse_overrides
+    from histexpr.train import config_fields
+
+    overrides = parse_overrides(list(config.neural))
+    kinds = [k for k in config.models if k in NEURAL_KINDS]
+    out, used = {}, set()
+    for kind in kinds:
+        model_fields, train_fields = config_fields(kind)
+        known = model_fields | train_fields
+        out[kind] = [f"{k}={v}" for k, v in overrides.items() if k in known]
+        used |= known & set(overrides)
+    unknown = set(overrides) - used if kinds else set()
+    if unknown:
+        raise ConfigError(
+            f"neural override field(s) {', '.join(sorted(unknown))} are defined by none of "
+            f"{', '.join(kinds)}"
+        )
+    return out
+
+
 def run_experiment(
     data: HistoneDataset,
     run_dir,
@@ -154,9 +178,9 @@ def run_experiment(
         t0 = time.perf_counter()
         predictions["oracle"] = oracle_for_dataset(test)
         seconds["oracle"] = time.perf_counter() - t0
+    neural_overrides = _neural_overrides(config)
     for kind in config.models:
-        overrides = list(config.neural) if kind in NEURAL_KINDS else None
-        est = make_estimator(kind, overrides)
+        est = make_estimator(kind, neural_overrides.get(kind))
         model_dir = run_dir / "models" / kind
         log(f"training {kind} ...")
         t0 = time.perf_counter()

@@ -37,17 +37,24 @@ __all__ = ["NeuralEstimator", "TrainConfig", "predict_values", "split_overrides"
 WEIGHTS = "weights.safetensors"
 
 
-def split_overrides(kind: str, overrides) -> tuple[dict, dict]:
-    """Route ``field=value`` overrides to the model config or :class:`TrainConfig`."""
+def config_fields(kind: str) -> tuple[set[str], set[str]]:
+    """Field names of ``kind``'s model config and of :class:`TrainConfig`."""
     import dataclasses
 
     if kind not in MODEL_CONFIGS:
         raise ConfigError(f"{kind!r} is not a neural model kind")
+    return (
+        {f.name for f in dataclasses.fields(MODEL_CONFIGS[kind])},
+        {f.name for f in dataclasses.fields(TrainConfig)},
+    )
+
+
+def split_overrides(kind: str, overrides) -> tuple[dict, dict]:
+    """Route ``field=value`` overrides to the model config or :class:`TrainConfig`."""
+    model_fields, train_fields = config_fields(kind)
     overrides = parse_overrides(overrides)
     if not overrides:
         return {}, {}
-    model_fields = {f.name for f in dataclasses.fields(MODEL_CONFIGS[kind])}
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = set(overrides) - model_fields - train_fields
     if unknown:
         raise ConfigError(
