@@ -9,7 +9,7 @@ parameters are as before.
 Speed (see ``docs/benchmarks.md``): by default an eval-mode copy with every
 ``Conv1d -> BatchNorm1d`` pair folded into one convolution runs
 (:func:`histexpr.models.fuse.fold_batchnorm`; same outputs up to float
-rounding), in batches of 4096. ``precision="bf16"`` runs under bfloat16
+rounding), in batches of 1024. ``precision="bf16"`` runs under bfloat16
 autocast, about twice as fast on CPUs with AVX512-BF16 or AMX, at about 3
 significant digits.
 """
@@ -25,7 +25,7 @@ from torch import nn
 from histexpr.errors import ConfigError
 
 #: Examples per forward pass; large batches amortise per-call overhead on CPU.
-DEFAULT_BATCH_SIZE = 4096
+DEFAULT_BATCH_SIZE = 1024
 
 #: Accepted precision names (Lightning's spellings included) -> autocast dtype or None.
 PRECISIONS: dict[str, torch.dtype | None] = {
@@ -90,7 +90,7 @@ def predict(
     X : np.ndarray or torch.Tensor, shape (n, n_marks, n_bins)
         Input; converted to float32.
     batch_size : int, optional
-        Examples per forward pass (``None``: the default, 4096).
+        Examples per forward pass (``None``: the default, 1024).
     device : str or torch.device, optional
         Where to run (default: where the model's parameters are). The model is
         moved back to its original device afterwards.

@@ -180,7 +180,7 @@ def _stream(model_dir, data_path, memory_budget, need_target: bool):
             rows = rows_for_budget(parse_size(memory_budget), len(h.marks), h.n_bins)
             for block in h.iter_batches(rows):
                 validate_dataset(block, data_path, marks=None, n_bins=None, unique=False)
-                yield block, est.predict(block, batch_size=min(rows, 8192))
+                yield block, est.predict(block)
         return
     data = _load(data_path)
     check_input(header, data.marks, data.n_bins, source=str(data_path))
