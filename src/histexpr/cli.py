@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from histexpr.data.convert import load_dataset
 from histexpr.errors import HistexprError
 
 app = typer.Typer(
@@ -29,12 +30,6 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 _STATE = {"debug": False}
-
-
-def _load_data(path: Path):
-    from histexpr.data.convert import load_dataset
-
-    return load_dataset(path)
 
 
 def _flag_overrides(**flags) -> list[str]:
@@ -96,7 +91,7 @@ def info(
     data: Annotated[Path, typer.Argument(help="Dataset file (HDF5, npz) or DeepChrome folder.")],
 ):
     """Summarise a dataset file."""
-    ds = _load_data(data)
+    ds = load_dataset(data)
     console.print(f"[bold]{data}[/bold]: {ds!r}")
     console.print(
         f"marks: {', '.join(ds.marks)}; bins: {ds.n_bins}; target: {ds.target if ds.has_target else 'none'}"
@@ -395,7 +390,7 @@ def explain(
     from histexpr.explain_run import explain_run
 
     cell_list = _csv_list(cells)
-    ds = _load_data(data).select_cells(cell_list)
+    ds = load_dataset(data).select_cells(cell_list)
     result = explain_run(
         run_dir,
         ds,

@@ -15,12 +15,12 @@ import pandas as pd
 
 from histexpr.atomic import atomic_path
 from histexpr.bundle import check_input, read_header
-from histexpr.data.dataset import HistoneDataset
+from histexpr.data.convert import load_dataset
 from histexpr.data.validate import check_unique_examples, one_line, validate_dataset
 from histexpr.errors import HistexprError
 from histexpr.estimators import NEURAL_KINDS, load_estimator, make_estimator
 from histexpr.evaluate import Evaluation, evaluate_predictions
-from histexpr.experiment import ExperimentConfig, ExperimentResult, run_experiment
+from histexpr.experiment import DEFAULT_MODELS, ExperimentConfig, ExperimentResult, run_experiment
 
 #: Neural settings of the demo only: smaller widths and few epochs keep it within
 #: a few minutes on 2 CPU cores. The default configs remain the seed's.
@@ -30,7 +30,6 @@ DEMO_NEURAL = (
     "patience=4",
     "batch_size=256",
 )
-DEMO_MODELS = ("global-mean", "gene-mean", "ridge", "random-forest", "lightgbm", "ensemble")
 
 
 @dataclass
@@ -39,12 +38,6 @@ class TrainResult:
 
     model_dir: Path
     valid_metrics: pd.DataFrame | None
-
-
-def _load(path) -> HistoneDataset:
-    from histexpr.data.convert import load_dataset
-
-    return load_dataset(path)
 
 
 def train_model(
@@ -62,7 +55,7 @@ def train_model(
     """Train one model on a data file, holding out a fraction of genes for validation."""
     from histexpr.data.splits import split_genes
 
-    data = _load(data_path)
+    data = load_dataset(data_path)
     if cells:
         data = data.select_cells(cells)
     if exclude_cells:
@@ -182,7 +175,7 @@ def _stream(model_dir, data_path, memory_budget, need_target: bool):
                 validate_dataset(block, data_path, marks=None, n_bins=None, unique=False)
                 yield block, est.predict(block)
         return
-    data = _load(data_path)
+    data = load_dataset(data_path)
     check_input(header, data.marks, data.n_bins, source=str(data_path))
     if need_target and not data.has_target:
         raise HistexprError(f"{data_path}: no expression values to evaluate against")
@@ -255,8 +248,8 @@ def run_demo(
 
     path = default_dataset()
     log(f"data: {path}")
-    data = _load(path)
-    config = ExperimentConfig(models=tuple(models or DEMO_MODELS), neural=DEMO_NEURAL)
+    data = load_dataset(path)
+    config = ExperimentConfig(models=tuple(models or DEFAULT_MODELS), neural=DEMO_NEURAL)
     result = run_experiment(data, run_dir, config, data_path=str(path), log=log)
     if report:
         from histexpr.report import write_data_summary, write_report
