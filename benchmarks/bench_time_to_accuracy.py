@@ -1,7 +1,7 @@
 """Benchmark 4: time to accuracy on full-scale simulated data.
 
 Simulates the seed's setting (50 training cell types + the 6 unseen ones,
-16,000 genes; cached as HDF5), splits genes as :func:`histexpr.experiment.run_experiment`
+16,000 genes; cached as HDF5), splits genes as :func:`histexpr.workflows.experiment.run_experiment`
 does (70 % train, 10 % valid, 20 % test), trains ridge, LightGBM and the
 FoldEnsemble (the seed's ConvNet, 3 cell-type folds) under a wall-clock budget,
 and prints MSE relative to the Bayes oracle on seen cell types (test genes) and
@@ -38,11 +38,11 @@ from histexpr.config import to_dict
 from histexpr.data.hdf5 import open_h5, read_h5
 from histexpr.datasets import TRAIN_CELLS, UNSEEN_CELLS
 from histexpr.estimators import make_estimator
-from histexpr.experiment import ExperimentConfig, split_examples
+from histexpr.estimators.neural import NeuralEstimator
 from histexpr.models import Predictor
 from histexpr.predict import predict
 from histexpr.simulator import SimulatorConfig, oracle_for_dataset, simulate
-from histexpr.train import NeuralEstimator
+from histexpr.workflows.experiment import ExperimentConfig, split_examples
 
 
 class Snapshots(Callback):

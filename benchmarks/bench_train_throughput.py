@@ -143,10 +143,10 @@ def loader_throughput(n: int, batch_size: int) -> float:
     """Examples/s of one shuffled epoch of the training loader alone (no model).
 
     The loader cuts whole batches from contiguous tensors
-    (:func:`histexpr.lightning_plan.make_loader`); this shows its cost is
+    (:func:`histexpr.training.plan.make_loader`); this shows its cost is
     negligible next to a training step.
     """
-    from histexpr.lightning_plan import make_loader
+    from histexpr.training.plan import make_loader
 
     X = torch.zeros(n, 5, 100)
     y = torch.zeros(n)
@@ -169,10 +169,10 @@ def lightning_compare(
     dict
         precision -> {"examples_per_s", "seconds", "test_mse", "test_mse_bf16_predict"}.
     """
-    from histexpr.members import TrainConfig
+    from histexpr.estimators.neural import NeuralEstimator
     from histexpr.simulator import SimulatorConfig, simulate
     from histexpr.simulator.config import DEFAULT_TRAIN_CELLS
-    from histexpr.train import NeuralEstimator
+    from histexpr.training.fit import TrainConfig
 
     data = simulate(SimulatorConfig(cells=DEFAULT_TRAIN_CELLS[:n_cells], n_genes=n_genes))
     genes = np.unique(data.gene)

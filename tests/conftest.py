@@ -9,7 +9,15 @@ import pytest
 
 from histexpr.data.dataset import MARKS, HistoneDataset
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+#: The repository root (tests/ is directly below it).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The larger real data beside the clone (present in CI; absent on a user's clone).
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+#: The narrowest ConvNet widths that still train: tests of the neural kinds use them.
+TINY = "4,4,8,8,8,8,16,16"
+#: Training overrides that make a neural test take seconds.
+FAST = {"channels": TINY, "progress": False, "batch_size": 32, "lr": 1e-2, "threads": 1}
 
 
 def make_planted(
@@ -37,6 +45,24 @@ def make_planted(
     return HistoneDataset(
         X=np.concatenate(Xs), y=np.concatenate(ys), cell=np.concatenate(cs), gene=np.concatenate(gs)
     )
+
+
+def make_graded_planted(n_genes=150, cells=("A", "B", "C"), seed=0):
+    """Neural-test data: counts with depth differing by cell; a latent activity raises central H3K4me3,
+    lowers H3K27me3 and sets y."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for i, c in enumerate(cells):
+        depth = 1.0 + 0.5 * i
+        activity = rng.uniform(-1, 1, n_genes)
+        lam = rng.gamma(1.0, 1.0, size=(n_genes, 5, 100))
+        lam[:, 3, 40:60] += 8 / (1 + np.exp(-3 * activity))[:, None]
+        lam[:, 0, :] += 3 / (1 + np.exp(3 * activity))[:, None]
+        X = rng.poisson(lam * depth).astype(np.float32)
+        y = 4 + 2 * activity + rng.normal(0, 0.2, n_genes)
+        genes = np.array([f"g{j}" for j in range(n_genes)])
+        parts.append(HistoneDataset(X, y, np.full(n_genes, c), genes))
+    return HistoneDataset.concat(parts)
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from histexpr.bundle import write_header
 from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
+from histexpr.estimators.bundle import write_header
 from histexpr.explain import CellAttributions, save_attributions
 from histexpr.report import write_data_summary
 

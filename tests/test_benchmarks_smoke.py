@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from conftest import REPO_ROOT
+
+BENCH = REPO_ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _common  # noqa: E402

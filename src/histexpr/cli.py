@@ -164,7 +164,7 @@ def simulate(
     fmt = fmt or ("npz" if out.suffix == ".npz" else "h5")
     kwargs = {"seed": seed, "n_genes": n_genes or None}
     if cells == "all":
-        from histexpr.datasets import DEEPCHROME_CELLS
+        from histexpr.data.reference import DEEPCHROME_CELLS
 
         kwargs["cells"] = DEEPCHROME_CELLS
     elif cells:
@@ -358,7 +358,7 @@ def download(
 ):
     """Download public data sets (only when you ask; resumable, verified)."""
     from histexpr.data.dataset import MARKS
-    from histexpr.download import download as _download
+    from histexpr.data.download import download as _download
 
     cell_arg = "all" if cells == "all" else (_csv_list(cells) or None)
     paths = _download(
@@ -387,7 +387,7 @@ def explain(
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
 ):
     """Attribution heatmaps (bins x marks) per cell type; attention maps for AttentiveChrome."""
-    from histexpr.explain_run import explain_run
+    from histexpr.workflows.explain import explain_run
 
     cell_list = _csv_list(cells)
     ds = load_dataset(data).select_cells(cell_list)

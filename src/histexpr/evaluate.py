@@ -47,11 +47,42 @@ def median_split_labels(y: np.ndarray, cell: np.ndarray | None = None) -> np.nda
     y = np.asarray(y, dtype=np.float64)
     if cell is None:
         return (y > np.median(y)).astype(np.int8)
+    cell = np.asarray(cell)
     labels = np.zeros(len(y), dtype=np.int8)
     for c in np.unique(cell):
         m = cell == c
         labels[m] = y[m] > np.median(y[m])
     return labels
+
+
+def fit_metrics(y: np.ndarray, pred: np.ndarray, task: str, prefix: str) -> dict[str, float]:
+    """The loss and one quality score of training-time predictions, for ``metrics.json``.
+
+    Regression: ``{prefix}_mse`` and ``{prefix}_r`` (Pearson); classification
+    (``pred`` are probabilities of the positive class): ``{prefix}_bce`` and
+    ``{prefix}_auc``. A score that is undefined (one class, constant input) is left out.
+
+    Parameters
+    ----------
+    y, pred : np.ndarray, shape (n,)
+    task : {"regression", "classification"}
+    prefix : str
+        e.g. "train" or "valid".
+    """
+    y = np.asarray(y, dtype=np.float64)
+    pred = np.asarray(pred, dtype=np.float64)
+    if task == "classification":
+        p = np.clip(pred, 1e-7, 1 - 1e-7)
+        out = {f"{prefix}_bce": float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))}
+        score = auc(y.astype(np.int8), pred)
+        if np.isfinite(score):
+            out[f"{prefix}_auc"] = score
+        return out
+    out = {f"{prefix}_mse": float(np.mean((pred - y) ** 2))}
+    r = _pearson(y, pred) if len(y) > 1 else float("nan")
+    if np.isfinite(r):
+        out[f"{prefix}_r"] = r
+    return out
 
 
 def _rank(a: np.ndarray) -> np.ndarray:
@@ -65,7 +96,7 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 
 
-def _auc(labels: np.ndarray, score: np.ndarray) -> float:
+def auc(labels: np.ndarray, score: np.ndarray) -> float:
     """ROC AUC by the rank-sum formula (ties count one half)."""
     n_pos = int(labels.sum())
     n_neg = len(labels) - n_pos
@@ -98,7 +129,7 @@ def compute_metrics(y: np.ndarray, yhat: np.ndarray, cell: np.ndarray | None = N
         pearson=_pearson(y, yhat) if n > 1 else float("nan"),
         spearman=_pearson(_rank(y), _rank(yhat)) if n > 1 else float("nan"),
         r2=1.0 - mse / var if var > 0 else float("nan"),
-        auc=_auc(median_split_labels(y, cell), yhat),
+        auc=auc(median_split_labels(y, cell), yhat),
     )
 
 

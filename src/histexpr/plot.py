@@ -26,6 +26,7 @@ from matplotlib.lines import Line2D
 
 from histexpr.atomic import atomic_path
 from histexpr.data.dataset import BIN_SIZE, MARKS, HistoneDataset
+from histexpr.evaluate import compute_metrics
 
 #: Line style of each training-history split.
 SPLIT_STYLES = {"train": "-", "valid": "--", "trainval": ":"}
@@ -224,24 +225,6 @@ def plot_loss_curves(
     return ax
 
 
-def _quick_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
-    from scipy.stats import spearmanr
-
-    ok = np.isfinite(y) & np.isfinite(yhat)
-    y, yhat = y[ok], yhat[ok]
-    if y.size < 2:
-        return {"n": int(y.size)}
-    resid = float(np.mean((y - yhat) ** 2))
-    var = float(np.var(y))
-    return {
-        "n": int(y.size),
-        "mse": resid,
-        "pearson": float(np.corrcoef(y, yhat)[0, 1]) if np.std(yhat) > 0 else float("nan"),
-        "spearman": float(spearmanr(y, yhat).statistic),
-        "r2": 1.0 - resid / var if var > 0 else float("nan"),
-    }
-
-
 def plot_pred_vs_obs(
     y: np.ndarray,
     yhat: np.ndarray,
@@ -264,7 +247,10 @@ def plot_pred_vs_obs(
     y = np.asarray(y, dtype=np.float64)
     yhat = np.asarray(yhat, dtype=np.float64)
     ax = _axes(ax, figsize=(4.0, 4.0))
-    metrics = dict(metrics) if metrics is not None else _quick_metrics(y, yhat)
+    if metrics is None:
+        ok = np.isfinite(y) & np.isfinite(yhat)
+        metrics = compute_metrics(y[ok], yhat[ok]).as_dict()
+    metrics = dict(metrics)
     idx = np.arange(y.size)
     if y.size > max_points:
         idx = np.sort(np.random.default_rng(seed).choice(y.size, max_points, replace=False))

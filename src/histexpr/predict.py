@@ -1,6 +1,6 @@
 """The one batched prediction primitive for torch models.
 
-Used by :meth:`histexpr.train.NeuralEstimator.predict` and by evaluation and
+Used by :meth:`histexpr.estimators.neural.NeuralEstimator.predict` and by evaluation and
 explanation code. It runs the model in eval mode (batch norm uses its running
 statistics, dropout is off, so a prediction does not depend on the batch it
 happens to be in) and leaves the caller's module untouched: mode, device and
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from histexpr._runtime import model_device, preserved_mode
 from histexpr.errors import ConfigError
 
 #: Examples per forward pass; large batches amortise per-call overhead on CPU.
@@ -36,14 +37,6 @@ PRECISIONS: dict[str, torch.dtype | None] = {
     "bf16-mixed": torch.bfloat16,
     "bf16-true": torch.bfloat16,
 }
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
 
 
 def autocast_dtype(precision: str | None) -> torch.dtype | None:
@@ -109,16 +102,16 @@ def predict(
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     dtype = autocast_dtype(precision)
-    original_device = _model_device(model)
+    original_device = model_device(model)
     device = torch.device(device) if device is not None else original_device
-    was_training = [m.training for m in model.modules()]
     X = torch.as_tensor(X, dtype=torch.float32)
-    runner = inference_module(model, fuse)
     outs = []
     cast = (
         torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     )
-    try:
+    # The caller's module keeps its mode and device; the runner may be a folded copy.
+    with preserved_mode(model, device=original_device):
+        runner = inference_module(model, fuse)
         runner.to(device)
         runner.eval()
         with torch.inference_mode(), cast:
@@ -128,9 +121,4 @@ def predict(
             for start in range(0, X.shape[0], batch_size):
                 batch = X[start : start + batch_size].to(device, non_blocking=True)
                 outs.append(runner(batch).float().cpu())
-    finally:
-        model.to(original_device)
-        # Restore per-module flags: a caller may have frozen some submodules in eval mode.
-        for m, flag in zip(model.modules(), was_training, strict=True):
-            m.training = flag
     return torch.cat(outs).numpy().astype(np.float32, copy=False)

@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from histexpr._runtime import progress as progress_bar
 from histexpr.data.dataset import HistoneDataset
 from histexpr.data.hdf5 import H5Writer, is_h5, open_h5
 from histexpr.data.validate import check_keys, validate_dataset
@@ -175,26 +176,6 @@ def load_dataset(
     return HistoneDataset.concat(parts)
 
 
-def _progress(enabled: bool):
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-
-
 def convert(
     src,
     dst,
@@ -236,8 +217,7 @@ def convert(
     seen: set[str] = set()
     writer_target = ""
     try:
-        with _progress(progress) as bar:
-            task = bar.add_task(f"{src.name} -> {dst.name}", total=len(keys))
+        with progress_bar(len(keys), f"{src.name} -> {dst.name}", "cell", progress) as bar:
             for block in blocks:
                 validate_dataset(block, src, n_bins=None)
                 dup = seen & set(block.cells)
@@ -259,7 +239,7 @@ def convert(
                     raise DataError("target transform differs between cell types", src)
                 writer_target = block.target
                 writer.append(block)
-                bar.advance(task)
+                bar.update(1)
     except BaseException as exc:
         if writer is not None:
             writer.abort(exc)

@@ -214,7 +214,7 @@ def _read_cell(
     if target == "none":
         y = None
     elif target == "rpkm":
-        from histexpr.datasets import load_rpkm
+        from histexpr.data.reference import load_rpkm
 
         try:
             rpkm = load_rpkm([cell])[cell]

@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from histexpr._runtime import histexpr_version
 from histexpr.atomic import AtomicFileWriter
 from histexpr.data.dataset import BIN_SIZE, HistoneDataset
 from histexpr.errors import DataError
@@ -22,12 +23,6 @@ FORMAT_VERSION = 1
 _STR = h5py.string_dtype("utf-8")
 #: Rows per chunk: about 1 MB of float32 for 5 marks x 100 bins.
 CHUNK_ROWS = 512
-
-
-def _version() -> str:
-    from histexpr import __version__
-
-    return __version__
 
 
 class H5Writer(AtomicFileWriter):
@@ -95,7 +90,7 @@ class H5Writer(AtomicFileWriter):
             n_bins=self.n_bins,
             bin_size=int(bin_size),
             target=target,
-            histexpr_version=_version(),
+            histexpr_version=histexpr_version(),
             meta=json.dumps(meta or {}),
         )
         self._cells: dict[str, int] = {}

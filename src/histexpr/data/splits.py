@@ -138,7 +138,7 @@ def split_genes(
             perm[n_test + n_valid :],
         )
     elif method == "deepchrome":
-        from histexpr.datasets import deepchrome_genes, deepchrome_split
+        from histexpr.data.reference import deepchrome_genes, deepchrome_split
 
         order = np.asarray(deepchrome_genes())
         ensg = _to_ensg(uniq)
@@ -150,7 +150,7 @@ def split_genes(
         label = np.array([part[g] for g in ensg])
         train, valid, test = (uniq[label == p] for p in GENE_SPLITS)
     elif method == "chromosome":
-        from histexpr.datasets import load_tss
+        from histexpr.data.reference import load_tss
 
         valid_chroms, test_chroms = list(valid_chroms), list(test_chroms)
         both = set(valid_chroms) & set(test_chroms)
@@ -181,7 +181,7 @@ def holdout_cells(cells: Sequence[str], holdout: Sequence[str] | None = None) ->
         Cell types to hold out (default: the course's 6 unseen cells).
     """
     if holdout is None:
-        from histexpr.datasets import UNSEEN_CELLS
+        from histexpr.data.reference import UNSEEN_CELLS
 
         holdout = UNSEEN_CELLS
     cells = list(dict.fromkeys(str(c) for c in cells))

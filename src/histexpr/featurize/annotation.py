@@ -252,7 +252,7 @@ def read_tss(path=None, coords: Coords = "auto", feature: str = "gene") -> TssTa
         strand; name is the gene id); or a CSV/TSV table with a header (columns
         as in :func:`tss_from_frame`), or headerless with the packaged layout
         chrom, start, end, strand, gene_id, name. Default: the packaged GENCODE
-        v10 (hg19) table, :func:`histexpr.datasets.load_tss`.
+        v10 (hg19) table, :func:`histexpr.data.reference.load_tss`.
     coords : {"auto", "gtf", "bed"}
         Interpretation of start/end in tables (ignored for GTF and BED).
     feature : str
@@ -263,7 +263,7 @@ def read_tss(path=None, coords: Coords = "auto", feature: str = "gene") -> TssTa
     TssTable
     """
     if path is None:
-        from histexpr.datasets import load_tss
+        from histexpr.data.reference import load_tss
 
         return tss_from_frame(load_tss(), coords="gtf", source="packaged GENCODE v10 TSS")
     path = Path(path)

@@ -10,7 +10,6 @@ only when complete (:class:`histexpr.data.hdf5.H5Writer`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import Mapping
@@ -19,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from histexpr._runtime import dask_client
+from histexpr._runtime import progress as _progress_bar
 from histexpr.config import to_dict
 from histexpr.data.dataset import MARKS, TARGET_LOG2_RPKM, HistoneDataset, log2_rpkm
 from histexpr.data.hdf5 import H5Writer
@@ -234,7 +235,7 @@ def featurize(
         bin_size=window.bin_size,
     ) as writer:
         assembler = _Assembler(cells, marks, tss, window, y_by_cell, writer)
-        bar = _progress(len(tasks), progress)
+        bar = _progress_bar(len(tasks), "featurize", "track", progress)
         try:
             if scheduler is None and not workers:
                 for cell, mark, path in tasks:
@@ -287,32 +288,9 @@ class _Assembler:
         )
 
 
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc="featurize", unit="track")
-
-
 def _run_dask(tasks, tss, window, options, workers, scheduler, processes, assembler, bar) -> None:
     distributed = require("distributed")
-    with contextlib.ExitStack() as stack:
-        if scheduler is not None:
-            try:
-                client = stack.enter_context(distributed.Client(scheduler, timeout="10s"))
-            except OSError as exc:
-                raise ConfigError(f"cannot reach Dask scheduler {scheduler} ({exc})") from None
-        else:
-            cluster = stack.enter_context(
-                distributed.LocalCluster(
-                    n_workers=int(workers),
-                    threads_per_worker=1,
-                    processes=processes,
-                    dashboard_address=None,
-                    # Thread workers talk in-process; process workers only on loopback.
-                    **({"host": "127.0.0.1"} if processes else {}),
-                )
-            )
-            client = stack.enter_context(distributed.Client(cluster))
+    with dask_client(int(workers or 0), scheduler, processes) as client:
         n_workers = max(len(client.scheduler_info().get("workers", {})), 1)
         # Finished-but-unwritten tracks are capped so memory stays bounded.
         max_ahead = 2 * n_workers + len(MARKS)

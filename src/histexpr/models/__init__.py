@@ -2,7 +2,7 @@
 
 Every neural kind is a :class:`~histexpr.models.normalize.Predictor`: the input
 normaliser followed by a network (:func:`build_net`). Training lives in
-:mod:`histexpr.train`; baselines in :mod:`histexpr.models.baselines` (not
+:mod:`histexpr.estimators.neural`; baselines in :mod:`histexpr.estimators.baselines` (not
 imported here, so importing the models does not pull in scikit-learn).
 """
 

@@ -2,7 +2,7 @@
 
 Both take the members as built modules (see :func:`histexpr.models.build_net`);
 how the members are trained (which cell types each sees) is the training
-runner's business (:mod:`histexpr.train`).
+runner's business (:mod:`histexpr.estimators.neural`).
 
 For binary classification members output logits; the combinations average
 *probabilities* and return the logit of the average, so the output is again a

@@ -17,7 +17,7 @@ Both take normalised input (see :mod:`histexpr.models.normalize`) and output
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -95,14 +95,17 @@ class AttentionMaps(NamedTuple):
 
     Attributes
     ----------
-    bins : torch.Tensor, shape (n, n_marks, n_bins)
+    bins : torch.Tensor or np.ndarray, shape (n, n_marks, n_bins)
         Bin-level attention per mark (each row sums to 1).
-    marks : torch.Tensor, shape (n, n_marks)
+    marks : torch.Tensor or np.ndarray, shape (n, n_marks)
         Mark-level attention (sums to 1).
+
+    The network returns tensors; :func:`histexpr.explain.attention_maps` returns
+    the same type holding numpy arrays (or per-cell means of them).
     """
 
-    bins: torch.Tensor
-    marks: torch.Tensor
+    bins: Any
+    marks: Any
 
 
 class _Attention(nn.Module):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import progress as progress_bar
 from histexpr.config import to_dict
 from histexpr.data.dataset import MARKS, N_BINS, TARGET_LOG2_RPKM, HistoneDataset, log2_rpkm
 from histexpr.errors import ConfigError, DataError
@@ -32,7 +33,7 @@ CHUNK_GENES = 4096
 
 def simulated_genes(config: SimulatorConfig) -> np.ndarray:
     """Gene ids of the data set, in the packaged matrix order, shape (n_genes,)."""
-    from histexpr.datasets import DEEPCHROME_CELLS, load_rpkm
+    from histexpr.data.reference import DEEPCHROME_CELLS, load_rpkm
 
     all_genes = load_rpkm(DEEPCHROME_CELLS[:1]).index.to_numpy().astype(str)
     if config.genes is not None:
@@ -56,7 +57,7 @@ def simulated_genes(config: SimulatorConfig) -> np.ndarray:
 
 def expression(config: SimulatorConfig, genes: np.ndarray | None = None) -> np.ndarray:
     """Real targets log2(RPKM+1), shape (n_genes, n_cells), float32, cells in config order."""
-    from histexpr.datasets import load_rpkm
+    from histexpr.data.reference import load_rpkm
 
     try:
         rpkm = load_rpkm(config.cells)
@@ -105,16 +106,14 @@ def _iter_cells(config: SimulatorConfig, progress: bool):
     classes = gene_classes(config, genes)
     cells = list(config.cells)
     if progress:
-        from tqdm.auto import tqdm
-
-        cells = tqdm(cells, desc="simulating", unit="cell")
+        cells = progress_bar(len(cells), "simulating", "cell", iterable=cells)
     for j, cell in enumerate(cells):
         yield cell, genes, Y[:, j], simulate_cell(config, cell, Y[:, j], classes)
 
 
 def _file_meta(config: SimulatorConfig, unseen_cells) -> dict:
     """Metadata stored with simulated data: the config and the unseen cell types."""
-    from histexpr.datasets import UNSEEN_CELLS
+    from histexpr.data.reference import UNSEEN_CELLS
 
     if unseen_cells is None:
         unseen_cells = [c for c in config.cells if c in UNSEEN_CELLS]
@@ -147,9 +146,9 @@ def simulate(
         expression in column 6; it has no place for the config).
     unseen_cells : sequence of str, optional
         Cell types to designate as never seen in training, recorded in
-        ``meta["unseen_cells"]`` for :func:`histexpr.experiment.run_experiment`.
+        ``meta["unseen_cells"]`` for :func:`histexpr.workflows.experiment.run_experiment`.
         Default: those of ``config.cells`` among the seed's six unseen cell types
-        (:data:`histexpr.datasets.UNSEEN_CELLS`).
+        (:data:`histexpr.data.reference.UNSEEN_CELLS`).
 
     Returns
     -------

@@ -1,0 +1,234 @@
+"""The main job: train models side by side and evaluate them on held-out data.
+
+Protocol (the seed's): genes are split into train / valid / test; cell types into
+*seen* (training) and *unseen*. Every model trains on train genes of seen cell
+types (validating on valid genes of seen cell types). It is scored on
+
+- *seen*: the test genes of the seen cell types (genes never trained on), and
+- *unseen*: every gene of the unseen cell types (cell types never trained on,
+  as in the seed's test set, where the genes' expression in other cell types is
+  known: the per-gene mean is the natural baseline there).
+On simulated data the Bayes oracle is scored too, and each model's MSE is given
+relative to it.
+
+The run directory receives ``run.json``, ``results.csv``, ``per_cell.csv``,
+``predictions.csv`` and one saved model per kind under ``models/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from histexpr.atomic import atomic_path
+from histexpr.config import to_dict
+from histexpr.data.dataset import HistoneDataset
+from histexpr.errors import ConfigError, HistexprError
+from histexpr.estimators import KINDS, NEURAL_KINDS, make_estimator
+from histexpr.evaluate import Evaluation, evaluate_predictions
+
+DEFAULT_MODELS = ("global-mean", "gene-mean", "ridge", "random-forest", "lightgbm", "ensemble")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """What to train and how to split.
+
+    Attributes
+    ----------
+    models : tuple of str
+        Model kinds (see :data:`histexpr.estimators.KINDS`).
+    unseen_cells : tuple of str
+        Cell types held out of training. Empty: taken from the data (the
+        simulator records them), else none.
+    gene_split : str
+        "random", "chromosome" or "deepchrome" (see :mod:`histexpr.data.splits`).
+    valid_fraction, test_fraction : float
+        Gene fractions for validation and test (random split).
+    seed : int
+    neural : tuple of str
+        ``field=value`` overrides for the neural models; each model takes those
+        its configs define (e.g. ``channels`` reaches the ConvNet kinds only). A
+        field that no requested neural model defines is an error.
+    """
+
+    models: tuple[str, ...] = DEFAULT_MODELS
+    unseen_cells: tuple[str, ...] = ()
+    gene_split: str = "random"
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+    neural: tuple[str, ...] = ()
+
+
+@dataclass
+class ExperimentResult:
+    """Outcome of :func:`run_experiment`."""
+
+    run_dir: Path
+    evaluation: Evaluation
+    seconds: dict[str, float]
+    train_cells: list[str]
+    unseen_cells: list[str]
+
+
+def resolve_unseen_cells(data: HistoneDataset, requested) -> list[str]:
+    """Unseen cell types: as requested, else those recorded in the data (the simulator does), else none."""
+    if requested:
+        missing = sorted(set(requested) - set(data.cells))
+        if missing:
+            raise HistexprError(f"unseen cell type(s) not in data: {', '.join(missing)}")
+        return list(requested)
+    unseen = data.meta.get("unseen_cells") or [] if isinstance(data.meta, dict) else []
+    return [c for c in unseen if c in data.cells]
+
+
+def split_examples(data: HistoneDataset, config: ExperimentConfig, unseen: list[str]):
+    """Train, valid and test subsets following the module protocol."""
+    from histexpr.data.splits import split_genes
+
+    genes = np.unique(data.gene)
+    split = split_genes(
+        genes,
+        method=config.gene_split,
+        valid_fraction=config.valid_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+    )
+    seen_mask = ~np.isin(data.cell, unseen)
+    if not seen_mask.any():
+        raise HistexprError("every cell type is marked unseen; nothing to train on")
+    train = data.subset(seen_mask & np.isin(data.gene, split.train))
+    valid = data.subset(seen_mask & np.isin(data.gene, split.valid))
+    test = data.subset((seen_mask & np.isin(data.gene, split.test)) | ~seen_mask)
+    return train, valid, test
+
+
+def _neural_overrides(config: ExperimentConfig) -> dict[str, list[str]]:
+    """The ``config.neural`` overrides that each requested neural kind defines."""
+    from histexpr.config import parse_overrides
+    from histexpr.estimators.neural import config_fields
+
+    overrides = parse_overrides(list(config.neural))
+    kinds = [k for k in config.models if k in NEURAL_KINDS]
+    out, used = {}, set()
+    for kind in kinds:
+        model_fields, train_fields = config_fields(kind)
+        known = model_fields | train_fields
+        out[kind] = [f"{k}={v}" for k, v in overrides.items() if k in known]
+        used |= known & set(overrides)
+    unknown = set(overrides) - used if kinds else set()
+    if unknown:
+        raise ConfigError(
+            f"neural override field(s) {', '.join(sorted(unknown))} are defined by none of "
+            f"{', '.join(kinds)}"
+        )
+    return out
+
+
+def run_experiment(
+    data: HistoneDataset,
+    run_dir,
+    config: ExperimentConfig = ExperimentConfig(),
+    data_path: str | None = None,
+    log: Callable[[str], None] = print,
+) -> ExperimentResult:
+    """Train every model of ``config`` on ``data`` and evaluate on held-out genes.
+
+    Parameters
+    ----------
+    data : HistoneDataset
+        With targets.
+    run_dir : path
+        Output directory (created).
+    config : ExperimentConfig
+    data_path : str, optional
+        Recorded in ``run.json`` so later commands (report, explain) find the data.
+    log : callable
+        Receives one line per step.
+    """
+    if not data.has_target:
+        raise HistexprError("the data set has no expression values; cannot train or evaluate")
+    unknown = [m for m in config.models if m not in KINDS]
+    if unknown:
+        raise ConfigError(
+            f"unknown model kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}"
+        )
+    run_dir = Path(run_dir)
+    (run_dir / "models").mkdir(parents=True, exist_ok=True)
+    unseen = resolve_unseen_cells(data, config.unseen_cells)
+    train, valid, test = split_examples(data, config, unseen)
+    train_cells = train.cells
+    log(
+        f"data: {len(data)} examples, {len(data.cells)} cell types ({len(unseen)} unseen); "
+        f"train {len(train)}, valid {len(valid)}, test {len(test)}"
+    )
+    predictions: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    if "simulator" in data.meta:
+        from histexpr.simulator import oracle_for_dataset
+
+        t0 = time.perf_counter()
+        predictions["oracle"] = oracle_for_dataset(test)
+        seconds["oracle"] = time.perf_counter() - t0
+    neural_overrides = _neural_overrides(config)
+    for kind in config.models:
+        est = make_estimator(kind, neural_overrides.get(kind))
+        model_dir = run_dir / "models" / kind
+        log(f"training {kind} ...")
+        t0 = time.perf_counter()
+        est.fit(train, valid, run_dir=model_dir)
+        seconds[kind] = time.perf_counter() - t0
+        predictions[kind] = est.predict(test)
+        est.save(model_dir)
+        log(f"  {kind}: {seconds[kind]:.1f} s")
+    evaluation = evaluate_predictions(test.y, test.cell, predictions, unseen)
+    evaluation.table["train_seconds"] = evaluation.table["model"].map(seconds)
+    _write_outputs(
+        run_dir, test, predictions, evaluation, config, data, data_path, unseen, train_cells
+    )
+    return ExperimentResult(run_dir, evaluation, seconds, train_cells, unseen)
+
+
+def _write_csv(df: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def _write_outputs(
+    run_dir, test, predictions, evaluation, config, data, data_path, unseen, train_cells
+):
+    _write_csv(evaluation.table, run_dir / "results.csv")
+    _write_csv(evaluation.per_cell, run_dir / "per_cell.csv")
+    preds = pd.DataFrame({"cell": test.cell, "gene": test.gene, "y": test.y})
+    for name, yhat in predictions.items():
+        preds[name] = yhat
+    _write_csv(preds, run_dir / "predictions.csv")
+    from histexpr._runtime import histexpr_version
+
+    __version__ = histexpr_version()
+
+    run = {
+        "command": "experiment",
+        "histexpr_version": __version__,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "config": to_dict(config),
+        "data": {
+            "path": None if data_path is None else str(Path(data_path).resolve()),
+            "n_examples": len(data),
+            "cells": data.cells,
+            "train_cells": list(train_cells),
+            "unseen_cells": list(unseen),
+            "n_test": len(test),
+            "target": data.target,
+        },
+    }
+    with atomic_path(run_dir / "run.json") as tmp:
+        tmp.write_text(json.dumps(run, indent=2) + "\n")

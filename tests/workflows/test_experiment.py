@@ -1,0 +1,79 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import make_planted
+from histexpr.errors import HistexprError
+from histexpr.workflows.experiment import ExperimentConfig, run_experiment
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    ds = make_planted(n_genes=200, cells=("E003", "E004", "E005", "E006"))
+    cfg = ExperimentConfig(models=("global-mean", "gene-mean", "ridge"), unseen_cells=("E006",))
+    out = tmp_path_factory.mktemp("run")
+    return run_experiment(ds, out, cfg, log=lambda s: None), ds
+
+
+def test_outputs_written(run):
+    result, _ds = run
+    d = result.run_dir
+    for name in ("run.json", "results.csv", "per_cell.csv", "predictions.csv"):
+        assert (d / name).is_file(), name
+    for kind in ("global-mean", "gene-mean", "ridge"):
+        assert (d / "models" / kind / "model.json").is_file()
+    meta = json.loads((d / "run.json").read_text())
+    assert meta["data"]["unseen_cells"] == ["E006"]
+    assert "E006" not in meta["data"]["train_cells"]
+
+
+def test_protocol_holds_out_genes_and_cells(run):
+    result, _ds = run
+    preds = pd.read_csv(result.run_dir / "predictions.csv")
+    # held-out genes of the seen cell types, every gene of the unseen one
+    assert set(preds.cell) == {"E003", "E004", "E005", "E006"}
+    n_seen_genes = preds[preds.cell == "E003"].gene.nunique()
+    assert 0.1 * 200 < n_seen_genes < 0.3 * 200
+    assert preds[preds.cell == "E006"].gene.nunique() == 200
+    assert set(result.train_cells) == {"E003", "E004", "E005"}
+
+
+def test_ridge_beats_means_on_seen_and_unseen(run):
+    result, _ = run
+    t = result.evaluation.table.set_index(["model", "group"])
+    for group in ("seen", "unseen"):
+        assert t.loc[("ridge", group), "mse"] < t.loc[("gene-mean", group), "mse"]
+    # held-out genes have no gene mean (falls back to the global one); on unseen
+    # cell types every gene was seen in other cell types, so the gene mean helps
+    assert t.loc[("gene-mean", "seen"), "mse"] == pytest.approx(
+        t.loc[("global-mean", "seen"), "mse"]
+    )
+    assert t.loc[("gene-mean", "unseen"), "mse"] < t.loc[("global-mean", "unseen"), "mse"]
+    # no oracle on real-style data: ratio undefined
+    assert np.isnan(t["mse_over_oracle"]).all()
+
+
+def test_bad_requests_are_user_errors(tmp_path):
+    ds = make_planted(n_genes=50)
+    with pytest.raises(HistexprError, match="unknown model kind"):
+        run_experiment(ds, tmp_path, ExperimentConfig(models=("svm",)), log=lambda s: None)
+    with pytest.raises(HistexprError, match="not in data"):
+        run_experiment(ds, tmp_path, ExperimentConfig(unseen_cells=("E999",)), log=lambda s: None)
+    with pytest.raises(HistexprError, match="no expression"):
+        run_experiment(ds.without_target(), tmp_path, ExperimentConfig(), log=lambda s: None)
+
+
+def test_neural_overrides_reach_only_the_kinds_that_define_them():
+    from histexpr.workflows.experiment import _neural_overrides
+
+    cfg = ExperimentConfig(
+        models=("ridge", "convnet", "deepchrome"), neural=("channels=8,8,8,8,8,8,8,8", "epochs=2")
+    )
+    out = _neural_overrides(cfg)
+    assert out["convnet"] == ["channels=8,8,8,8,8,8,8,8", "epochs=2"]
+    assert out["deepchrome"] == ["epochs=2"]  # DeepChrome has no 'channels'
+    assert "ridge" not in out
+    with pytest.raises(HistexprError, match="none of"):
+        _neural_overrides(ExperimentConfig(models=("deepchrome",), neural=("chanels=8",)))
