@@ -172,7 +172,6 @@ def lightning_compare(
     from histexpr.estimators.neural import NeuralEstimator
     from histexpr.simulator import SimulatorConfig, simulate
     from histexpr.simulator.config import DEFAULT_TRAIN_CELLS
-    from histexpr.training.fit import TrainConfig
 
     data = simulate(SimulatorConfig(cells=DEFAULT_TRAIN_CELLS[:n_cells], n_genes=n_genes))
     genes = np.unique(data.gene)
@@ -181,16 +180,9 @@ def lightning_compare(
     train, test = data.subset(~is_test), data.subset(is_test)
     out = {}
     for precision in ("32-true", "bf16-mixed"):
-        cfg = TrainConfig(
-            epochs=epochs,
-            patience=epochs,
-            batch_size=batch_size,
-            precision=precision,
-            threads=threads,
-            progress=False,
-            seed=seed,
-        )
-        est = NeuralEstimator("convnet", train_cfg=cfg)
+        sets = dict(epochs=epochs, patience=epochs, batch_size=batch_size, precision=precision)
+        sets.update(threads=threads, progress=False, seed=seed)
+        est = NeuralEstimator.create("convnet", sets)
         t0 = time.perf_counter()
         est.fit(train)
         seconds = time.perf_counter() - t0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,22 @@ from histexpr.data.dataset import MARKS, HistoneDataset
 #: The repository root (tests/ is directly below it).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The larger real data beside the clone (present in CI; absent on a user's clone).
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+#: ``HISTEXPR_SHARED_DATA`` points elsewhere (e.g. at a missing folder, to check that the
+#: real-format tests still run on the shipped fixtures).
+SHARED_DATA = Path(os.environ.get("HISTEXPR_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+#: Small real fixtures shipped in the repository, laid out like SHARED_DATA (see its README).
+FIXTURES = REPO_ROOT / "tests" / "data" / "fixtures"
+
+
+def real_data(relative: str) -> Path:
+    """``SHARED_DATA / relative`` when present, else the shipped fixture of that name.
+
+    The fixture holds the same format (the DeepChrome toy rows byte for byte; a slice
+    of the RPKM matrix), so the real-format tests run on a fresh clone.
+    """
+    shared = SHARED_DATA / relative
+    return shared if shared.exists() else FIXTURES / relative
+
 
 #: The narrowest ConvNet widths that still train: tests of the neural kinds use them.
 TINY = "4,4,8,8,8,8,16,16"

@@ -12,6 +12,7 @@ from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
 from histexpr.estimators.bundle import write_header
 from histexpr.explain import CellAttributions, save_attributions
 from histexpr.report import write_data_summary
+from histexpr.runs import write_run
 
 TRAIN = ["E003", "E004"]
 UNSEEN = ["E071"]
@@ -32,31 +33,19 @@ def synthetic_data(n_genes: int = 40, seed: int = 0) -> HistoneDataset:
 
 
 def make_fake_run(root: Path, data_path: str | None = None, summary: bool = True) -> Path:
-    """Write every file of the run-directory contract under ``root`` and return it."""
+    """Write every file of the run-directory contract under ``root`` and return it.
+
+    The run files go through :func:`histexpr.runs.write_run`; models are headers only.
+    """
     rng = np.random.default_rng(1)
     run = Path(root)
     run.mkdir(parents=True, exist_ok=True)
     data = synthetic_data()
-    info = {
-        "command": "demo",
-        "histexpr_version": "0.1.0",
-        "created": "2026-01-01T00:00:00+00:00",
-        "config": {"seed": 0, "models": MODELS, "epochs": 5},
-        "data": {
-            "path": data_path,
-            "n_examples": len(data),
-            "cells": CELLS,
-            "train_cells": TRAIN,
-            "unseen_cells": UNSEEN,
-            "target": data.target,
-        },
+    preds = {
+        model: data.y + rng.normal(scale=1.0 / (i + 1), size=len(data))
+        for i, model in enumerate(MODELS)
     }
-    (run / "run.json").write_text(json.dumps(info, indent=2))
-    preds = pd.DataFrame({"cell": data.cell, "gene": data.gene, "y": data.y})
-    for i, model in enumerate(MODELS):
-        preds[model] = data.y + rng.normal(scale=1.0 / (i + 1), size=len(data))
     preds["oracle"] = data.y
-    preds.to_csv(run / "predictions.csv", index=False)
     rows, per_cell = [], []
     for model in MODELS:
         for group in ("seen", "unseen", "all"):
@@ -87,8 +76,23 @@ def make_fake_run(root: Path, data_path: str | None = None, summary: bool = True
                     "n": 40,
                 }
             )
-    pd.DataFrame(rows).to_csv(run / "results.csv", index=False)
-    pd.DataFrame(per_cell).to_csv(run / "per_cell.csv", index=False)
+    write_run(
+        run,
+        results=pd.DataFrame(rows),
+        per_cell=pd.DataFrame(per_cell),
+        cell=data.cell,
+        gene=data.gene,
+        y=data.y,
+        predictions=preds,
+        config={"seed": 0, "models": MODELS, "epochs": 5},
+        n_examples=len(data),
+        cells=CELLS,
+        train_cells=TRAIN,
+        unseen_cells=UNSEEN,
+        target=data.target,
+        data_path=data_path,
+        command="demo",
+    )
     for model, kind in (("ridge", "ridge"), ("ensemble", "ensemble")):
         d = run / "models" / model
         d.mkdir(parents=True, exist_ok=True)
@@ -108,7 +112,19 @@ def make_fake_run(root: Path, data_path: str | None = None, summary: bool = True
     )
     save_attributions(run / "explain" / "attributions_saliency.npz", attrs)
     (run / "explain" / "explain.json").write_text(
-        json.dumps({"model": "ensemble", "baseline": "zeros", "max_per_cell": 2000})
+        json.dumps(
+            {
+                "format": "histexpr-explain",
+                "format_version": 1,
+                "model": "ensemble",
+                "model_dir": str((run / "models" / "ensemble").resolve()),
+                "methods": ["saliency"],
+                "marks": list(MARKS),
+                "baseline": "zeros",
+                "max_per_cell": 2000,
+                "attention": True,
+            }
+        )
     )
     attention = rng.dirichlet(np.ones(N_BINS), size=len(MARKS)).astype(np.float32)
     np.savez(run / "explain" / "attention.npz", E003=attention, E003_marks=attention.sum(1) / 5)

@@ -107,3 +107,17 @@ def test_composite_figures_render_to_png(tmp_path):
         png = plot.save_figure(fig, tmp_path / f"f{i}.png")
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f0.png", "f1.png", "f2.png"]
+
+
+def test_heatmaps_take_any_marks_and_window():
+    marks = (*MARKS, "H3K27ac", "DNase")
+    ax = plot.plot_input_heatmap(RNG.random((7, 40)), marks, bin_size=50)
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(marks)
+    # 40 bins of 50 bp: TSS +/- 1 kb.
+    assert _image(ax).get_extent()[:2] == [-1.0, 1.0]
+    with pytest.raises(ValueError, match=r"\(7, n_bins\)"):
+        plot.heatmap(RNG.random((5, 40)), marks)
+    signal = {"E003": RNG.random((7, 200)), "E004": RNG.random((7, 200))}
+    tall = plot.input_heatmaps_figure(signal, marks)
+    short = plot.input_heatmaps_figure({k: v[:2] for k, v in signal.items()}, marks[:2])
+    assert tall.get_size_inches()[1] > short.get_size_inches()[1]  # room for every row label

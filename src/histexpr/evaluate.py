@@ -1,18 +1,26 @@
-"""Metrics of predicted expression: overall, per cell type, seen vs unseen.
+"""Metrics of predicted expression: overall, per cell type and per evaluation group.
 
 Metrics follow the field: MSE (the seed's loss), Pearson and Spearman
 correlation, R2, and the AUC of a median split — each cell type's genes are
 labelled 1 when their expression is above that cell type's median, the task of
 DeepChrome and AttentiveChrome — scored by the predicted value.
+
+Evaluation groups (:data:`GROUPS`) say what the model knew about an example:
+whether its cell type was trained on (*seen*) and whether its gene was a
+training gene (*known*): ``seen/new``, ``unseen/known`` (the seed's test
+setting), ``unseen/new``, and the flagged ``seen/train`` (training genes of
+training cell types: not held out, never pooled into another group).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+
+from histexpr.data.dataset import canonical_gene_ids
 
 METRIC_NAMES = ("mse", "pearson", "spearman", "r2", "auc")
 
@@ -32,26 +40,50 @@ class Metrics:
         return asdict(self)
 
 
-def median_split_labels(y: np.ndarray, cell: np.ndarray | None = None) -> np.ndarray:
-    """1 where ``y`` exceeds its cell type's median (the global median without ``cell``).
+def is_label(y: np.ndarray) -> bool:
+    """True when ``y`` holds only 0 and 1: binary labels (e.g. DeepChrome's), not expression."""
+    y = np.asarray(y)
+    return bool(y.size) and bool(np.isin(y, (0, 1)).all())
+
+
+def cell_medians(y: np.ndarray, cell: np.ndarray) -> dict[str, float]:
+    """Median of ``y`` per cell type (what a median split of training data uses)."""
+    y, cell = np.asarray(y, dtype=np.float64), np.asarray(cell).astype(str)
+    return {str(c): float(np.median(y[cell == c])) for c in np.unique(cell)}
+
+
+def median_split_labels(
+    y: np.ndarray, cell: np.ndarray | None = None, medians: Mapping[str, float] | None = None
+) -> np.ndarray:
+    """Binary labels: 1 where ``y`` exceeds its cell type's median (global without ``cell``).
+
+    Labels are never re-derived from labels: when ``y`` holds only 0 and 1
+    (:func:`is_label`) it is returned as it is (a median of a 0/1 column is 0 or 1
+    and splits nothing, or everything to 0 when most genes are positive).
 
     Parameters
     ----------
     y : np.ndarray, shape (n,)
     cell : np.ndarray, shape (n,), optional
+    medians : mapping of str to float, optional
+        Median per cell type to split at (e.g. the training cell's, stored with
+        a model); cell types not in it use the median of their own examples.
 
     Returns
     -------
     np.ndarray, shape (n,), int8
     """
     y = np.asarray(y, dtype=np.float64)
+    if is_label(y):
+        return y.astype(np.int8)
     if cell is None:
         return (y > np.median(y)).astype(np.int8)
-    cell = np.asarray(cell)
+    cell = np.asarray(cell).astype(str)
+    medians = medians or {}
     labels = np.zeros(len(y), dtype=np.int8)
     for c in np.unique(cell):
         m = cell == c
-        labels[m] = y[m] > np.median(y[m])
+        labels[m] = y[m] > medians.get(str(c), np.median(y[m]))
     return labels
 
 
@@ -114,6 +146,8 @@ def compute_metrics(y: np.ndarray, yhat: np.ndarray, cell: np.ndarray | None = N
     y, yhat : np.ndarray, shape (n,)
     cell : np.ndarray, shape (n,), optional
         Cell type per example; the median split is then taken per cell type.
+        The AUC of binary labels (``y`` only 0/1) is against the labels themselves
+        (see :func:`median_split_labels`).
     """
     y = np.asarray(y, dtype=np.float64)
     yhat = np.asarray(yhat, dtype=np.float64)
@@ -133,6 +167,69 @@ def compute_metrics(y: np.ndarray, yhat: np.ndarray, cell: np.ndarray | None = N
     )
 
 
+#: Evaluation groups, from the cell types and genes the model was trained on.
+#: Short names (used in tables and CSVs) -> meaning.
+GROUPS: dict[str, str] = {
+    "seen/new": "cell types trained on x genes held out of training",
+    "unseen/known": "cell types never trained on x genes trained on (in other cell types)",
+    "unseen/new": "cell types never trained on x genes never trained on",
+    "seen/train": "cell types trained on x their training genes (not held out: flagged)",
+}
+#: Groups when the training genes are not known: cell types only.
+CELL_GROUPS: dict[str, str] = {
+    "seen": "cell types trained on (genes not split into known / new)",
+    "unseen": "cell types never trained on (genes not split into known / new)",
+}
+#: The flagged group: scored on examples the model was fitted on. Never pooled.
+TRAINING_GROUP = "seen/train"
+#: Order of groups in tables.
+GROUP_ORDER: tuple[str, ...] = ("seen/new", "unseen/known", "unseen/new", "seen", "unseen")
+
+
+def assign_groups(
+    cell: np.ndarray,
+    gene: np.ndarray | None = None,
+    unseen_cells: Sequence[str] = (),
+    train_cells: Sequence[str] | None = None,
+    train_genes: Sequence[str] | None = None,
+) -> np.ndarray:
+    """The evaluation group of every example (see :data:`GROUPS`).
+
+    A cell type is *seen* when it is among ``train_cells`` (when given) or else
+    when it is not among ``unseen_cells``. With ``gene`` and ``train_genes`` the
+    genes are split too: a gene is *known* when it is a training gene. Without
+    them the groups are :data:`CELL_GROUPS`.
+
+    Parameters
+    ----------
+    cell : np.ndarray, shape (n,)
+    gene : np.ndarray, shape (n,), optional
+    unseen_cells : sequence of str
+        Used only without ``train_cells``.
+    train_cells, train_genes : sequence of str, optional
+        What the model was trained on (as recorded with it).
+
+    Returns
+    -------
+    np.ndarray, shape (n,), str
+    """
+    cell = np.asarray(cell).astype(str)
+    if train_cells is not None:
+        seen = np.isin(cell, np.asarray(list(train_cells), dtype=str))
+    else:
+        seen = ~np.isin(cell, np.asarray(list(unseen_cells), dtype=str))
+    if gene is None or train_genes is None:
+        return np.where(seen, "seen", "unseen").astype(object)
+    # Canonical ids on both sides (a model may record its genes in an older form).
+    known = np.isin(canonical_gene_ids(gene), canonical_gene_ids(list(train_genes)))
+    out = np.empty(len(cell), dtype=object)
+    out[seen & ~known] = "seen/new"
+    out[~seen & known] = "unseen/known"
+    out[~seen & ~known] = "unseen/new"
+    out[seen & known] = TRAINING_GROUP
+    return out
+
+
 @dataclass
 class Evaluation:
     """Evaluation of several models on the same examples.
@@ -140,14 +237,22 @@ class Evaluation:
     Attributes
     ----------
     table : pd.DataFrame
-        One row per (model, group) with group in "all", "seen", "unseen";
-        columns model, group, n and the metrics, plus ``mse_over_oracle``.
+        One row per (model, group); columns model, group, n and the metrics, plus
+        ``mse_over_oracle``. Groups: "all" (every example except the flagged
+        ``seen/train`` ones), then those of :data:`GROUPS` (or :data:`CELL_GROUPS`
+        when the training genes are unknown) that occur, in :data:`GROUP_ORDER`,
+        then ``seen/train`` when it occurs.
     per_cell : pd.DataFrame
-        One row per (model, cell): model, cell, seen, n and the metrics.
+        One row per (model, cell, group): model, cell, group, seen, n and the
+        metrics. ``group`` is "seen" or "unseen" (the cell type's honest
+        examples) or ``seen/train`` (its training genes, apart).
+    notes : list of str
+        Warnings for the reader, e.g. how many examples are training genes.
     """
 
     table: pd.DataFrame
     per_cell: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
 
 
 def evaluate_predictions(
@@ -156,8 +261,11 @@ def evaluate_predictions(
     predictions: Mapping[str, np.ndarray],
     unseen_cells: Sequence[str] = (),
     oracle: str | None = "oracle",
+    gene: np.ndarray | None = None,
+    train_cells: Sequence[str] | None = None,
+    train_genes: Sequence[str] | None = None,
 ) -> Evaluation:
-    """Score each model's predictions overall, per cell type and by seen/unseen group.
+    """Score each model's predictions overall, per cell type and by group.
 
     Parameters
     ----------
@@ -168,31 +276,101 @@ def evaluate_predictions(
     predictions : mapping of str to np.ndarray, shape (n,)
         Model name -> predictions.
     unseen_cells : sequence of str
-        Cell types never seen in training; the others count as seen.
+        Cell types never seen in training; the others count as seen. Ignored
+        when ``train_cells`` is given.
     oracle : str or None
         Name of the entry in ``predictions`` holding the Bayes-oracle prediction;
         when present every model's MSE is also reported relative to it.
+    gene : np.ndarray, shape (n,), optional
+        Gene per example; with ``train_genes`` the groups split known / new genes.
+    train_cells, train_genes : sequence of str, optional
+        The cell types and genes the models were trained on (see :func:`assign_groups`).
     """
+    y = np.asarray(y)
     cell = np.asarray(cell).astype(str)
-    unseen = np.isin(cell, list(unseen_cells))
-    groups = {"all": np.ones(len(cell), bool), "seen": ~unseen, "unseen": unseen}
+    group = assign_groups(cell, gene, unseen_cells, train_cells, train_genes)
+    flagged = group == TRAINING_GROUP
+    present = set(group.tolist())
+    masks = {"all": ~flagged}
+    masks.update({g: group == g for g in GROUP_ORDER if g in present})
+    masks[TRAINING_GROUP] = flagged
+    seen_cell = ~np.isin(group, ("unseen", "unseen/known", "unseen/new"))
     rows, cell_rows = [], []
     for name, yhat in predictions.items():
         yhat = np.asarray(yhat)
         if yhat.shape != y.shape:
             raise ValueError(f"predictions of {name} have shape {yhat.shape}, expected {y.shape}")
-        for group, mask in groups.items():
+        for g, mask in masks.items():
             if mask.any():
                 m = compute_metrics(y[mask], yhat[mask], cell[mask])
-                rows.append({"model": name, "group": group, **m.as_dict()})
+                rows.append({"model": name, "group": g, **m.as_dict()})
         for c in pd.unique(cell):
-            mask = cell == c
-            m = compute_metrics(y[mask], yhat[mask])
-            cell_rows.append({"model": name, "cell": c, "seen": not unseen[mask][0], **m.as_dict()})
+            in_cell = cell == c
+            seen = bool(seen_cell[in_cell][0])
+            for g, mask in (("seen" if seen else "unseen", ~flagged), (TRAINING_GROUP, flagged)):
+                mask = in_cell & mask
+                if mask.any():
+                    m = compute_metrics(y[mask], yhat[mask])
+                    cell_rows.append(
+                        {"model": name, "cell": c, "group": g, "seen": seen, **m.as_dict()}
+                    )
     table = pd.DataFrame(rows)
     if oracle is not None and oracle in predictions and len(table):
         ref = table[table.model == oracle].set_index("group")["mse"]
         table["mse_over_oracle"] = table["mse"] / table["group"].map(ref)
     else:
         table["mse_over_oracle"] = np.nan
-    return Evaluation(table=table, per_cell=pd.DataFrame(cell_rows))
+    notes = []
+    if flagged.any():
+        notes.append(
+            f"{int(flagged.sum())} of {len(cell)} examples are training genes of training cell "
+            f"types: scored apart as {TRAINING_GROUP} (optimistic), left out of every other group"
+        )
+    return Evaluation(table=table, per_cell=pd.DataFrame(cell_rows), notes=notes)
+
+
+@dataclass(frozen=True)
+class DiffMetrics:
+    """Scores of predicted log fold changes between two cell types (NaN where undefined).
+
+    ``auc`` separates up- from down-regulated genes among the ``n_changed`` genes with
+    ``|observed| >= threshold`` (``n_up`` of them up), scored by the predicted change.
+    """
+
+    n: int
+    pearson: float
+    spearman: float
+    mse: float
+    auc: float
+    n_changed: int
+    n_up: int
+    threshold: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def diff_metrics(observed_lfc, predicted_lfc, threshold: float = 1.0) -> DiffMetrics:
+    """Pearson r, Spearman, MSE and the AUC of up vs down of predicted log fold changes.
+
+    Parameters
+    ----------
+    observed_lfc, predicted_lfc : np.ndarray, shape (n,)
+    threshold : float
+        Genes with ``|observed_lfc| >= threshold`` count as changed (up or down).
+    """
+    y = np.asarray(observed_lfc, dtype=np.float64)
+    p = np.asarray(predicted_lfc, dtype=np.float64)
+    n, nan = len(y), float("nan")
+    changed = np.abs(y) >= threshold
+    up = (y[changed] > 0).astype(np.int8)
+    return DiffMetrics(
+        n=n,
+        pearson=_pearson(y, p) if n > 1 else nan,
+        spearman=_pearson(_rank(y), _rank(p)) if n > 1 else nan,
+        mse=float(np.mean((y - p) ** 2)) if n else nan,
+        auc=auc(up, p[changed]) if changed.any() else nan,
+        n_changed=int(changed.sum()),
+        n_up=int(up.sum()),
+        threshold=float(threshold),
+    )

@@ -47,6 +47,11 @@ def _axes(ax: Axes | None, figsize=(6.0, 3.0)) -> Axes:
     return Figure(figsize=figsize, layout="constrained").add_subplot()
 
 
+def heatmap_panel(n_marks: int, width: float = 4.5) -> tuple[float, float]:
+    """Panel size (inches) of a marks x bins heatmap: taller with more marks."""
+    return (width, max(2.6, 1.1 + 0.3 * int(n_marks)))
+
+
 def window_kb(n_bins: int, bin_size: int = BIN_SIZE) -> float:
     """Half-width of the window around the TSS in kb (5 for 100 bins of 100 bp)."""
     return n_bins * bin_size / 2000.0
@@ -315,7 +320,7 @@ def input_heatmaps_figure(
 ) -> Figure:
     """One input heatmap per cell type, sharing one colour scale."""
     labels = labels or {}
-    fig, axes = figure_grid(len(mean_signal), 2)
+    fig, axes = figure_grid(len(mean_signal), 2, panel=heatmap_panel(len(marks)))
     top = max((float(np.nanmax(v)) for v in mean_signal.values()), default=1.0)
     for ax, (cell, values) in zip(axes, mean_signal.items(), strict=False):
         plot_input_heatmap(values, marks, ax, labels.get(cell, cell), bin_size, vmax=top)
@@ -338,7 +343,7 @@ def attribution_figure(
     signed, absolute : np.ndarray, shape (n_cells, n_marks, n_bins)
     """
     labels = labels or {}
-    fig, axes = figure_grid(2 * len(cells), 2)
+    fig, axes = figure_grid(2 * len(cells), 2, panel=heatmap_panel(len(marks)))
     vmax_s = float(np.nanmax(np.abs(signed))) if signed.size else None
     vmax_a = float(np.nanmax(absolute)) if absolute.size else None
     for i, cell in enumerate(cells):

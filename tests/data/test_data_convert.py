@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import real_data
 from histexpr.data.convert import ConvertResult, convert, detect_format, load_dataset
 from histexpr.data.dataset import TARGET_LOG2_RPKM, TARGET_PASSTHROUGH, HistoneDataset
 from histexpr.data.deepchrome import TARGET_LABEL, write_deepchrome
@@ -13,7 +13,7 @@ from histexpr.data.hdf5 import open_h5, read_h5, write_h5
 from histexpr.data.npz import NpzWriter, gene_to_int, read_npz, write_npz
 from histexpr.errors import DataError
 
-TOY = SHARED_DATA / "deepchrome" / "toy"
+TOY = real_data("deepchrome/toy")
 
 
 def _ds(cells=("E003", "E004", "E005"), n=8, seed=0, target=TARGET_PASSTHROUGH):
@@ -54,7 +54,7 @@ def test_load_dataset_any_format(tmp_path):
     write_npz(ds, tmp_path / "a.npz")
     write_h5(ds, tmp_path / "a.h5")
     lab = _ds(target=TARGET_LABEL)
-    lab.gene = np.array([f"ENSG{int(g):011d}" for g in lab.gene])
+    assert lab.gene[0].startswith("ENSG")  # integer ids are canonical ENSG ids in memory
     write_deepchrome(lab, tmp_path / "dc")
     for path in (tmp_path / "a.npz", tmp_path / "a.h5"):
         got = load_dataset(path)
@@ -133,3 +133,25 @@ def test_convert_real_toy_with_rpkm(tmp_path):
     back = read_h5(res.path)
     assert back.X.shape == (30, 5, 100) and np.isfinite(back.y).all()
     assert back.gene[0] == "ENSG00000000003"
+
+
+@pytest.mark.parametrize("fmt", ["npz", "h5", "deepchrome"])
+@pytest.mark.parametrize("target", ["auto", "yes", "no"])
+def test_generic_target_choices_work_for_every_format(tmp_path, fmt, target):
+    """`--target auto|yes|no` (the CLI default is auto) works for every input format."""
+    ds = _ds(target=TARGET_LABEL if fmt == "deepchrome" else TARGET_PASSTHROUGH)
+    src = tmp_path / {"npz": "eval.npz", "h5": "src.h5", "deepchrome": "dc"}[fmt]
+    {"npz": write_npz, "h5": write_h5, "deepchrome": write_deepchrome}[fmt](ds, src)
+    res = convert(src, tmp_path / "out.h5", target=target, progress=False)
+    assert res.has_target == (target != "no")
+    got = load_dataset(src, target=target)
+    assert got.has_target == (target != "no")
+    if target != "no":
+        np.testing.assert_array_equal(got.y, ds.y)
+
+
+def test_target_yes_without_target_is_an_error(tmp_path):
+    write_h5(_ds().without_target(), tmp_path / "x.h5")
+    with pytest.raises(DataError, match=r"x\.h5 \[target\]: no expression values"):
+        convert(tmp_path / "x.h5", tmp_path / "o.h5", target="yes", progress=False)
+    assert not (tmp_path / "o.h5").exists()

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import REPO_ROOT
 from histexpr.data.dataset import MARKS, TARGET_LOG2_RPKM, HistoneDataset
 from histexpr.data.deepchrome import (
     TARGET_LABEL,
@@ -21,7 +21,8 @@ from histexpr.data.deepchrome import (
 from histexpr.datasets import load_expression
 from histexpr.errors import DataError
 
-TOY = SHARED_DATA / "deepchrome" / "toy"
+#: A byte-identical copy of ../shared/data/deepchrome/toy shipped with the tests.
+TOY = REPO_ROOT / "tests" / "data" / "fixtures" / "deepchrome" / "toy"
 needs_toy = pytest.mark.skipif(not TOY.is_dir(), reason=f"real toy files absent: {TOY}")
 
 
@@ -49,7 +50,7 @@ def test_id_conversion():
         "ENSG00000172936",
     ]
     assert ensg_to_deepchrome(["ENSG00000000003", "3"]).tolist() == ["000003", "000003"]
-    with pytest.raises(DataError, match="GeneID 'abc' is not a number"):
+    with pytest.raises(DataError, match="GeneID 'abc' is neither a number"):
         deepchrome_to_ensg(["abc"])
 
 
@@ -194,8 +195,10 @@ def test_layout_errors(tmp_path):
     with pytest.raises(DataError, match=r"no train\.csv/valid\.csv/test\.csv"):
         read_deepchrome(tmp_path)
     _write_lines(tmp_path / "E003" / "train.csv", _gene_lines())
-    with pytest.raises(DataError, match=r"E003 \[E003\]: missing valid.csv"):
-        read_deepchrome(tmp_path)
+    # any subset of the three files may be present
+    assert read_deepchrome(tmp_path).split.tolist() == ["train"]
+    with pytest.raises(DataError, match=r"E003 \[E003\]: none of test.csv"):
+        read_deepchrome(tmp_path, splits=("test",))
     with pytest.raises(DataError, match=r"\[E777\]: cell type\(s\) not in file"):
         read_deepchrome(tmp_path, cells=["E777"], splits=("train",))
     with pytest.raises(DataError, match="target must be one of"):
@@ -211,3 +214,59 @@ def test_toy_copy_as_cell_folders(tmp_path):
     assert ds.cells == ["E003", "E004"] and len(ds) == 60
     assert ds.marks == MARKS
     assert not np.array_equal(ds.y[:30], ds.y[30:])  # per-cell RPKM column
+
+
+# --- the split field and the layouts of issue 13 ------------------------------------------
+
+
+@needs_toy
+def test_split_field_comes_from_the_file_names():
+    ds = read_deepchrome(TOY)
+    assert ds.splits == {"train": 10, "valid": 10, "test": 10}
+    test = ds.select_split("test")
+    np.testing.assert_array_equal(test.gene, read_deepchrome(TOY, splits=("test",)).gene)
+    with pytest.raises(DataError, match=r"split.*not in data"):
+        ds.select_split("holdout")
+    with pytest.raises(DataError, match="no split field"):
+        _ds().select_split("train")
+
+
+@needs_toy
+def test_archive_layout_takes_the_cell_from_the_right_folder(tmp_path):
+    for c in ("E003", "E005"):
+        shutil.copytree(TOY, tmp_path / c / "classification")
+    ds = read_deepchrome(tmp_path)
+    assert ds.cells == ["E003", "E005"] and len(ds) == 60
+    one = read_deepchrome(tmp_path / "E005" / "classification")
+    assert one.cells == ["E005"]
+    assert read_deepchrome(tmp_path / "E005" / "classification", cell="E116").cells == ["E116"]
+    from histexpr.data.convert import detect_format, load_dataset
+
+    assert detect_format(tmp_path) == "deepchrome"
+    assert load_dataset(tmp_path).splits == {"train": 20, "valid": 20, "test": 20}
+
+
+def test_ensg_gene_ids_and_a_header_row(tmp_path):
+    lines = [f"ENSG00000000938,{b},1,0,0,2,0,1" for b in range(1, 101)]
+    _write_lines(
+        tmp_path / "train.csv",
+        ["GeneID,BinID,H3K27me3,H3K36me3,H3K4me1,H3K4me3,H3K9me3,label", *lines],
+    )
+    _write_lines(tmp_path / "test.csv", _gene_lines("000003", label=0))
+    ds = read_deepchrome(tmp_path, cell="E003")
+    assert ds.gene.tolist() == ["ENSG00000000938", "ENSG00000000003"]
+    assert ds.split.tolist() == ["train", "test"]
+    assert deepchrome_to_ensg(["ENSG00000000938.4", "938"]).tolist() == ["ENSG00000000938"] * 2
+    with pytest.raises(DataError, match="neither a number nor an ENSG id"):
+        deepchrome_to_ensg(["TP53"])
+
+
+@needs_toy
+def test_split_survives_conversion_to_hdf5(tmp_path):
+    from histexpr.data.convert import convert, load_dataset
+
+    convert(TOY, tmp_path / "toy.h5", progress=False)
+    back = load_dataset(tmp_path / "toy.h5")
+    orig = read_deepchrome(TOY)
+    np.testing.assert_array_equal(back.split, orig.split)
+    np.testing.assert_array_equal(back.select_split("valid").X, orig.select_split("valid").X)

@@ -29,14 +29,15 @@ def _same(a: HistoneDataset, b: HistoneDataset):
         np.testing.assert_array_equal(a.y, b.y)
 
 
-@pytest.mark.parametrize("compression", ["lzf", None])
+@pytest.mark.parametrize("compression", ["lzf", "gzip", None])
 def test_round_trip(tmp_path, compression):
     ds = _ds()
     path = write_h5(ds, tmp_path / "d.h5", compression=compression)
     assert is_h5(path)
     back = read_h5(path)
     _same(ds, back)
-    assert back.marks == MARKS and back.target == ds.target and back.meta == {"seed": 0}
+    assert back.marks == MARKS and back.target == ds.target
+    assert back.meta == {"seed": 0, "bin_size": 100}
 
 
 def test_without_target(tmp_path):
@@ -131,3 +132,44 @@ def test_open_errors(tmp_path):
         del f["gene"]
     with pytest.raises(DataError, match=r"miss\.h5 \[gene\]: missing array"):
         open_h5(path)
+
+
+def test_split_field_round_trip_and_backward_compatible(tmp_path):
+    rng = np.random.default_rng(0)
+    ds = HistoneDataset(
+        X=rng.poisson(1.0, size=(6, 5, 100)),
+        y=rng.normal(size=6),
+        cell=["A"] * 3 + ["B"] * 3,
+        gene=[f"ENSG{i:011d}" for i in range(3)] * 2,
+        split=["train", "valid", "test"] * 2,
+    )
+    write_h5(ds, tmp_path / "s.h5")
+    back = read_h5(tmp_path / "s.h5")
+    np.testing.assert_array_equal(back.split, ds.split)
+    assert back.splits == {"train": 2, "valid": 2, "test": 2}
+    with open_h5(tmp_path / "s.h5") as h:  # lazy reads by index keep the split
+        assert h.read([1, 4]).split.tolist() == ["valid", "valid"]
+    # a file written without a split field (all files before issue 13) reads split=None
+    plain = HistoneDataset(X=ds.X, y=ds.y, cell=ds.cell, gene=ds.gene)
+    write_h5(plain, tmp_path / "plain.h5")
+    with h5py.File(tmp_path / "plain.h5") as f:
+        assert "split" not in f
+    assert read_h5(tmp_path / "plain.h5").split is None
+    # concatenating with and without: the unassigned examples get ""
+    both = HistoneDataset.concat([ds, plain])
+    assert both.splits == {"train": 2, "valid": 2, "test": 2, "": 6}
+
+
+def test_gzip_filter_is_shuffled_gzip_and_unknown_filters_are_refused(tmp_path):
+    ds = HistoneDataset(
+        X=np.random.default_rng(1).poisson(2.0, size=(4, 5, 100)),
+        y=None,
+        cell=["A"] * 4,
+        gene=[f"ENSG{i:011d}" for i in range(4)],
+    )
+    write_h5(ds, tmp_path / "g.h5", compression="gzip")
+    with h5py.File(tmp_path / "g.h5") as f:
+        assert f["X"].compression == "gzip" and f["X"].shuffle
+    with pytest.raises(DataError, match="compression must be one of"):
+        write_h5(ds, tmp_path / "z.h5", compression="zstd")
+    assert not list(tmp_path.glob("z*"))

@@ -85,8 +85,9 @@ def test_target_auto_rules(tmp_path):
     write_npz(ds.without_target(), tmp_path / "noy.npz")
     assert not read_npz(tmp_path / "noy.npz").has_target  # zeros in col 6
     write_npz(ds, tmp_path / "eval.npz")
-    assert not read_npz(tmp_path / "eval.npz").has_target  # eval file name
-    assert read_npz(tmp_path / "eval.npz", target="yes").has_target
+    back = read_npz(tmp_path / "eval.npz")  # the file name decides nothing
+    assert back.has_target and back.meta["target_by_cell"] == {"E003": "yes", "E004": "yes"}
+    assert not read_npz(tmp_path / "eval.npz", target="no").has_target
     assert not read_npz(tmp_path / "noy.npz", target="no").has_target
     a = _course_array()[:, :, :6]
     _raw(tmp_path / "six.npz", {"E003": a})
@@ -100,7 +101,9 @@ def test_target_auto_rules(tmp_path):
 def test_gene_ids_are_integer_strings(tmp_path):
     _raw(tmp_path / "r.npz", {"E050": _course_array()})
     ds = read_npz(tmp_path / "r.npz")
-    assert ds.gene.tolist() == ["1", "2", "3"] and ds.has_target
+    # Course integer ids in the canonical Ensembl form, the same as HDF5/DeepChrome data.
+    assert ds.gene.tolist() == ["ENSG00000000001", "ENSG00000000002", "ENSG00000000003"]
+    assert ds.has_target
 
 
 @pytest.mark.parametrize(
@@ -183,9 +186,11 @@ def test_write_npz_rejects_symbol_gene_ids(tmp_path):
 
 def test_ensg_ids_written_as_integers(tmp_path):
     ds = _ds()
-    ds.gene = np.array([f"ENSG{int(g):011d}" for g in ds.gene])
+    assert ds.gene[0] == "ENSG00000000003"  # canonical in memory
     write_npz(ds, tmp_path / "e.npz")
-    assert read_npz(tmp_path / "e.npz").gene[:3].tolist() == ["3", "10", "17"]
+    with np.load(tmp_path / "e.npz", allow_pickle=False) as z:
+        assert z["E003"][:3, 0, 0].tolist() == [3, 10, 17]  # integers on disk
+    np.testing.assert_array_equal(read_npz(tmp_path / "e.npz").gene, ds.gene)
 
 
 def test_scale_small_preallocated_read(tmp_path):
@@ -204,3 +209,52 @@ def test_scale_small_preallocated_read(tmp_path):
     assert ds.cells == list(sizes)
     assert [int((ds.cell == c).sum()) for c in sizes] == list(sizes.values())
     assert ds.X.dtype == np.float32 and ds.X.flags.c_contiguous
+
+
+def test_target_decided_per_key(tmp_path):
+    """The first key no longer decides for all: all-zero / all-NaN keys disagree loudly."""
+    from histexpr.data.npz import npz_target_decisions
+
+    good = _course_array()
+    for fill, why in ((0.0, "all zero"), (np.nan, "all NaN")):
+        first = _course_array(seed=2)
+        first[:, :, 6] = fill
+        path = _raw(tmp_path / f"train_{why[4:]}.npz", {"E003": first, "E004": good})
+        assert npz_target_decisions(path) == {"E003": f"no ({why})", "E004": "yes"}
+        with pytest.raises(DataError, match=r"keys disagree: E004 has expression.*E003 has none"):
+            read_npz(path)
+        with pytest.raises(DataError, match="keys disagree"):
+            list(iter_npz(path))
+        # Each key alone is read with its own decision.
+        assert not read_npz(path, cells=["E003"]).has_target
+        assert read_npz(path, cells=["E004"]).has_target
+        assert not read_npz(path, target="no").has_target
+
+
+def test_six_and_seven_columns_is_an_error(tmp_path):
+    path = _raw(tmp_path / "mix.npz", {"E003": _course_array(), "E004": _course_array()[:, :, :6]})
+    with pytest.raises(DataError, match=r"mix\.npz: keys disagree: E003 has 7 columns.*E004 has 6"):
+        read_npz(path, target="no")
+
+
+def test_nan_expression_ignored_with_target_no(tmp_path):
+    a = _course_array()
+    a[1, :, 6] = np.nan
+    path = _raw(tmp_path / "eval.npz", {"E003": a})
+    with pytest.raises(DataError, match="NaN or infinite target"):
+        read_npz(path)
+    ds = read_npz(path, target="no")
+    assert not ds.has_target and len(ds) == 3
+
+
+def test_extra_non_cell_key_skipped_with_warning(tmp_path):
+    path = _raw(tmp_path / "x.npz", {"E003": _course_array(), "genes": np.arange(3)})
+    with pytest.warns(UserWarning, match=r"x\.npz \[genes\]: not a cell-type array.*skipped"):
+        ds = read_npz(path)
+    assert ds.cells == ["E003"] and ds.has_target
+    from histexpr.data.npz import npz_keys
+
+    assert npz_keys(path) == ["E003"]
+    only = _raw(tmp_path / "y.npz", {"genes": np.arange(3)})
+    with pytest.raises(DataError, match="no cell-type arrays"), pytest.warns(UserWarning):
+        read_npz(only)

@@ -63,3 +63,33 @@ def test_expected_ids(tmp_path):
     with pytest.raises(DataError, match=r"1 unexpected id\(s\) \(first E004_3\)"):
         read_submission(path, expected_ids=["E003_3"])
     assert isinstance(read_submission(path), pd.DataFrame)
+
+
+@pytest.mark.parametrize("name", ["pred.csv", "pred.parquet"])
+def test_tidy_round_trip_exact_any_cell_id(tmp_path, name):
+    from histexpr.data.submission import prediction_table, read_predictions, write_predictions
+
+    rng = np.random.default_rng(1)
+    pred = rng.normal(size=4)
+    cell = ["my_cell", "my_cell", "E003", "E003"]
+    gene = ["ENSG00000000003", "ENSG00000000005"] * 2
+    table = prediction_table(pred, cell, gene, flags={"atlas_used": [True, False, True, True]})
+    back = read_predictions(write_predictions(table, tmp_path / name))
+    assert list(back.columns) == ["cell", "gene", "prediction", "atlas_used"]
+    assert back.cell.tolist() == cell and back.gene.tolist() == gene
+    np.testing.assert_array_equal(back.prediction.to_numpy(), pred)  # full precision
+    assert back.atlas_used.tolist() == [True, False, True, True]
+    # the same cell id has no place in the course format
+    with pytest.raises(DataError, match="contains '_'"):
+        submission_ids(cell, gene)
+
+
+def test_tidy_refuses_nan_and_repeated_examples():
+    from histexpr.data.submission import prediction_table
+
+    with pytest.raises(DataError, match=r"\[E003\]: NaN or infinite prediction for gene g2"):
+        prediction_table([1.0, np.inf], ["E003", "E003"], ["g1", "g2"])
+    with pytest.raises(DataError, match=r"\[E003\]: gene g1 occurs more than once"):
+        prediction_table([1.0, 2.0], ["E003", "E003"], ["g1", "g1"])
+    # the same gene in two cell types is two examples
+    assert len(prediction_table([1.0, 2.0], ["E003", "E004"], ["g1", "g1"])) == 2

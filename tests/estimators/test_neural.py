@@ -74,14 +74,17 @@ def test_batch_size_invariant_predictions(fitted, data):
         np.testing.assert_allclose(fitted.predict(small, batch_size=bs), full, atol=1e-5)
 
 
-def test_wrong_marks_or_bins_refused(fitted, data):
+def test_wrong_marks_bins_or_bin_size_refused(fitted, data):
     _, valid = data
-    swapped = HistoneDataset(valid.X, None, valid.cell, valid.gene, marks=MARKS[::-1])
-    with pytest.raises(HistexprError, match="marks"):
-        fitted.predict(swapped)
+    four = HistoneDataset(valid.X[:, :4], None, valid.cell, valid.gene, marks=MARKS[:4])
+    with pytest.raises(HistexprError, match=MARKS[4]):
+        fitted.predict(four)
     short = HistoneDataset(valid.X[:, :, :50], None, valid.cell, valid.gene)
     with pytest.raises(HistexprError, match="bins"):
         fitted.predict(short)
+    wide = HistoneDataset(valid.X, None, valid.cell, valid.gene, meta={"bin_size": 200})
+    with pytest.raises(HistexprError, match="200-bp bins, the model was trained on 100-bp"):
+        fitted.predict(wide)
 
 
 def test_same_seed_gives_identical_predictions(data):
@@ -170,10 +173,11 @@ def test_every_kind_fits_saves_and_loads(kind, data, tmp_path):
 
 def test_create_routes_overrides():
     est = NeuralEstimator.create("ensemble", ["epochs=3", "channels=16,16,32,32,64,64,128,128"])
-    assert est.train_cfg.epochs == 3 and est.model_cfg.channels[-1] == 128
+    assert est.train_cfg.optim.epochs == 3 and est.model_cfg.channels[-1] == 128
     assert NeuralEstimator.create("convnet").model_cfg == ConvNetConfig()
     assert NeuralEstimator.create("convnet").train_cfg == TrainConfig()
-    assert TrainConfig().progress and TrainConfig().epochs >= 100 and TrainConfig().n_folds == 3
+    assert TrainConfig().runner.progress and TrainConfig().optim.epochs >= 100
+    assert NeuralEstimator.create("ensemble").model_cfg.n_folds == 3
     with pytest.raises(ConfigError, match="nonsense"):
         NeuralEstimator.create("convnet", {"nonsense": 1})
 
@@ -196,7 +200,7 @@ def test_inference_precision_bf16_close_to_fp32(tmp_path):
     fp32 = est.predict(ds)
     est_bf16 = make_estimator("convnet", [*small, "inference_precision=bf16"])
     bf16_model = load_estimator(tmp_path / "m")
-    bf16_model.train_cfg = est_bf16.train_cfg
+    bf16_model.inference_cfg = est_bf16.inference_cfg
     bf16 = bf16_model.predict(ds)
     assert bf16.dtype == np.float32
     np.testing.assert_allclose(bf16, fp32, atol=0.05 * np.abs(fp32).max())

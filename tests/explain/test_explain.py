@@ -19,6 +19,7 @@ from histexpr.explain import (
     attention_maps,
     attribute,
     load_attributions,
+    load_gene_attributions,
     mean_attribution_by_cell,
     save_attributions,
 )
@@ -212,7 +213,7 @@ def _fake_run(tmp_path, kinds):
 def test_explain_run_writes_npz_figures_and_summary(tmp_path, monkeypatch):
     run = _fake_run(tmp_path, {"ridge": "ridge", "attentivechrome": "attentivechrome"})
     monkeypatch.setattr(estimators, "load_estimator", lambda d: _FakeNeural(Attentive()))
-    res = explain_run(run, _dataset(), ["E003", "E071"], methods=METHODS, n_steps=4)
+    res = explain_run(run, _dataset(), ["E003", "E071"], methods=METHODS, n_steps=4, n_genes=3)
     assert res.model_kind == "attentivechrome"
     assert any("ridge" in note for note in res.notes)
     out = run / "explain"
@@ -223,6 +224,16 @@ def test_explain_run_writes_npz_figures_and_summary(tmp_path, monkeypatch):
         assert z["E071"].shape == (N_MARKS, N_BINS) and z["E071_marks"].shape == (N_MARKS,)
     summary = json.loads((out / "explain.json").read_text())
     assert summary["model"] == "attentivechrome" and summary["attention"] is True
+    # per-gene maps: the first n_genes of each cell type, attributions shaped like the input
+    genes = load_gene_attributions(out / "genes_saliency.npz")
+    assert (
+        genes.values.shape == (2 * 3, N_MARKS, N_BINS)
+        and list(genes.cell) == ["E003"] * 3 + ["E071"] * 3
+    )
+    np.testing.assert_allclose(
+        genes.values.mean(axis=0), res.genes["saliency"].values.mean(axis=0), rtol=1e-6
+    )
+    assert res.hints == [f"histexpr report {run}"]
 
 
 def test_explain_run_refuses_baselines_and_missing_models(tmp_path):
@@ -233,8 +244,14 @@ def test_explain_run_refuses_baselines_and_missing_models(tmp_path):
         explain_run(run, _dataset(), ["E003"], model_kind="ridge")
     with pytest.raises(HistexprError, match="no model 'convnet'"):
         explain_run(run, _dataset(), ["E003"], model_kind="convnet")
-    with pytest.raises(HistexprError, match="no saved models"):
+    with pytest.raises(HistexprError, match="neither a run directory"):
         explain_run(tmp_path / "empty", _dataset(), ["E003"])
+    with pytest.raises(HistexprError, match="a ridge baseline has no gradients"):
+        explain_run(run / "models" / "ridge", _dataset(), ["E003"])  # a model directory
+    with pytest.raises(HistexprError, match="n_steps"):
+        explain_run(run, _dataset(), ["E003"], n_steps=0)
+    with pytest.raises(HistexprError, match="unknown attribution method"):
+        explain_run(run, _dataset(), ["E003"], methods=["deeplift"])
 
 
 def test_explain_run_with_a_trained_neural_estimator(tmp_path):
@@ -246,9 +263,10 @@ def test_explain_run_with_a_trained_neural_estimator(tmp_path):
         "convnet", ["epochs=2", "threads=1", "channels=8,8,8,8,8,8,8,8"]
     )
     est.fit(data.select_cells(["E003"]))
-    run = tmp_path / "run"
-    est.save(run / "models" / "convnet")
-    res = explain_run(run, data, ["E071"], methods=["integrated_gradients"], n_steps=16)
+    model = tmp_path / "convnet"
+    est.save(model)
+    res = explain_run(model, data, ["E071"], methods=["integrated_gradients"], n_steps=16)
     assert res.model_kind == "convnet" and res.attention is None
+    assert res.out_dir == tmp_path / "convnet.explain"  # next to the model, not inside it
     ig = res.attributions["integrated_gradients"].signed[0]
     assert ig.shape == (N_MARKS, N_BINS) and np.isfinite(ig).all() and np.abs(ig).sum() > 0

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, real_data
 from histexpr.errors import DataError
 from histexpr.featurize.annotation import (
     TssTable,
@@ -17,7 +17,7 @@ from histexpr.featurize.annotation import (
 
 SHARED = SHARED_DATA
 GTF = SHARED / "roadmap" / "gencode_10_genes.gtf.gz"
-DEMO_META = SHARED / "chromoformer_demo" / "demo_meta.csv"
+DEMO_META = real_data("chromoformer_demo") / "demo_meta.csv"
 
 
 @pytest.mark.skipif(not GTF.exists(), reason=f"real GTF not available at {GTF}")

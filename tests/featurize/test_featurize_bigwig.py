@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import real_data
 from histexpr.data.dataset import MARKS
 from histexpr.errors import DataError
 from histexpr.featurize.annotation import TssTable, Window, read_tss
@@ -22,7 +22,7 @@ from histexpr.featurize.bigwig import bigwig_chroms, bin_bigwig
 
 pyBigWig = pytest.importorskip("pyBigWig")
 
-DEMO = SHARED_DATA / "chromoformer_demo"
+DEMO = real_data("chromoformer_demo")  # the shipped fixture (6 genes) without ../shared
 DEMO_MARKS = ("H3K4me1", "H3K4me3", "H3K9me3", "H3K27me3", "H3K36me3", "H3K27ac", "H3K9ac")
 FLANK = 20_000
 
@@ -57,8 +57,13 @@ def load_demo():
     meta = pd.read_csv(DEMO / "demo_meta.csv")
     tss = read_tss(DEMO / "demo_meta.csv")
     arrays = {}
+    packed = DEMO / "promoters.npz"  # the fixture packs the per-gene .npy files
+    store = np.load(packed, allow_pickle=False) if packed.is_file() else None
     for g, chrom, start in zip(meta["gene_id"], meta["chrom"], meta["start"], strict=True):
-        arrays[g] = np.load(DEMO / "promoters" / f"{chrom}:{start - FLANK}-{start + FLANK}.npy")
+        name = f"{chrom}:{start - FLANK}-{start + FLANK}"
+        arrays[g] = (
+            store[name] if store is not None else np.load(DEMO / "promoters" / f"{name}.npy")
+        )
     return meta, tss, arrays
 
 

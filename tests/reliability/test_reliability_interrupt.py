@@ -204,9 +204,11 @@ def test_sigkill_during_a_write_leaves_no_complete_looking_file(command, tmp_pat
     with pytest.raises(HistexprError):
         load_dataset(temps[0], fmt="h5" if out.suffix == ".h5" else "npz")
     SURVIVED.append(f"{command}: SIGKILL mid-write")
-    # a rerun is unaffected by the leftover and writes a complete file
+    # a rerun is unaffected by the leftover, writes a complete file and removes the
+    # leftover (a temporary of this output whose writer is gone)
     assert main_code(*args) == 0
     assert len(load_dataset(out)) > 0
+    assert not list(tmp_path.glob(f".{out.name}.*.tmp"))
 
 
 def main_code(*args) -> int:
@@ -242,3 +244,56 @@ def test_interruptions_survived():
         pytest.skip("run together with the interruption tests")
     print(f"\ninterruptions survived: {len(SURVIVED)}: " + "; ".join(SURVIVED))
     assert len(SURVIVED) >= 6
+
+
+# --------------------------------------------------------------------------- Ctrl-C (SIGINT)
+
+
+def interrupt(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_ctrl_c_during_neural_training_says_interrupted_and_how_to_resume(train_file, tmp_path):
+    out = tmp_path / "m"
+    ckpt = out / "checkpoints" / "model" / "last.ckpt"
+    settings = [a if a != "epochs=5" else "epochs=500" for a in TRAIN_SETTINGS]
+    run = start("train", train_file, "-o", out, *settings)
+    wait_for(run, ckpt.is_file, timeout=240)  # inside training: Lightning holds Ctrl-C
+    code, err = interrupt(run)
+    assert code == 130, err
+    assert "interrupted" in err and "--resume" in err
+    assert "Traceback" not in err
+    assert not (out / "model.json").exists() and ckpt.is_file()
+    SURVIVED.append("train: Ctrl-C inside Lightning")
+
+
+SWALLOWING_WRITES = """
+import sys, time
+from histexpr.data import hdf5
+append = hdf5.H5Writer.append
+def swallowing(self, *args, **kwargs):
+    append(self, *args, **kwargs)
+    print("block written", flush=True)
+    try:  # a library that eats Ctrl-C, as some C extensions do
+        time.sleep(5)
+    except KeyboardInterrupt:
+        pass
+hdf5.H5Writer.append = swallowing
+from histexpr.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_ctrl_c_during_convert_is_never_swallowed(tmp_path):
+    src = tmp_path / "train.npz"
+    write_npz(make_planted(n_genes=20, cells=("E003", "E004")), src)
+    out = tmp_path / "out.h5"
+    proc = start("convert", src, out, "--no-progress", code=SWALLOWING_WRITES)
+    assert proc.stdout.readline().strip() == "block written"
+    code, err = interrupt(proc)
+    assert code == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".out.h5.*"))
+    SURVIVED.append("convert: Ctrl-C swallowed by a library")

@@ -97,6 +97,12 @@ def test_model_directory_records_versions(data_file, tmp_path):
     assert {"python", "numpy", "torch", "scikit-learn", "h5py", "pandas"} <= set(versions)
     assert versions["numpy"] == __import__("numpy").__version__
     assert versions["torch"] == torch.__version__
+    # format 2: the input contract and a SHA-256 of every other file
+    assert BUNDLE_FORMAT_VERSION == 2
+    assert header["bin_size"] == 100 and header["target"] == "log2(RPKM+1)"
+    assert header["cells"] == ["E003", "E004", "E005"] and header["n_genes"] > 0
+    others = {p.name for p in (tmp_path / "m").iterdir()} - {"model.json"}
+    assert set(header["checksums"]) == others and "genes.txt" in others
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +124,13 @@ def _with_header(ridge_dir: Path, tmp_path: Path, edit) -> Path:
 
 
 def test_minimal_version_1_header_still_loads(ridge_dir, data_file, tmp_path):
-    """A header without the fields added later (versions, created, extra) loads."""
+    """A version-1 header without the fields added later (versions, created, extra; the
+    version-2 contract and checksums) loads."""
 
     def strip(h):
-        for key in ("versions", "created", "extra", "histexpr_version"):
+        h["format_version"] = 1
+        v2 = ("checksums", "genes", "n_genes", "bin_size", "target", "task", "cells")
+        for key in ("versions", "created", "extra", "histexpr_version", *v2):
             h.pop(key, None)
 
     model = _with_header(ridge_dir, tmp_path, strip)

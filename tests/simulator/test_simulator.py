@@ -26,7 +26,7 @@ from histexpr.simulator import (
     simulate,
 )
 from histexpr.simulator import generate as gen_mod
-from histexpr.simulator.config import class_table, gene_classes
+from histexpr.simulator.config import class_table, gene_classes, mark_dispersion
 from histexpr.simulator.profiles import mean_counts, y_grid, y_to_bin
 
 SMALL = SimulatorConfig(seed=3, cells=("E003", "E066", "E116"), n_genes=300)
@@ -149,7 +149,7 @@ def _brute_force_posterior_mean(x, cell, cfg):
     y = sim.Y[:, list(cfg.cells).index(cell)].astype(np.float64)
     g = y_to_bin(y, cfg)
     mu = mean_counts(cfg, cell)
-    r = np.asarray(cfg.dispersion)[:, None]
+    r = mark_dispersion(cfg)[:, None]
     prob = class_table(cfg).prob
     num = den = 0.0
     logs = []
@@ -175,3 +175,37 @@ def test_oracle_equals_brute_force_posterior(small):
         oracle_predict(ds.X, "E004", cfg)
     with pytest.raises(DataError):
         oracle_for_dataset(HistoneDataset(ds.X, ds.y, ds.cell, ds.gene))
+
+
+def test_optional_marks_extend_the_core_marks_exactly():
+    from histexpr.simulator.config import SIM_MARKS
+
+    cfg = replace(SMALL, cells=("E003",), n_genes=60)
+    five = simulate(cfg)
+    seven = simulate(replace(cfg, marks=SIM_MARKS))
+    assert seven.marks == SIM_MARKS and five.marks == MARKS
+    # The core counts do not depend on the optional marks (own random streams).
+    assert np.array_equal(seven.select_marks(MARKS).X, five.X)
+    one = simulate(replace(cfg, marks=("H3K9ac", "H3K4me3")))
+    assert np.array_equal(one.X, seven.select_marks(("H3K9ac", "H3K4me3")).X)
+    with pytest.raises(ConfigError, match="marks"):
+        replace(cfg, marks=("H3K4me3", "CTCF"))
+    with pytest.raises(ConfigError, match="course npz"):
+        simulate(replace(cfg, marks=SIM_MARKS), out="x.npz", fmt="npz")
+
+
+def test_oracle_with_seven_marks_is_exact_and_better():
+    from histexpr.simulator.config import SIM_MARKS
+
+    cfg = replace(SMALL, cells=("E003",), n_genes=400)
+    five = simulate(cfg)
+    seven = simulate(replace(cfg, marks=SIM_MARKS))
+    mse5 = np.mean((five.y - oracle_for_dataset(five)) ** 2)
+    mse7 = np.mean((seven.y - oracle_for_dataset(seven)) ** 2)
+    assert mse7 < mse5
+    # The posterior over 7 marks equals the brute-force NB posterior on one example.
+    cfg7 = replace(cfg, marks=SIM_MARKS, n_grid=24, shifts=(0.0, 2.0), shift_probs=(0.5, 0.5))
+    ds = simulate(cfg7).subset(slice(0, 2))
+    got = Simulator(cfg7).posterior_mean(ds.X, "E003")
+    want = [_brute_force_posterior_mean(x, "E003", cfg7) for x in ds.X]
+    assert np.allclose(got, want, rtol=1e-6)

@@ -6,11 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from lightning.pytorch import Callback
 from safetensors.numpy import load_file
 
 from conftest import FAST, TINY, make_planted
 from histexpr.data.hdf5 import write_h5
-from histexpr.errors import ConfigError
+from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import load_estimator
 from histexpr.estimators.neural import NeuralEstimator
 from histexpr.training.ddp import GlobalBatches, is_global_zero, trainer_kwargs
@@ -121,3 +122,78 @@ def test_ddp_two_cpu_processes_equal_one(tmp_path):
     assert np.mean((p1 - p2) ** 2) < 1e-3 * np.var(train.y)
     # Written once, by rank 0: no temporary directories left beside the model.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.h5", "one", "two"]
+
+
+# ------------------------------------------------------------------ resume fingerprint
+
+
+class _CrashAfter(Callback):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == self.epoch:
+            raise RuntimeError("simulated interruption")
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory):
+    """A convnet run killed in its third epoch (last.ckpt holds 2 finished epochs)."""
+    run = tmp_path_factory.mktemp("interrupted")
+    train = make_planted(40, cells=("E003", "E004"))
+    opts = {**FAST, "epochs": 4, "patience": 10}
+    with pytest.raises(RuntimeError, match="simulated"):
+        NeuralEstimator.create("convnet", opts).fit(train, run_dir=run, callbacks=[_CrashAfter(2)])
+    assert (run / "checkpoints" / "fingerprint.json").is_file()
+    return run, train, opts
+
+
+def _resume(interrupted, tmp_path, train=None, **sets):
+    import shutil
+
+    run, data, opts = interrupted
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    est = NeuralEstimator.create("convnet", {**opts, **sets})
+    return est.fit(data if train is None else train, run_dir=copy, resume=True)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"train": make_planted(40, cells=("E003", "E005"))}, "cells (E003,E004 in the"),
+        ({"train": make_planted(40, cells=("E003", "E004"), seed=9)}, "training data"),
+        ({"lr": 0.5}, "optim.lr=0.01->0.5"),
+        ({"channels": "4,4,8,8,8,8,8,32"}, "model settings (config.channels"),
+    ],
+)
+def test_resume_with_other_data_cells_or_settings_says_what_differs(
+    change, message, interrupted, tmp_path
+):
+    with pytest.raises(HistexprError, match="cannot resume") as err:
+        _resume(interrupted, tmp_path, **change)
+    assert message in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_resume_may_raise_epochs_or_change_the_runner(interrupted, tmp_path):
+    est = _resume(interrupted, tmp_path, epochs=5, progress=True)
+    assert est.metrics_["members"][0]["epochs_run"] >= 2
+
+
+def test_resume_with_fewer_epochs_than_the_checkpoint_is_one_line(interrupted, tmp_path):
+    with pytest.raises(HistexprError, match="checkpoint has 2 epochs, more than epochs=1"):
+        _resume(interrupted, tmp_path, epochs=1)
+
+
+def test_resume_of_an_unfingerprinted_run_checks_the_weights(interrupted, tmp_path):
+    """Without a fingerprint (older runs) a changed architecture is still one line."""
+    import shutil
+
+    run, data, opts = interrupted
+    copy = tmp_path / "old"
+    shutil.copytree(run, copy)
+    (copy / "checkpoints" / "fingerprint.json").unlink()
+    est = NeuralEstimator.create("convnet", {**opts, "channels": "4,4,8,8,8,8,8,32"})
+    with pytest.raises(HistexprError, match="does not fit the configured model") as err:
+        est.fit(data, run_dir=copy, resume=True)
+    assert len(str(err.value).splitlines()) == 1

@@ -43,14 +43,19 @@ def test_protocol_holds_out_genes_and_cells(run):
 def test_ridge_beats_means_on_seen_and_unseen(run):
     result, _ = run
     t = result.evaluation.table.set_index(["model", "group"])
-    for group in ("seen", "unseen"):
+    assert {"seen/new", "unseen/known", "unseen/new"} == set(t.loc["ridge"].index) - {"all"}
+    # the unseen cell type's 200 genes: training genes are known, the others new
+    assert t.loc[("ridge", "unseen/known"), "n"] + t.loc[("ridge", "unseen/new"), "n"] == 200
+    for group in ("seen/new", "unseen/new"):
         assert t.loc[("ridge", group), "mse"] < t.loc[("gene-mean", group), "mse"]
-    # held-out genes have no gene mean (falls back to the global one); on unseen
-    # cell types every gene was seen in other cell types, so the gene mean helps
-    assert t.loc[("gene-mean", "seen"), "mse"] == pytest.approx(
-        t.loc[("global-mean", "seen"), "mse"]
+        # new genes have no gene mean (falls back to the global one)
+        assert t.loc[("gene-mean", group), "mse"] == pytest.approx(
+            t.loc[("global-mean", group), "mse"]
+        )
+    # known genes in an unseen cell type: their mean over the training cell types helps
+    assert (
+        t.loc[("gene-mean", "unseen/known"), "mse"] < t.loc[("global-mean", "unseen/known"), "mse"]
     )
-    assert t.loc[("gene-mean", "unseen"), "mse"] < t.loc[("global-mean", "unseen"), "mse"]
     # no oracle on real-style data: ratio undefined
     assert np.isnan(t["mse_over_oracle"]).all()
 

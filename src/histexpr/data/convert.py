@@ -9,6 +9,9 @@ Supported inputs
 ``"deepchrome"``
     a folder with ``train.csv``/``valid.csv``/``test.csv``, or a folder of such
     cell-type folders.
+``"deepdiff"``
+    a DeepDiffChrome folder: ``NAME.{train,valid,test}.csv`` plus ``NAME.expr.csv``
+    per cell type (:mod:`histexpr.data.deepdiff`; option ``names={"NAME": "CELL"}``).
 
 Conversion streams one cell type at a time into :class:`~histexpr.data.hdf5.H5Writer`,
 validating every block, so peak memory is about one cell type. DeepChrome's
@@ -29,7 +32,7 @@ from histexpr.data.hdf5 import H5Writer, is_h5, open_h5
 from histexpr.data.validate import check_keys, validate_dataset
 from histexpr.errors import DataError
 
-FORMATS: tuple[str, ...] = ("h5", "npz", "deepchrome")
+FORMATS: tuple[str, ...] = ("h5", "npz", "deepchrome", "deepdiff")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -81,7 +84,12 @@ def detect_format(path) -> str:
     if not path.exists():
         raise DataError("file or folder not found", path)
     if path.is_dir():
-        if _has_split_csv(path) or any(d.is_dir() and _has_split_csv(d) for d in path.iterdir()):
+        from histexpr.data.deepchrome import is_deepchrome_folder
+        from histexpr.data.deepdiff import is_deepdiff
+
+        if is_deepdiff(path):  # NAME.train.csv + NAME.expr.csv per cell type
+            return "deepdiff"
+        if is_deepchrome_folder(path):  # <cell>/*.csv or <cell>/classification/*.csv
             return "deepchrome"
         raise DataError(
             "folder holds no DeepChrome train.csv/valid.csv/test.csv (directly or per cell type)",
@@ -107,6 +115,23 @@ def _resolve(path, fmt: str | None) -> str:
     return fmt
 
 
+#: ``target`` choices understood for every format (plus each reader's own).
+TARGET_CHOICES: tuple[str, ...] = ("auto", "yes", "no")
+
+
+def _h5_target(target: str | None, path) -> str | None:
+    """HDF5: ``None`` keeps the stored target, ``"none"`` drops it."""
+    if target in (None, "auto", "as-stored"):
+        return None
+    if target in ("no", "none"):
+        return "none"
+    if target == "yes":
+        return "yes"
+    raise DataError(
+        f"target {target!r} does not apply to an HDF5 input (auto, yes or no)", path, "target"
+    )
+
+
 def _plan(
     path: Path, fmt: str, cells: Sequence[str] | None, target: str | None, opts: dict
 ) -> tuple[list[str], Iterator[HistoneDataset]]:
@@ -122,12 +147,18 @@ def _plan(
         keys = check_keys(deepchrome_cells(path, opts.get("cell")), cells, path)
         it = iter_deepchrome(path, cells=keys, target=target or "label", **opts)
         return keys, (d.data for d in it)
-    if target not in (None, "as-stored", "none"):
-        raise DataError(f"target {target!r} does not apply to an HDF5 input", path, "target")
+    if fmt == "deepdiff":
+        from histexpr.data.deepdiff import deepdiff_blocks
+
+        return deepdiff_blocks(path, cells, target, **opts)
+    target = _h5_target(target, path)
     if opts:
         raise DataError(f"option(s) {sorted(opts)} do not apply to an HDF5 input", path)
     h = open_h5(path)
     keys = check_keys(h.cells, cells, path)
+    if target == "yes" and not h.has_target:
+        h.close()
+        raise DataError("no expression values (target 'yes')", path, "target")
 
     def blocks():
         try:
@@ -153,14 +184,15 @@ def load_dataset(
     cells : sequence of str, optional
         Cell types to read.
     target : str, optional
-        Reader-specific target choice (npz: auto/yes/no; DeepChrome:
-        label/rpkm/none; HDF5: none drops it). Default: the reader's.
+        ``"auto"`` (default: whatever the data carry), ``"yes"`` (an error when
+        there is no target) or ``"no"`` (read inputs only) for every format, or a
+        reader-specific choice (DeepChrome: label/rpkm/none).
     **opts
         Passed to the reader (e.g. ``missing="drop"`` for DeepChrome).
     """
     path = Path(path)
     fmt = _resolve(path, fmt)
-    if fmt == "h5" and target is None and not opts:
+    if fmt == "h5" and _h5_target(target, path) is None and not opts:
         from histexpr.data.hdf5 import read_h5
 
         return validate_dataset(read_h5(path, cells), path, n_bins=None)
@@ -174,6 +206,30 @@ def load_dataset(
     if not parts:
         raise DataError("no cell types to read", path)
     return HistoneDataset.concat(parts)
+
+
+def load_with_target_report(path, target=None) -> tuple[HistoneDataset, dict[str, str]]:
+    """Read a dataset for ``info``: the data plus, per cell type, whether it has a target.
+
+    Returns
+    -------
+    HistoneDataset
+        As :func:`load_dataset`; a course npz whose keys disagree (some with
+        expression, some without) is read without targets instead of failing.
+    dict of str to str
+        Per cell type: ``"yes"`` or ``"no (<why>)"`` (npz: decided per key).
+    """
+    path = Path(path)
+    fmt = _resolve(path, None)
+    if fmt == "npz":
+        from histexpr.data.npz import npz_target_decisions
+
+        decisions = npz_target_decisions(path, target or "auto")
+        agree = len({d == "yes" for d in decisions.values()}) <= 1
+        ds = load_dataset(path, target=target if agree else "no")
+        return ds, decisions
+    ds = load_dataset(path, target=target)
+    return ds, {c: "yes" if ds.has_target else "no" for c in ds.cells}
 
 
 def convert(
@@ -234,6 +290,7 @@ def convert(
                         target=block.target,
                         meta=meta,
                         compression=compression,
+                        has_split=block.split is not None,
                     )
                 elif block.target != writer_target:
                     raise DataError("target transform differs between cell types", src)

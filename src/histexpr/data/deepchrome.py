@@ -1,12 +1,14 @@
 """DeepChrome CSV folders (Singh et al., Bioinformatics 32:i639, 2016).
 
 Layout: one folder per cell type (named by its EID) holding ``train.csv``,
-``valid.csv`` and ``test.csv``, without header, 100 rows per gene::
+``valid.csv`` and ``test.csv`` (any subset of them), or the public archive's
+``<EID>/classification/{train,valid,test}.csv``; 100 rows per gene, an optional
+header row::
 
     GeneID,BinID,H3K27me3,H3K36me3,H3K4me1,H3K4me3,H3K9me3,label
 
 ``GeneID`` is the ENSG number zero-padded to 6 digits (``000003`` is
-``ENSG00000000003``), ``BinID`` runs 1..100, ``label`` is 1 when the gene's
+``ENSG00000000003``) or the ENSG id itself, ``BinID`` runs 1..100, ``label`` is 1 when the gene's
 expression is above the cell type's median RPKM.
 
 Targets
@@ -16,6 +18,13 @@ Targets
 ``log2(RPKM + 1)``; ``target="none"`` reads inputs only. Genes absent from the
 RPKM matrix raise a :class:`DataError` (``missing="error"``) or are dropped with
 a warning (``missing="drop"``).
+
+Splits
+------
+Every example keeps the file it came from in ``HistoneDataset.split``
+(``"train"``, ``"valid"``, ``"test"``), which the HDF5 format stores, so that
+``histexpr train --train-split train --valid-split valid`` and
+``histexpr evaluate --split test`` follow the published protocol.
 
 Duplicates
 ----------
@@ -60,12 +69,15 @@ class DeepChromeData(NamedTuple):
 
 
 def deepchrome_to_ensg(ids: Sequence[str], path=None) -> np.ndarray:
-    """``"000003"`` -> ``"ENSG00000000003"`` (digits only, at most 11)."""
-    s = pd.Series(np.asarray(ids).astype(str), dtype=object)
-    ok = s.str.fullmatch(r"\d{1,11}")
+    """``"000003"`` or ``"ENSG00000000003"`` (optionally versioned) -> ``"ENSG00000000003"``."""
+    s = pd.Series(np.asarray(ids).astype(str), dtype=object).str.strip()
+    s = s.str.replace(r"^(ENSG\d{1,11})\.\d+$", r"\1", regex=True)
+    ok = s.str.fullmatch(r"(?:ENSG)?\d{1,11}")
     if not ok.all():
-        raise DataError(f"GeneID {s[~ok].iloc[0]!r} is not a number", path, "GeneID")
-    return ("ENSG" + s.str.zfill(11)).to_numpy().astype(str)
+        raise DataError(
+            f"GeneID {s[~ok].iloc[0]!r} is neither a number nor an ENSG id", path, "GeneID"
+        )
+    return ("ENSG" + s.str.removeprefix("ENSG").str.zfill(11)).to_numpy().astype(str)
 
 
 def ensg_to_deepchrome(genes: Sequence[str]) -> np.ndarray:
@@ -75,18 +87,48 @@ def ensg_to_deepchrome(genes: Sequence[str]) -> np.ndarray:
     return np.array([f"{i:06d}" for i in gene_to_int(genes)], dtype=str)
 
 
+#: Subfolder of a cell-type folder in the public archive: ``<cell>/classification/*.csv``.
+ARCHIVE_SUBFOLDER = "classification"
+
+
+def has_split_csv(folder: Path) -> bool:
+    """True when ``folder`` holds at least one of ``train.csv``, ``valid.csv``, ``test.csv``."""
+    return any((folder / f"{s}.csv").is_file() for s in SPLITS)
+
+
+def _csv_folder(d: Path) -> Path | None:
+    """The folder holding a cell type's CSVs: ``d`` or ``d/classification``."""
+    if has_split_csv(d):
+        return d
+    sub = d / ARCHIVE_SUBFOLDER
+    return sub if sub.is_dir() and has_split_csv(sub) else None
+
+
+def is_deepchrome_folder(root) -> bool:
+    """True for a cell-type folder or a folder of cell-type folders (either layout)."""
+    root = Path(root)
+    if not root.is_dir():
+        return False
+    return _csv_folder(root) is not None or any(
+        d.is_dir() and _csv_folder(d) is not None for d in root.iterdir()
+    )
+
+
 def _cell_dirs(root: Path, cell: str | None) -> dict[str, Path]:
     if not root.is_dir():
         raise DataError("not a folder of DeepChrome CSVs", root)
-    if any((root / f"{s}.csv").is_file() for s in SPLITS):
-        return {cell or root.name: root}
+    own = _csv_folder(root)
+    if own is not None:
+        # <cell>/classification given directly: the cell id is the parent folder's name
+        name = root.resolve().parent.name if root.name == ARCHIVE_SUBFOLDER else root.name
+        return {cell or name: own}
     if cell is not None:
         raise DataError("cell= applies to a single cell-type folder", root, cell)
-    dirs = {
-        d.name: d
-        for d in sorted(root.iterdir())
-        if d.is_dir() and any((d / f"{s}.csv").is_file() for s in SPLITS)
-    }
+    dirs = {}
+    for d in sorted(root.iterdir()):
+        folder = _csv_folder(d) if d.is_dir() else None
+        if folder is not None:
+            dirs[d.name] = folder
     if not dirs:
         raise DataError("no train.csv/valid.csv/test.csv here or in any subfolder", root)
     return dirs
@@ -117,7 +159,22 @@ def read_split_csv(path, n_bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray, 
             np.array([], str),
         )
     try:
-        df = pd.read_csv(path, header=None, dtype={0: str}, engine="c")
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline().split(",")
+        # a header row (e.g. "GeneID,BinID,H3K27me3,...") has a non-numeric BinID
+        header = len(first) > 1 and not first[1].strip().lstrip("+-").replace(".", "").isdigit()
+        named = [f.strip() for f in first[2 : 2 + len(MARKS)]]
+        if header and [m.lower() for m in named] != [m.lower() for m in MARKS]:
+            # a header that names other marks (or another order) means other columns
+            raise DataError(
+                f"header names marks {','.join(named)}; DeepChrome files have "
+                f"{','.join(MARKS)} in that order",
+                path,
+                "header",
+            )
+        df = pd.read_csv(path, header=None, skiprows=1 if header else 0, dtype={0: str}, engine="c")
+    except pd.errors.EmptyDataError:
+        raise DataError("only a header row, no data", path) from None
     except (pd.errors.ParserError, ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"malformed CSV ({str(exc).splitlines()[0]})", path) from None
     if df.shape[1] != _N_COLS:
@@ -186,10 +243,11 @@ def _read_cell(
     duplicates: str,
 ) -> DeepChromeData:
     Xs, labels, genes, split = [], [], [], []
-    for s in splits:
+    present = [s for s in splits if (folder / f"{s}.csv").is_file()]
+    if not present:
+        raise DataError(f"none of {', '.join(s + '.csv' for s in splits)} here", folder, cell)
+    for s in present:  # any subset of the three files may be present
         f = folder / f"{s}.csv"
-        if not f.is_file():
-            raise DataError(f"missing {s}.csv", folder, cell)
         X, lab, g = read_split_csv(f)
         Xs.append(X)
         labels.append(lab)
@@ -242,6 +300,7 @@ def _read_cell(
         marks=MARKS,
         target=tname,
         meta={"source_format": "deepchrome"},
+        split=split_arr[idx],
     )
     return DeepChromeData(ds, split_arr[idx])
 
@@ -265,8 +324,8 @@ def iter_deepchrome(
         Cell types to read (default: all folders, sorted).
     splits : sequence of {"train", "valid", "test"}
         Files to read per cell type, concatenated in this order.
-    target : {"label", "rpkm", "none"}
-        See the module docstring.
+    target : {"label", "rpkm", "none", "auto", "yes", "no"}
+        See the module docstring; ``"auto"``/``"yes"`` mean ``"label"``, ``"no"`` ``"none"``.
     cell : str, optional
         Cell-type id of a single cell folder (default: the folder name).
     missing : {"error", "drop"}
@@ -275,6 +334,8 @@ def iter_deepchrome(
         Repeated genes within a cell type.
     """
     root = Path(root)
+    # The generic choices of every reader: auto/yes = the label, no = inputs only.
+    target = {"auto": "label", "yes": "label", "no": "none"}.get(target, target)
     if target not in _TARGETS:
         raise DataError(f"target must be one of {_TARGETS}, got {target!r}", key="target")
     if missing not in ("error", "drop"):

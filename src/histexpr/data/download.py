@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from histexpr._runtime import progress as progress_bar
-from histexpr.data.dataset import MARKS
+from histexpr.data.dataset import MARKS, check_mark_names
 from histexpr.errors import ConfigError, DataError, HistexprError
 
 SOURCES: tuple[str, ...] = ("deepchrome", "roadmap-rpkm", "roadmap-tagalign")
@@ -116,7 +116,9 @@ def catalogue(
         Epigenome ids; required for ``roadmap-tagalign`` (``"all"``: the 56
         DeepChrome cells); ignored by the single-file sources.
     marks : sequence of str
-        Marks of the tagAlign files.
+        Marks of the tagAlign files (default the five core marks; any name matching
+        :data:`histexpr.data.dataset.MARK_PATTERN`, e.g. ``H3K27ac``, ``H3K9ac``, ``DNase``:
+        the names ``featurize`` accepts).
     base_url : str, optional
         Replaces :data:`BASE_URLS` (default ``$HISTEXPR_DOWNLOAD_BASE`` when set).
     """
@@ -133,6 +135,8 @@ def catalogue(
                 "roadmap-tagalign: give the cell types to fetch (--cells E003,E004 or 'all'); "
                 "each is several GB"
             )
+        # The same names featurize accepts (data.dataset.MARK_PATTERN), e.g. H3K27ac, DNase.
+        marks = check_mark_names(marks)
         names = [f"{c}-{m}.tagAlign.gz" for c in _cells(cells, source) for m in marks]
     return [RemoteFile(n, f"{base}/{n}", *KNOWN.get(n, (None, None))) for n in names]
 
@@ -286,7 +290,9 @@ def download(
     dest : str or PathLike, optional
         Target folder (default ``<cache dir>/<source>``, see :func:`default_cache_dir`).
     marks : sequence of str
-        Marks of the tagAlign files.
+        Marks of the tagAlign files (default the five core marks; any name matching
+        :data:`histexpr.data.dataset.MARK_PATTERN`, e.g. ``H3K27ac``, ``H3K9ac``, ``DNase``:
+        the names ``featurize`` accepts).
     base_url : str, optional
         Mirror or test server replacing the public base URL.
     extract : bool

@@ -25,6 +25,21 @@ _STR = h5py.string_dtype("utf-8")
 CHUNK_ROWS = 512
 
 
+#: Filters of ``X`` by name: keyword arguments of ``h5py.create_dataset``.
+FILTERS: dict[str, dict] = {
+    "lzf": {"compression": "lzf"},
+    "gzip": {"compression": "gzip", "compression_opts": 1, "shuffle": True},
+    "none": {},
+}
+
+
+def _filter(compression: str | None) -> dict:
+    name = "none" if compression is None else str(compression).lower()
+    if name not in FILTERS:
+        raise DataError(f"compression must be one of {', '.join(FILTERS)}, got {compression!r}")
+    return FILTERS[name]
+
+
 class H5Writer(AtomicFileWriter):
     """Stream examples into a new HDF5 dataset file, renamed into place on close.
 
@@ -43,7 +58,11 @@ class H5Writer(AtomicFileWriter):
     meta : dict, optional
         JSON-serialisable metadata kept in the file (e.g. simulator settings).
     compression : str or None
-        h5py compression filter for ``X`` ("lzf", "gzip" or None).
+        Filter of ``X``: "lzf" (fastest; h5py and PyTables only), "gzip" (level 1 with
+        byte shuffle: every HDF5 reader, e.g. R's rhdf5; half LZF's size, see
+        docs/hdf5.md) or None.
+    has_split : bool
+        Store the per-example ``split`` field (``/split``; parts without one get "").
 
     Examples
     --------
@@ -62,8 +81,11 @@ class H5Writer(AtomicFileWriter):
         meta: dict | None = None,
         compression: str | None = "lzf",
         bin_size: int = BIN_SIZE,
+        has_split: bool = False,
     ):
+        filters = _filter(compression)  # before any file is opened
         self.marks = tuple(marks)
+        self.has_split = bool(has_split)
         self.n_bins = int(n_bins)
         self.has_target = bool(has_target)
         tmp = self._begin(path, suffix=".h5")
@@ -75,7 +97,7 @@ class H5Writer(AtomicFileWriter):
             maxshape=(None, m, self.n_bins),
             dtype=np.float32,
             chunks=(CHUNK_ROWS, m, self.n_bins),
-            compression=compression,
+            **filters,
         )
         if self.has_target:
             self._f.create_dataset("y", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=True)
@@ -83,6 +105,8 @@ class H5Writer(AtomicFileWriter):
             "cell_code", shape=(0,), maxshape=(None,), dtype=np.int32, chunks=True
         )
         self._f.create_dataset("gene", shape=(0,), maxshape=(None,), dtype=_STR, chunks=True)
+        if self.has_split:
+            self._f.create_dataset("split", shape=(0,), maxshape=(None,), dtype=_STR, chunks=True)
         self._f.attrs.update(
             format=FORMAT,
             format_version=FORMAT_VERSION,
@@ -91,7 +115,7 @@ class H5Writer(AtomicFileWriter):
             bin_size=int(bin_size),
             target=target,
             histexpr_version=histexpr_version(),
-            meta=json.dumps(meta or {}),
+            meta=json.dumps({k: v for k, v in (meta or {}).items() if k != "bin_size"}),
         )
         self._cells: dict[str, int] = {}
         self.n = 0
@@ -113,13 +137,17 @@ class H5Writer(AtomicFileWriter):
             codes[inverse == j] = self._cells.setdefault(str(name), len(self._cells))
         lo, hi = self.n, self.n + k
         f = self._f
-        for name in ("X", "cell_code", "gene") + (("y",) if self.has_target else ()):
+        extra = (("y",) if self.has_target else ()) + (("split",) if self.has_split else ())
+        for name in ("X", "cell_code", "gene", *extra):
             f[name].resize(hi, axis=0)
         f["X"][lo:hi] = part.X
         f["cell_code"][lo:hi] = codes
         f["gene"][lo:hi] = part.gene.astype(object)
         if self.has_target:
             f["y"][lo:hi] = part.y
+        if self.has_split:
+            split = part.split if part.split is not None else np.full(k, "")
+            f["split"][lo:hi] = split.astype(object)
         self.n = hi
 
     def _finalize(self) -> None:
@@ -140,6 +168,8 @@ def write_h5(ds: HistoneDataset, path, compression: str | None = "lzf") -> Path:
         target=ds.target,
         meta=ds.meta,
         compression=compression,
+        bin_size=int(ds.meta.get("bin_size", BIN_SIZE)),
+        has_split=ds.split is not None,
     ) as w:
         w.append(ds)
     return Path(path)

@@ -7,6 +7,8 @@ Layout (format version 1)::
     /cell_code  int32   (n,)                  index into /cell_names
     /cell_names str     (n_cells,)
     /gene       str     (n,)
+    /split      str     (n,)                  optional: the published split of each
+                                              example ("train", "valid", "test")
     attrs: format, format_version, marks, n_bins, bin_size, target,
            histexpr_version, meta (JSON)
 
@@ -84,6 +86,7 @@ class H5Dataset:
         if not isinstance(self.meta, dict):
             raise DataError("attribute is not a JSON object", self.path, "meta")
         self.has_target = "y" in f
+        self.has_split = "split" in f
         X = f["X"]
         self.n = int(X.shape[0]) if X.ndim else 0
         if X.shape != (self.n, len(self.marks), self.n_bins):
@@ -94,8 +97,8 @@ class H5Dataset:
             )
         if X.dtype.kind not in "fiu":
             raise DataError(f"counts must be numeric, got dtype {X.dtype}", self.path, "X")
-        for key, kinds in (("cell_code", "iu"), ("gene", "OSU"), ("y", "fiu")):
-            if key == "y" and not self.has_target:
+        for key, kinds in (("cell_code", "iu"), ("gene", "OSU"), ("y", "fiu"), ("split", "OSU")):
+            if (key == "y" and not self.has_target) or (key == "split" and not self.has_split):
                 continue
             d = f[key]
             if not isinstance(d, h5py.Dataset) or d.shape != (self.n,):
@@ -160,11 +163,13 @@ class H5Dataset:
                 X = f["X"][index]
                 y = f["y"][index] if self.has_target else None
                 gene = f["gene"][index]
+                split = f["split"][index] if self.has_split else None
             else:
                 # h5py fancy indexing needs increasing indices; read contiguous runs.
                 X = _read_rows(f["X"], index)
                 y = _read_rows(f["y"], index) if self.has_target else None
                 gene = _read_rows(f["gene"], index)
+                split = _read_rows(f["split"], index) if self.has_split else None
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as exc:
             # a damaged chunk or filter: h5py raises any of these
             raise DataError(f"cannot read examples ({one_line(exc)})", self.path, "X") from None
@@ -175,8 +180,12 @@ class H5Dataset:
         names = np.array(self.cell_names, dtype=object)
         try:
             genes = [g.decode() if isinstance(g, bytes) else g for g in gene]
+            if split is not None:
+                split = np.array(
+                    [s.decode() if isinstance(s, bytes) else s for s in split], dtype=str
+                ).reshape(-1)
         except UnicodeDecodeError as exc:
-            raise DataError(f"gene id is not UTF-8 ({one_line(exc)})", self.path, "gene") from None
+            raise DataError(f"gene id or split is not UTF-8 ({one_line(exc)})", self.path) from None
         return HistoneDataset(
             X=X,
             y=y,
@@ -184,7 +193,8 @@ class H5Dataset:
             gene=np.array(genes, dtype=str) if len(gene) else np.array([], dtype=str),
             marks=self.marks,
             target=self.target,
-            meta=dict(self.meta),
+            meta={**self.meta, "bin_size": self.bin_size},
+            split=split,
         )
 
     def load(self, cells: Sequence[str] | None = None) -> HistoneDataset:

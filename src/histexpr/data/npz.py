@@ -11,10 +11,17 @@ float:
 
 Whether column 6 is a target (``target="auto"``)
 ------------------------------------------------
-No target when the file name starts with ``eval``, when the arrays have only
-6 columns, or when column 6 of the *first* key read is all zero or all NaN;
-otherwise a target. The decision holds for the whole file; a later key whose
-column 6 is then all NaN is an error. ``target="yes"`` / ``"no"`` force it.
+Decided **per key** from the data, never from the file name: a key has a target
+when its arrays have 7 columns and column 6 is neither all zero nor all NaN.
+All keys must agree (one dataset holds targets for every example or for none):
+keys that disagree are an error naming one key of each kind, as are keys with 6
+and 7 columns in one file. ``target="yes"`` requires column 6 everywhere;
+``target="no"`` ignores it (NaN there is then fine, e.g. for ``predict``). The
+decision of every key is recorded in ``meta["target_by_cell"]`` and reported by
+:func:`npz_target_decisions`.
+
+Keys that are not cell-type arrays (not 3-d and not named like a Roadmap
+epigenome, ``E`` + digits: e.g. a ``genes`` list) are skipped with a warning.
 
 Files are read with ``allow_pickle=False`` and written as a zip of ``.npy``
 members streamed one key at a time, so a full 50-cell file never needs more
@@ -24,6 +31,7 @@ than one key in memory beyond the output.
 from __future__ import annotations
 
 import re
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -48,6 +56,7 @@ from histexpr.errors import DataError
 N_COLS = 7
 _TARGET_MODES = ("auto", "yes", "no")
 _GENE_RE = re.compile(r"^(?:ENSG)?0*(\d+)$")
+_CELL_KEY = re.compile(r"^E\d+$")
 
 
 def gene_to_int(genes: Sequence[str]) -> np.ndarray:
@@ -117,7 +126,14 @@ class _NpzSource:
         self.headers = _read_headers(self.path)
         if not self.headers:
             raise DataError("npz archive holds no arrays", self.path)
-        for key, (shape, dtype) in self.headers.items():
+        for key, (shape, dtype) in list(self.headers.items()):
+            if len(shape) != 3 and not _CELL_KEY.match(key):
+                warnings.warn(
+                    f"{self.path} [{key}]: not a cell-type array (shape {shape}); skipped",
+                    stacklevel=3,
+                )
+                del self.headers[key]
+                continue
             if dtype.kind == "O" or dtype.hasobject:
                 raise DataError(
                     "object (pickled) array; only numeric arrays are accepted", self.path, key
@@ -126,9 +142,20 @@ class _NpzSource:
                 raise DataError(
                     f"expected shape (n_genes, n_bins, {N_COLS}), found {shape}", self.path, key
                 )
+        if not self.headers:
+            raise DataError("npz archive holds no cell-type arrays", self.path)
+        by_cols: dict[int, str] = {}
+        for key, (shape, _) in self.headers.items():
+            by_cols.setdefault(shape[2], key)
+        if len(by_cols) > 1:
+            raise DataError(
+                f"keys disagree: {by_cols[N_COLS]} has {N_COLS} columns (with expression), "
+                f"{by_cols[N_COLS - 1]} has {N_COLS - 1}",
+                self.path,
+            )
         self.mode = target
-        if target == "auto" and self.path.name.lower().startswith("eval"):
-            self.mode = "no"
+        #: Per key: "yes", or "no (<reason>)" once the key is read.
+        self.decisions: dict[str, str] = {}
         try:
             self._npz = np.load(self.path, allow_pickle=False)
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
@@ -140,6 +167,7 @@ class _NpzSource:
 
     def read_key(self, key: str, n_bins: int | None) -> HistoneDataset:
         counts, genes, y = self.load_key(key, n_bins)
+        self.check_agree()
         return HistoneDataset(
             X=counts,
             y=y,
@@ -147,7 +175,7 @@ class _NpzSource:
             gene=genes,
             marks=MARKS,
             target=TARGET_PASSTHROUGH,
-            meta={"source_format": "npz"},
+            meta={"source_format": "npz", "target_by_cell": {key: self.decisions[key]}},
         )
 
     def load_key(self, key: str, n_bins: int | None):
@@ -176,30 +204,47 @@ class _NpzSource:
         if self.mode == "yes" and not has_col:
             raise DataError("no expression column 6 (target='yes')", self.path, key)
         if self.mode == "no" or not has_col:
-            self.mode = "no"
+            self.decisions[key] = "no (target='no')" if has_col else "no (6 columns)"
             return None
         col = arr[:, :, N_COLS - 1]
-        if self.mode == "auto":
-            # Decided on the first key read, then fixed for the file.
-            empty = col.size and (np.all(col == 0) or np.all(np.isnan(col)))
-            self.mode = "no" if empty else "yes"
-            if empty:
+        if self.mode == "auto" and col.size:
+            reason = "all zero" if np.all(col == 0) else "all NaN" if np.all(np.isnan(col)) else ""
+            if reason:
+                self.decisions[key] = f"no ({reason})"
                 return None
+        self.decisions[key] = "yes"
         check_constant_over_bins(col, "expression", self.path, key, genes)
         y = col[:, 0] if len(arr) else np.zeros(0)
         check_target(y, len(arr), self.path, key, genes)
         return y
+
+    def check_agree(self) -> bool:
+        """True when every key read has a target; error when keys read disagree."""
+        yes = [k for k, d in self.decisions.items() if d == "yes"]
+        no = [k for k, d in self.decisions.items() if d != "yes"]
+        if yes and no:
+            raise DataError(
+                f"keys disagree: {yes[0]} has expression values, {no[0]} has none "
+                f"({self.decisions[no[0]][4:-1]}); use --target no to read inputs only, or "
+                "keep the keys with expression (convert --cells)",
+                self.path,
+            )
+        return bool(yes)
 
     def close(self) -> None:
         self._npz.close()
 
 
 def npz_keys(path) -> list[str]:
-    """Cell-type keys of a course npz file, in file order (reads headers only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("file not found", path)
-    return list(_read_headers(path))
+    """Cell-type keys of a course npz file, in file order (reads headers only).
+
+    Keys that are not cell-type arrays (see the module docstring) are left out.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # skipped keys are reported when they are read
+        src = _NpzSource(path, "no")
+    src.close()
+    return src.keys
 
 
 def iter_npz(
@@ -262,7 +307,6 @@ def read_npz(
         y = np.empty(total, dtype=np.float32)
         cell = np.empty(total, dtype=f"<U{max([len(k) for k in keys] or [1])}")
         gene: list[np.ndarray] = []
-        has_y = None
         lo = 0
         for key, n in zip(keys, sizes, strict=True):
             counts, genes, yk = src.load_key(key, nb)
@@ -271,8 +315,8 @@ def read_npz(
                 y[lo : lo + n] = yk
             cell[lo : lo + n] = key
             gene.append(genes)
-            has_y = yk is not None if has_y is None else has_y
             lo += n
+        has_y = src.check_agree()
         return HistoneDataset(
             X=X,
             y=y if has_y else None,
@@ -280,8 +324,22 @@ def read_npz(
             gene=np.concatenate(gene) if gene else np.array([], dtype=str),
             marks=MARKS,
             target=TARGET_PASSTHROUGH,
-            meta={"source_format": "npz"},
+            meta={"source_format": "npz", "target_by_cell": dict(src.decisions)},
         )
+    finally:
+        src.close()
+
+
+def npz_target_decisions(path, target: str = "auto") -> dict[str, str]:
+    """Whether each key's column 6 is read as the target: ``{key: "yes" | "no (<why>)"}``.
+
+    Reads one key at a time; keys that disagree are reported, not an error.
+    """
+    src = _NpzSource(path, target)
+    try:
+        for key in src.keys:
+            src.load_key(key, None)
+        return dict(src.decisions)
     finally:
         src.close()
 
@@ -309,6 +367,7 @@ class NpzWriter(AtomicFileWriter):
         tmp = self._begin(path, suffix=".npz")
         mode = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         self._zf = zipfile.ZipFile(tmp, "w", compression=mode, allowZip64=True)
+        self._zf.comment = b"histexpr"  # marks the file as ours (histexpr.atomic.guard_output)
         self.cells: list[str] = []
 
     def write_cell(

@@ -1,8 +1,16 @@
-"""Prediction CSVs in the course submission format.
+"""Prediction tables: the tidy form and the course submission format.
 
-Two columns: ``id`` = ``{cell}_{gene id}`` (e.g. ``E003_3``) and ``expression``
-(the prediction, on the scale of the training target). Every id occurs once and
-every prediction is finite.
+Tidy form (the default output of ``histexpr predict``): one row per example with
+columns ``cell``, ``gene`` and the prediction (``prediction`` for regression,
+``probability_high`` -- the probability of above-median expression -- for a
+classifier), then any per-example flag columns a model reports (e.g. whether an
+atlas was used). Written as CSV, or as Parquet when the path ends in
+``.parquet``. Any cell id is allowed.
+
+Submission form (``--format submission``, the course's): two columns, ``id`` =
+``{cell}_{gene id}`` (e.g. ``E003_3``) and ``expression`` (the prediction, on the
+scale of the training target). Every id occurs once and every prediction is
+finite; a cell id containing ``_`` is refused there (the id would be ambiguous).
 """
 
 from __future__ import annotations
@@ -129,4 +137,98 @@ def read_submission(path, expected_ids: Collection[str] | None = None) -> pd.Dat
             raise DataError(f"{len(lost)} expected id(s) missing (first {lost[0]})", path, "id")
         if extra:
             raise DataError(f"{len(extra)} unexpected id(s) (first {extra[0]})", path, "id")
+    return df
+
+
+#: Key columns of the tidy form.
+TIDY_KEYS: tuple[str, ...] = ("cell", "gene")
+#: Name of the prediction column by task.
+VALUE_COLUMNS: dict[str, str] = {"regression": "prediction", "classification": "probability_high"}
+
+
+def prediction_table(
+    pred, cell, gene, value: str = "prediction", flags: dict | None = None
+) -> pd.DataFrame:
+    """The tidy table of predictions, checked (finite, one row per cell and gene).
+
+    Parameters
+    ----------
+    pred : array-like of float, shape (n,)
+    cell, gene : array-like of str, shape (n,)
+    value : str
+        Name of the prediction column (see :data:`VALUE_COLUMNS`).
+    flags : dict of str to array-like, shape (n,), optional
+        Extra per-example columns, e.g. ``{"atlas_used": ...}``.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns ``cell``, ``gene``, ``value``, then the flags.
+    """
+    pred = np.asarray(pred, dtype=np.float64).reshape(-1)
+    cell = np.asarray(cell).astype(str)
+    gene = np.asarray(gene).astype(str)
+    if not pred.shape == cell.shape == gene.shape:
+        raise DataError(
+            f"{pred.shape[0]} predictions for {cell.shape[0]} cells and {gene.shape[0]} genes",
+            key=value,
+        )
+    df = pd.DataFrame({"cell": cell, "gene": gene, value: pred})
+    for name, column in (flags or {}).items():
+        column = np.asarray(column).reshape(-1)
+        if column.shape != pred.shape:
+            raise DataError(f"{column.shape[0]} values for {pred.shape[0]} rows", key=name)
+        df[name] = column
+    bad = ~np.isfinite(pred)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"NaN or infinite prediction for gene {gene[i]}", key=cell[i])
+    dup = df.duplicated(list(TIDY_KEYS))
+    if dup.any():
+        first = df[dup].iloc[0]
+        raise DataError(
+            f"gene {first.gene} occurs more than once ({int(dup.sum())} repeat(s))",
+            key=str(first.cell),
+        )
+    return df
+
+
+def is_parquet(path) -> bool:
+    """Whether a path names a Parquet file (by its suffix)."""
+    return Path(path).suffix.lower() in (".parquet", ".pq")
+
+
+def write_predictions(table: pd.DataFrame, path) -> Path:
+    """Write a tidy prediction table atomically: Parquet for ``.parquet``, else CSV.
+
+    Floats are written at full precision: reading back gives the same float64 values.
+    """
+    if is_parquet(path):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:  # pragma: no cover - pyarrow is a dependency
+            raise DataError("writing Parquet needs pyarrow (pip install pyarrow)", path) from None
+        with atomic_path(path, suffix=".parquet") as tmp:
+            table.to_parquet(tmp, index=False)
+    else:
+        with atomic_path(path, suffix=".csv") as tmp:
+            table.to_csv(tmp, index=False, float_format=None)
+    return Path(path)
+
+
+def read_predictions(path) -> pd.DataFrame:
+    """Read a tidy prediction table (CSV or Parquet); cell and gene ids as strings."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path)
+    try:
+        if is_parquet(path):
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, dtype={"cell": str, "gene": str})
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"unreadable prediction table ({str(exc).splitlines()[0]})", path) from None
+    missing = [c for c in TIDY_KEYS if c not in df.columns]
+    if missing:
+        raise DataError(f"no column(s) {', '.join(missing)}; found {list(df.columns)}", path)
     return df

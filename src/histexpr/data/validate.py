@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
+from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset, check_mark_names
 from histexpr.errors import DataError
 
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -150,14 +150,17 @@ def check_constant_over_bins(
         )
 
 
-def check_marks(marks: Sequence[str], path=None, expected: Sequence[str] = MARKS) -> None:
-    """Check mark names against the canonical order.
+def check_marks(marks: Sequence[str], path=None, expected: Sequence[str] | None = MARKS) -> None:
+    """Check mark names against an expected order (None: any valid, unique names).
 
     Raises
     ------
     DataError
         On unknown or duplicated mark names, missing marks, or another order.
     """
+    if expected is None:
+        check_mark_names(marks, path)
+        return
     marks = [str(m) for m in marks]
     expected = list(expected)
     unknown = [m for m in marks if m not in expected]
@@ -236,10 +239,41 @@ def check_keys(available: Sequence[str], requested: Sequence[str] | None, path=N
     return requested
 
 
+def check_cells(requested, known, what: str = "cell type") -> list[str]:
+    """Refuse cell ids that are not among ``known``, listing the known ones.
+
+    The one check behind every ``--cells`` / ``--exclude-cells`` / ``--unseen``
+    option: a typo is an error, never an empty or silently unfiltered selection.
+
+    Parameters
+    ----------
+    requested : sequence of str
+        Cell ids asked for.
+    known : sequence of str
+        Cell ids that exist (in the data, or recorded with the model).
+    what : str
+        Names the option or role in the message, e.g. ``"--exclude-cells"``.
+
+    Returns
+    -------
+    list of str
+        ``requested`` as strings, in its order.
+    """
+    requested = [str(r) for r in requested]
+    known = [str(k) for k in known]
+    missing = [r for r in requested if r not in set(known)]
+    if missing:
+        shown = ", ".join(known[:12]) + (f", ... ({len(known)} in all)" if len(known) > 12 else "")
+        raise DataError(
+            f"{what}: unknown cell type(s) {_preview(missing)}; known: {shown or 'none'}"
+        )
+    return requested
+
+
 def validate_dataset(
     ds: HistoneDataset,
     path=None,
-    marks: Sequence[str] | None = MARKS,
+    marks: Sequence[str] | None = None,
     n_bins: int | None = N_BINS,
     unique: bool = True,
 ) -> HistoneDataset:
@@ -251,15 +285,14 @@ def validate_dataset(
     path : optional
         File named in error messages.
     marks : sequence of str or None
-        Required mark order (None: any known order).
+        Required mark order (None: any valid, unique mark names).
     n_bins : int or None
         Required number of bins (None: any).
     unique : bool
         Check that no (cell type, gene) pair repeats (streaming callers check
         this once over all blocks instead).
     """
-    if marks is not None:
-        check_marks(ds.marks, path, expected=marks)
+    check_marks(ds.marks, path, expected=marks)
     if len(ds) == 0:
         return ds
     key = ds.cells[0] if len(ds.cells) == 1 else None

@@ -16,14 +16,17 @@ histexpr stays fast.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from histexpr.config import Setting, describe
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import read_header
+from histexpr.models import NETWORKS
 
 
 @runtime_checkable
@@ -44,21 +47,66 @@ class Estimator(Protocol):
     def save(self, directory) -> Path: ...
 
 
-#: kind -> "module:Class"; each class has ``create(kind, overrides)`` and ``load(directory)``.
-KINDS: dict[str, str] = {
+#: Baseline kind -> "module:Class".
+BASELINES: dict[str, str] = {
     "global-mean": "histexpr.estimators.baselines:GlobalMean",
     "gene-mean": "histexpr.estimators.baselines:GeneMean",
     "ridge": "histexpr.estimators.baselines:RidgeBaseline",
     "random-forest": "histexpr.estimators.baselines:RandomForestBaseline",
     "lightgbm": "histexpr.estimators.baselines:LightGBMBaseline",
-    "convnet": "histexpr.estimators.neural:NeuralEstimator",
-    "ensemble": "histexpr.estimators.neural:NeuralEstimator",
-    "celltype-weighted": "histexpr.estimators.neural:NeuralEstimator",
-    "deepchrome": "histexpr.estimators.neural:NeuralEstimator",
-    "attentivechrome": "histexpr.estimators.neural:NeuralEstimator",
+    "atlas-ridge": "histexpr.estimators.atlas:AtlasRidge",
+    "atlas-lightgbm": "histexpr.estimators.atlas:AtlasLightGBM",
 }
-BASELINE_KINDS = ("global-mean", "gene-mean", "ridge", "random-forest", "lightgbm")
-NEURAL_KINDS = ("convnet", "ensemble", "celltype-weighted", "deepchrome", "attentivechrome")
+#: Differential kinds (log fold change between two cell types; predict_pair, not predict).
+DIFF_KINDS: dict[str, str] = {
+    "diff-ridge": "histexpr.estimators.diff:DiffRidge",
+    "diff-lightgbm": "histexpr.estimators.diff:DiffLightGBM",
+}
+NEURAL_ESTIMATOR = "histexpr.estimators.neural:NeuralEstimator"
+BASELINE_KINDS = tuple(BASELINES)
+
+
+class _NeuralKinds(Sequence):
+    """The neural kinds: every entry of :data:`histexpr.models.NETWORKS`, read live."""
+
+    def __getitem__(self, i):
+        return tuple(NETWORKS)[i]
+
+    def __len__(self) -> int:
+        return len(NETWORKS)
+
+    def __contains__(self, kind) -> bool:
+        return kind in NETWORKS
+
+    def __repr__(self) -> str:
+        return repr(tuple(NETWORKS))
+
+
+class _Kinds(Mapping):
+    """kind -> "module:Class": the baselines, then every registered network."""
+
+    def __getitem__(self, kind: str) -> str:
+        if kind in BASELINES:
+            return BASELINES[kind]
+        if kind in DIFF_KINDS:
+            return DIFF_KINDS[kind]
+        if kind in NETWORKS:
+            return NEURAL_ESTIMATOR
+        raise KeyError(kind)
+
+    def __iter__(self):
+        yield from BASELINES
+        yield from DIFF_KINDS
+        yield from NETWORKS
+
+    def __len__(self) -> int:
+        return len(BASELINES) + len(DIFF_KINDS) + len(NETWORKS)
+
+
+#: kind -> "module:Class"; each class has ``create(kind, overrides)`` and ``load(directory)``.
+#: The neural entries come from the network registry: adding a network adds a kind.
+KINDS: Mapping[str, str] = _Kinds()
+NEURAL_KINDS: Sequence[str] = _NeuralKinds()
 
 
 def _class_for(kind: str):
@@ -77,3 +125,22 @@ def load_estimator(directory) -> Estimator:
     """Load any saved model directory (dispatches on ``model.json``'s kind)."""
     header = read_header(directory)
     return _class_for(header.kind).load(directory)
+
+
+def settings(kind: str) -> list[Setting]:
+    """Every setting of ``kind`` (what ``--set`` takes) with its default and meaning.
+
+    Neural kinds list the architecture (``model.*``), training (``train.*``) and
+    inference (``inference.*``) fields; a flat name works with ``--set`` as long as
+    it is unambiguous.
+    """
+    if kind in NETWORKS:
+        from histexpr.estimators.neural import neural_configs
+
+        return [
+            s._replace(name=f"{group}.{s.name}")
+            for group, cfg in neural_configs(kind).items()
+            for s in describe(cfg)
+        ]
+    cls = _class_for(kind)
+    return describe(cls.config_cls())

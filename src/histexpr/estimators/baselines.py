@@ -16,16 +16,31 @@ arrays as ``.npz`` (loaded with ``allow_pickle=False``), LightGBM as its text mo
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from histexpr.atomic import atomic_dir
 from histexpr.config import from_dict, override, to_dict
-from histexpr.data.dataset import HistoneDataset
+from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import check_input, read_header, save_metrics, write_header
+from histexpr.estimators.baseline_config import (
+    FALLBACK_ROUNDS,
+    RF_LEAF_GRID,
+    GeneMeanConfig,
+    GlobalMeanConfig,
+    LightGBMConfig,
+    RandomForestConfig,
+    RidgeConfig,
+)
+from histexpr.estimators.bundle import (
+    InputContract,
+    bundle_dir,
+    check_input,
+    read_header,
+    save_metrics,
+    write_header,
+)
 from histexpr.estimators.trees import TreeEnsembleArrays
 
 
@@ -44,44 +59,6 @@ def log1p_features(X: np.ndarray) -> np.ndarray:
     return np.log1p(X.reshape(X.shape[0], -1))
 
 
-@dataclass(frozen=True)
-class GlobalMeanConfig:
-    pass
-
-
-@dataclass(frozen=True)
-class GeneMeanConfig:
-    pass
-
-
-@dataclass(frozen=True)
-class RidgeConfig:
-    alpha: float = 1.0
-
-
-@dataclass(frozen=True)
-class RandomForestConfig:
-    n_features: int = 50
-    n_estimators: int = 100
-    max_depth: int = 12
-    min_samples_leaf: int = 5
-    max_samples: float = 0.5
-    seed: int = 0
-    n_jobs: int = -1
-
-
-@dataclass(frozen=True)
-class LightGBMConfig:
-    n_estimators: int = 300
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_child_samples: int = 20
-    subsample: float = 0.8
-    colsample_bytree: float = 0.5
-    seed: int = 0
-    n_jobs: int = 2
-
-
 class _Baseline:
     """Shared bundle plumbing: config, input contract, save/load."""
 
@@ -90,9 +67,17 @@ class _Baseline:
 
     def __init__(self, config=None):
         self.config = config if config is not None else self.config_cls()
-        self.marks: tuple[str, ...] | None = None
-        self.n_bins: int | None = None
+        self.contract_: InputContract | None = None
+        self.genes_: list[str] = []
         self.metrics_: dict = {}
+
+    @property
+    def marks(self) -> tuple[str, ...] | None:
+        return None if self.contract_ is None else self.contract_.marks
+
+    @property
+    def n_bins(self) -> int | None:
+        return None if self.contract_ is None else self.contract_.n_bins
 
     @classmethod
     def create(cls, kind: str, overrides=None):
@@ -101,23 +86,25 @@ class _Baseline:
     def _require_target(self, train: HistoneDataset) -> None:
         if not train.has_target:
             raise HistexprError(f"{self.kind}: training data has no expression values")
-        self.marks, self.n_bins = train.marks, train.n_bins
+        self.contract_ = InputContract.of(train)
+        self.genes_ = sorted(set(train.gene.tolist()))
 
-    def _check(self, data: HistoneDataset) -> None:
+    def _check(self, data: HistoneDataset) -> HistoneDataset:
+        """``data`` in the model's marks, selected and ordered by name."""
         if self.marks is None:
             raise HistexprError(f"{self.kind}: model is not fitted")
-        if tuple(data.marks) != tuple(self.marks) or data.n_bins != self.n_bins:
-            from histexpr.estimators.bundle import BundleHeader
-
-            check_input(
-                BundleHeader(self.kind, {}, self.marks, self.n_bins), data.marks, data.n_bins
-            )
+        if tuple(data.marks) != tuple(self.marks):
+            data = conform_marks(data, self.marks)
+        check_input(self.contract_, data)
+        return data
 
     def save(self, directory) -> Path:
         if self.marks is None:
             raise HistexprError(f"{self.kind}: cannot save an unfitted model")
-        with atomic_dir(directory) as tmp:
-            write_header(tmp, self.kind, to_dict(self.config), self.marks, self.n_bins)
+        with bundle_dir(directory) as tmp:
+            write_header(
+                tmp, self.kind, to_dict(self.config), contract=self.contract_, genes=self.genes_
+            )
             self._save_state(tmp)
             save_metrics(tmp, self.metrics_)
         return Path(directory)
@@ -126,7 +113,7 @@ class _Baseline:
     def load(cls, directory):
         header = read_header(directory)
         est = cls(from_dict(cls.config_cls, header.config))
-        est.marks, est.n_bins = header.marks, header.n_bins
+        est.contract_, est.genes_ = header.contract, list(header.train_genes or ())
         est._load_state(Path(directory))
         return est
 
@@ -156,7 +143,7 @@ class GlobalMean(_Baseline):
         return self
 
     def predict(self, data, batch_size=None):
-        self._check(data)
+        data = self._check(data)
         return np.full(len(data), self.mean_, dtype=np.float32)
 
     def _save_state(self, directory):
@@ -186,12 +173,22 @@ class GeneMean(_Baseline):
         return self
 
     def predict(self, data, batch_size=None):
-        self._check(data)
-        pos = np.searchsorted(self.genes_, data.gene)
-        pos = np.clip(pos, 0, len(self.genes_) - 1)
-        known = self.genes_[pos] == data.gene
+        data = self._check(data)
+        # Canonical ids on both sides: a model saved before ids were canonical still matches.
+        genes, train_genes = canonical_gene_ids(data.gene), canonical_gene_ids(self.genes_)
+        order = np.argsort(train_genes)
+        train_genes, means = train_genes[order], self.means_[order]
+        pos = np.clip(np.searchsorted(train_genes, genes), 0, len(train_genes) - 1)
+        known = train_genes[pos] == genes
+        self.unknown_genes_ = len(np.unique(genes[~known]))
+        if self.unknown_genes_:
+            warnings.warn(
+                f"gene-mean: {self.unknown_genes_} of {len(np.unique(genes))} genes are not "
+                "among the training genes; they get the global mean",
+                stacklevel=2,
+            )
         out = np.full(len(data), self.global_, dtype=np.float32)
-        out[known] = self.means_[pos[known]]
+        out[known] = means[pos[known]]
         return out
 
     def _save_state(self, directory):
@@ -212,25 +209,44 @@ class GeneMean(_Baseline):
 
 
 class RidgeBaseline(_Baseline):
-    """Ridge regression on standardised log1p bin counts."""
+    """Ridge regression on standardised log1p bin counts, alpha chosen by CV over genes."""
 
     kind = "ridge"
     config_cls = RidgeConfig
 
     def fit(self, train, valid=None, run_dir=None):
-        from sklearn.linear_model import Ridge
+        from histexpr.estimators.linear import fit_ridge_cv
 
         self._require_target(train)
         F = log1p_features(train.X)
-        self.mu_ = F.mean(axis=0)
-        self.sd_ = F.std(axis=0) + 1e-6
-        model = Ridge(alpha=self.config.alpha).fit((F - self.mu_) / self.sd_, train.y)
-        self.coef_ = model.coef_.astype(np.float32)
-        self.intercept_ = np.float32(model.intercept_)
+        self.mu_ = F.mean(axis=0, dtype=np.float64).astype(np.float32)
+        self.sd_ = (F.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32)
+        mu, sd = self.mu_.astype(np.float64), self.sd_.astype(np.float64)
+
+        def standardised(rows):
+            return (F[rows].astype(np.float64) - mu) / sd
+
+        c = self.config
+        res = fit_ridge_cv(standardised, len(F), train.y, train.gene, c.cv_folds, c.alpha)
+        self.coef_ = res.coef.astype(np.float32)
+        self.intercept_ = np.float32(res.intercept)
+        self.alpha_ = float(res.alpha)
+        self.metrics_ = {"alpha": self.alpha_, "cv_folds": res.folds}
+        if res.folds > 1:
+            self.metrics_.update(
+                cv_mse=float(res.cv_mse.min()),
+                cv_mse_mean=res.cv_mse_mean,
+                selection=(
+                    f"alpha={self.alpha_:.4g} chosen by {res.folds}-fold CV over genes "
+                    f"(CV MSE {res.cv_mse.min():.4g}; training mean {res.cv_mse_mean:.4g})"
+                ),
+            )
+        else:
+            self.metrics_["selection"] = f"alpha={self.alpha_:.4g} (fixed)"
         return self
 
     def predict(self, data, batch_size=None):
-        self._check(data)
+        data = self._check(data)
         F = (log1p_features(data.X) - self.mu_) / self.sd_
         return (F @ self.coef_ + self.intercept_).astype(np.float32)
 
@@ -241,6 +257,7 @@ class RidgeBaseline(_Baseline):
             sd=self.sd_,
             coef=self.coef_,
             intercept=self.intercept_,
+            alpha=np.float64(self.alpha_),
         )
 
     def _load_state(self, directory):
@@ -251,6 +268,8 @@ class RidgeBaseline(_Baseline):
             z["coef"],
             z["intercept"],
         )
+        # Models saved before the CV search carry only the configured alpha.
+        self.alpha_ = float(z["alpha"]) if "alpha" in z else self.config.alpha
 
 
 def select_correlated_features(F: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
@@ -274,8 +293,16 @@ def select_correlated_features(F: np.ndarray, y: np.ndarray, k: int) -> np.ndarr
     return np.sort(np.argsort(-np.abs(r), kind="stable")[:k])
 
 
+def _valid_or_none(valid):
+    return valid if (valid is not None and valid.has_target and len(valid)) else None
+
+
 class RandomForestBaseline(_Baseline):
-    """Random forest on the ``n_features`` mark-bins most correlated with expression."""
+    """Random forest on the ``n_features`` mark-bins most correlated with expression.
+
+    ``min_samples_leaf`` is chosen from :data:`RF_LEAF_GRID` on the validation data
+    (or out of bag) unless configured.
+    """
 
     kind = "random-forest"
     config_cls = RandomForestConfig
@@ -287,19 +314,62 @@ class RandomForestBaseline(_Baseline):
         c = self.config
         F = log1p_features(train.X)
         self.features_ = select_correlated_features(F, train.y.astype(np.float64), c.n_features)
-        rf = RandomForestRegressor(
-            n_estimators=c.n_estimators,
-            max_depth=c.max_depth,
-            min_samples_leaf=c.min_samples_leaf,
-            max_samples=c.max_samples,
-            random_state=c.seed,
-            n_jobs=c.n_jobs,
-        ).fit(F[:, self.features_], train.y)
-        self.trees_ = TreeEnsembleArrays.from_sklearn(rf.estimators_)
+        Ft = F[:, self.features_]
+        del F
+        valid = _valid_or_none(valid)
+        Fv = None if valid is None else log1p_features(valid.X)[:, self.features_]
+        if c.min_samples_leaf:
+            grid = (c.min_samples_leaf,)
+        else:  # candidate leaves hold at most a quarter of the bootstrap sample
+            n_boot = max(1, int(c.max_samples * len(Ft)))
+            grid = tuple(g for g in RF_LEAF_GRID if g <= max(1, n_boot // 4)) or (1,)
+
+        def forest(leaf, n_trees):
+            return RandomForestRegressor(
+                n_estimators=n_trees,
+                max_depth=c.max_depth,
+                min_samples_leaf=leaf,
+                max_samples=c.max_samples,
+                oob_score=Fv is None and len(grid) > 1,
+                random_state=c.seed,
+                n_jobs=c.n_jobs,
+                warm_start=True,
+            )
+
+        scores = {}
+        if len(grid) == 1:
+            best = forest(grid[0], c.n_estimators).fit(Ft, train.y)
+        else:
+            best, best_mse = None, np.inf
+            n_sel = min(c.select_trees, c.n_estimators)
+            for leaf in grid:
+                rf = forest(leaf, n_sel).fit(Ft, train.y)
+                if Fv is None:
+                    oob = rf.oob_prediction_
+                    ok = np.isfinite(oob)
+                    mse = float(np.mean((train.y[ok] - oob[ok]) ** 2)) if ok.any() else np.inf
+                else:
+                    mse = float(np.mean((valid.y - rf.predict(Fv)) ** 2))
+                scores[leaf] = mse
+                if best is None or mse < best_mse:
+                    best, best_mse = rf, mse
+            if c.n_estimators > n_sel:
+                best.set_params(n_estimators=c.n_estimators, oob_score=False)
+                best.fit(Ft, train.y)  # warm start: grows the chosen forest
+        self.trees_ = TreeEnsembleArrays.from_sklearn(best.estimators_)
+        leaf = int(best.min_samples_leaf)
+        self.metrics_ = {"min_samples_leaf": leaf}
+        if scores:
+            on = "validation data" if Fv is not None else "out-of-bag"
+            self.metrics_["selection"] = (
+                f"min_samples_leaf={leaf} chosen on {on} ("
+                + ", ".join(f"{k}: MSE {v:.4g}" for k, v in scores.items())
+                + ")"
+            )
         return self
 
     def predict(self, data, batch_size=None):
-        self._check(data)
+        data = self._check(data)
         F = log1p_features(data.X)[:, self.features_]
         return self.trees_.predict_mean(F)
 
@@ -313,13 +383,19 @@ class RandomForestBaseline(_Baseline):
 
 
 class LightGBMBaseline(_Baseline):
-    """LightGBM gradient boosting on log1p bin counts (early stopping on ``valid``)."""
+    """LightGBM gradient boosting on log1p bin counts.
+
+    The number of rounds is chosen by early stopping on ``valid`` when given; else on
+    ``holdout_fraction`` of the training genes, after which the model is refitted on all
+    training genes with that many rounds; with fewer than 5 genes to hold out it is
+    :data:`FALLBACK_ROUNDS`. The rounds used are stored in the metrics.
+    """
 
     kind = "lightgbm"
     config_cls = LightGBMConfig
 
     def fit(self, train, valid=None, run_dir=None):
-        import lightgbm as lgb
+        from histexpr.estimators.linear import gene_folds
 
         self._require_target(train)
         c = self.config
@@ -331,26 +407,47 @@ class LightGBMBaseline(_Baseline):
             "bagging_fraction": c.subsample,
             "bagging_freq": 1,
             "feature_fraction": c.colsample_bytree,
+            "lambda_l2": c.reg_lambda,
             "seed": c.seed,
             "num_threads": c.n_jobs,
             "deterministic": True,
             "force_row_wise": True,
             "verbosity": -1,
         }
-        train_set = lgb.Dataset(log1p_features(train.X), train.y)
-        kw = {}
-        if valid is not None and valid.has_target and len(valid):
-            kw = {
-                "valid_sets": [lgb.Dataset(log1p_features(valid.X), valid.y, reference=train_set)],
-                "callbacks": [lgb.early_stopping(30, verbose=False)],
-            }
-        self.booster_ = lgb.train(params, train_set, num_boost_round=c.n_estimators, **kw)
-        best = self.booster_.best_iteration or c.n_estimators
-        self.metrics_ = {"best_iteration": int(best)}
+        valid = _valid_or_none(valid)
+        if valid is not None:
+            self.booster_ = self._boost(params, train, valid)
+            best = int(self.booster_.best_iteration or c.n_estimators)
+            how = "early stopping on the validation data"
+        elif c.holdout_fraction > 0 and len(np.unique(train.gene)) * c.holdout_fraction >= 5:
+            # choose the rounds on held-out training genes, then refit on all of them
+            held = gene_folds(train.gene, round(1 / c.holdout_fraction), seed=c.seed) == 0
+            probe = self._boost(params, train.subset(~held), train.subset(held))
+            best = int(probe.best_iteration or c.n_estimators)
+            self.booster_ = self._boost(params, train, None, rounds=best)
+            how = f"early stopping on {held.mean():.0%} of the training genes, then a refit"
+        else:
+            best = min(c.n_estimators, FALLBACK_ROUNDS)
+            self.booster_ = self._boost(params, train, None, rounds=best)
+            how = "fixed: too few genes to hold out"
+        self.metrics_ = {"best_iteration": best, "selection": f"{best} boosting rounds ({how})"}
         return self
 
+    def _boost(self, params, train, valid, rounds=None):
+        import lightgbm as lgb
+
+        c = self.config
+        train_set = lgb.Dataset(log1p_features(train.X), train.y)
+        kw = {}
+        if valid is not None:
+            kw = {
+                "valid_sets": [lgb.Dataset(log1p_features(valid.X), valid.y, reference=train_set)],
+                "callbacks": [lgb.early_stopping(c.early_stopping, verbose=False)],
+            }
+        return lgb.train(params, train_set, num_boost_round=rounds or c.n_estimators, **kw)
+
     def predict(self, data, batch_size=None):
-        self._check(data)
+        data = self._check(data)
         best = self.booster_.best_iteration or None
         return self.booster_.predict(log1p_features(data.X), num_iteration=best).astype(np.float32)
 

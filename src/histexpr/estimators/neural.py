@@ -6,8 +6,10 @@
 
 A saved model is a directory (see :mod:`histexpr.estimators.bundle`)::
 
-    model.json            kind, {"model": arch config, "train": TrainConfig}, marks, bins,
-                          extra: {"cells": training cell types, "task": ...}
+    model.json            kind, {"model": arch config, "train": TrainConfig,
+                          "inference": InferenceConfig}, the input contract, task,
+                          checksums (see histexpr.estimators.bundle)
+    genes.txt             training genes
     weights.safetensors   state dict of the Predictor (normaliser buffers included)
     normalization.json    per-mark log1p mean/std (also in the weights), for people
     metrics.json          per-member results and fit metrics
@@ -16,57 +18,86 @@ A saved model is a directory (see :mod:`histexpr.estimators.bundle`)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from histexpr.atomic import atomic_dir
-from histexpr.config import from_dict, override, parse_overrides, to_dict
-from histexpr.data.dataset import HistoneDataset
+from histexpr.config import check_choice, find_setting, from_dict, resolve_overrides, to_dict
+from histexpr.data.dataset import HistoneDataset, conform_marks
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
+from histexpr.estimators.bundle import InputContract
 from histexpr.evaluate import fit_metrics
-from histexpr.models import MODEL_CONFIGS, Predictor, build_model, norm_stats
+from histexpr.models import NETWORKS, Predictor, build_model, network, norm_stats
+from histexpr.models.markmask import mark_missing
+from histexpr.predict import PRECISIONS
 from histexpr.predict import predict as predict_batched
-from histexpr.training.config import TrainConfig
+from histexpr.training.config import ALIASES, TrainConfig
 from histexpr.training.members import task_targets
 from histexpr.training.plan import read_history, write_history
 from histexpr.training.runners import fit_members
 
-__all__ = ["NeuralEstimator", "TrainConfig", "predict_values", "split_overrides"]
+__all__ = [
+    "InferenceConfig",
+    "NeuralEstimator",
+    "TrainConfig",
+    "defines",
+    "neural_configs",
+    "predict_values",
+]
 
 WEIGHTS = "weights.safetensors"
+#: Old flat ``--set`` names of the neural kinds -> the dotted field they mean now.
+NEURAL_ALIASES = {**ALIASES, "inference_precision": "inference.precision"}
 
 
-def config_fields(kind: str) -> tuple[set[str], set[str]]:
-    """Field names of ``kind``'s model config and of :class:`TrainConfig`."""
-    import dataclasses
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How a fitted neural model predicts."""
 
-    if kind not in MODEL_CONFIGS:
-        raise ConfigError(f"{kind!r} is not a neural model kind")
-    return (
-        {f.name for f in dataclasses.fields(MODEL_CONFIGS[kind])},
-        {f.name for f in dataclasses.fields(TrainConfig)},
+    precision: str = field(
+        default="32",
+        metadata={"help": "prediction precision: 32, or bf16 (about 2x faster, ~3 digits)"},
     )
 
+    def __post_init__(self):
+        check_choice("inference.precision", self.precision, tuple(PRECISIONS))
 
-def split_overrides(kind: str, overrides) -> tuple[dict, dict]:
-    """Route ``field=value`` overrides to the model config or :class:`TrainConfig`."""
-    model_fields, train_fields = config_fields(kind)
-    overrides = parse_overrides(overrides)
-    if not overrides:
-        return {}, {}
-    unknown = set(overrides) - model_fields - train_fields
-    if unknown:
-        raise ConfigError(
-            f"unknown field(s) for {kind}: {', '.join(sorted(unknown))}; known: "
-            f"{', '.join(sorted(model_fields | train_fields))}"
-        )
-    model = {k: v for k, v in overrides.items() if k in model_fields}
-    train = {k: v for k, v in overrides.items() if k not in model_fields}
-    return model, train
+
+def neural_configs(kind: str, overrides=None) -> dict:
+    """``{"model", "train", "inference"}`` configs of ``kind`` with ``--set`` overrides applied.
+
+    Names are resolved by :func:`histexpr.config.resolve_overrides` (flat, dotted,
+    or an alias of :data:`NEURAL_ALIASES`).
+    """
+    entry = network(kind)
+    defaults = {"model": entry.config_cls(), "train": TrainConfig(), "inference": InferenceConfig()}
+    return resolve_overrides(defaults, overrides, NEURAL_ALIASES)
+
+
+def defines(kind: str, name: str) -> bool:
+    """Whether ``name`` (flat, dotted or an alias) is a setting of ``kind``."""
+    return find_setting(neural_configs(kind), name, NEURAL_ALIASES) is not None
+
+
+def _v1_configs(kind: str, config: dict) -> dict:
+    """The configs of a version-1 model directory (flat train config, n_folds in it)."""
+    model = dict(config.get("model", {}))
+    train = dict(config.get("train", {}))
+    n_folds = train.pop("n_folds", None)
+    entry = network(kind)
+    if n_folds is not None and "n_folds" in {f.name for f in dataclasses.fields(entry.config_cls)}:
+        model["n_folds"] = n_folds
+    precision = train.pop("inference_precision", "32")
+    return {
+        "model": from_dict(entry.config_cls, model),
+        "train": resolve_overrides({"train": TrainConfig()}, train, ALIASES)["train"],
+        "inference": InferenceConfig(str(precision)),
+    }
 
 
 def predict_values(
@@ -80,46 +111,70 @@ def predict_values(
 
 
 class NeuralEstimator:
-    """Estimator wrapper of a neural kind.
+    """Estimator wrapper of a neural kind (everything kind-specific comes from its
+    registry entry, :func:`histexpr.models.network`).
 
     Parameters
     ----------
     kind : str
-        A key of :data:`histexpr.models.MODEL_CONFIGS`.
+        A key of :data:`histexpr.models.NETWORKS`.
     model_cfg : dataclass, optional
         Architecture config (default: the kind's defaults, i.e. the seed's).
     train_cfg : TrainConfig, optional
+    inference_cfg : InferenceConfig, optional
 
     Attributes
     ----------
     model_ : Predictor or None
         The fitted model (normaliser + network).
-    marks_, n_bins_, cells_ :
-        Input contract and training cell types, set by ``fit``/``load``.
+    contract_ : InputContract or None
+        Marks, bins, bin size, target and training cell types, set by ``fit``/``load``.
+    genes_ : list of str
+        Training genes.
     metrics_ : dict
     history_ : list of dict
     """
 
-    def __init__(self, kind: str, model_cfg=None, train_cfg: TrainConfig | None = None):
-        if kind not in MODEL_CONFIGS:
-            raise ConfigError(f"{kind!r} is not a neural model kind")
+    def __init__(
+        self,
+        kind: str,
+        model_cfg=None,
+        train_cfg: TrainConfig | None = None,
+        inference_cfg: InferenceConfig | None = None,
+    ):
+        self.entry = network(kind)
         self.kind = kind
-        self.model_cfg = model_cfg if model_cfg is not None else MODEL_CONFIGS[kind]()
+        self.model_cfg = model_cfg if model_cfg is not None else self.entry.config_cls()
+        if not isinstance(self.model_cfg, self.entry.config_cls):
+            raise ConfigError(
+                f"{kind}: model config must be a {self.entry.config_cls.__name__}, "
+                f"got {type(self.model_cfg).__name__}"
+            )
         self.train_cfg = train_cfg if train_cfg is not None else TrainConfig()
+        self.inference_cfg = inference_cfg if inference_cfg is not None else InferenceConfig()
         self.model_: Predictor | None = None
-        self.marks_: tuple[str, ...] = ()
-        self.n_bins_ = 0
-        self.cells_: list[str] = []
+        self.contract_: InputContract | None = None
+        self.genes_: list[str] = []
         self.metrics_: dict = {}
         self.history_: list[dict] = []
 
     @classmethod
     def create(cls, kind: str, overrides=None) -> NeuralEstimator:
-        """A new estimator with fields of either config overridden (dict or "k=v" list)."""
-        model_over, train_over = split_overrides(kind, overrides)
-        return cls(
-            kind, override(MODEL_CONFIGS[kind](), model_over), override(TrainConfig(), train_over)
-        )
+        """A new estimator with ``--set`` overrides (dict or "k=v" list) applied."""
+        cfgs = neural_configs(kind, overrides)
+        return cls(kind, cfgs["model"], cfgs["train"], cfgs["inference"])
+
+    @property
+    def marks_(self) -> tuple[str, ...]:
+        return () if self.contract_ is None else self.contract_.marks
+
+    @property
+    def n_bins_(self) -> int:
+        return 0 if self.contract_ is None else self.contract_.n_bins
+
+    @property
+    def cells_(self) -> list[str]:
+        return [] if self.contract_ is None else list(self.contract_.cells)
 
     def arch(self) -> dict:
         """The architecture as plain data (see :func:`histexpr.training.runners.build_from_arch`)."""
@@ -128,9 +183,9 @@ class NeuralEstimator:
             "config": to_dict(self.model_cfg),
             "n_marks": len(self.marks_),
             "n_bins": self.n_bins_,
-            "n_folds": self.train_cfg.n_folds,
             "n_cells": len(self.cells_),
             "logits": self.train_cfg.task == "classification",
+            "mark_dropout": self.train_cfg.optim.mark_dropout,
         }
 
     def _build(self) -> Predictor:
@@ -160,21 +215,19 @@ class NeuralEstimator:
         run_dir : path, optional
             Where checkpoints and ``history.csv`` go (default: a temporary directory).
         resume : bool
-            Continue an interrupted run in ``run_dir``.
+            Continue an interrupted run in ``run_dir`` (refused when its data, cells
+            or settings differ, see :mod:`histexpr.training.fingerprint`).
         callbacks : sequence of lightning Callback
             Extra callbacks for every member's Trainer.
         """
         if not train.has_target:
             raise HistexprError("training data has no expression targets (y)")
-        if valid is not None and (valid.marks != train.marks or valid.n_bins != train.n_bins):
-            raise HistexprError("validation data has other marks or bins than the training data")
-        self.marks_, self.n_bins_, self.cells_ = tuple(train.marks), train.n_bins, train.cells
-        if self.kind == "ensemble" and len(self.cells_) < self.train_cfg.n_folds:
-            raise ConfigError(
-                f"ensemble: {len(self.cells_)} training cell type(s) for "
-                f"{self.train_cfg.n_folds} folds"
-            )
-        torch.manual_seed(self.train_cfg.seed)
+        contract = InputContract.of(train)
+        if valid is not None:
+            bundle.check_input(contract, valid, source="validation data")
+        self.contract_ = contract
+        self.genes_ = sorted(set(train.gene.tolist()))
+        torch.manual_seed(self.train_cfg.optim.seed)
         model = self._build()
         model.normalizer.set_stats(norm_stats(train.X))
         results, rows = fit_members(
@@ -194,10 +247,10 @@ class NeuralEstimator:
         task = self.train_cfg.task
         # Training metrics on at most trainval_max examples: on large data a full
         # pass would cost as much as a training epoch.
-        cap = self.train_cfg.trainval_max
+        cap = self.train_cfg.validation.trainval_max
         seen = train
         if 0 < cap < len(train):
-            rng = np.random.default_rng(self.train_cfg.seed)
+            rng = np.random.default_rng(self.train_cfg.optim.seed)
             seen = train.subset(np.sort(rng.choice(len(train), cap, replace=False)))
         self.metrics_ = {
             "kind": self.kind,
@@ -215,27 +268,24 @@ class NeuralEstimator:
         return self
 
     def _require_fitted(self) -> Predictor:
-        if self.model_ is None:
+        if self.model_ is None or self.contract_ is None:
             raise HistexprError(f"{self.kind} model is not fitted")
         return self.model_
-
-    def _header(self) -> bundle.BundleHeader:
-        return bundle.BundleHeader(self.kind, {}, self.marks_, self.n_bins_)
 
     def predict(self, data: HistoneDataset, batch_size: int | None = None) -> np.ndarray:
         """Predictions, shape (n,) float32: values, or probabilities of "above median"."""
         model = self._require_fitted()
-        bundle.check_input(self._header(), data.marks, data.n_bins)
+        # By name: reorder, drop extra marks; a mark-dropout model takes missing marks
+        # as NaN (histexpr.models.markmask).
+        data = conform_marks(data, self.contract_.marks, self.train_cfg.optim.mark_dropout > 0)
+        bundle.check_input(self.contract_, data)
+        X = mark_missing(data.X, data.marks, data.meta.get("missing_marks", ()))
         return predict_values(
-            model,
-            data.X,
-            self.train_cfg.task,
-            batch_size,
-            precision=self.train_cfg.inference_precision,
+            model, X, self.train_cfg.task, batch_size, precision=self.inference_cfg.precision
         )
 
     def save(self, directory) -> Path:
-        """Write the model directory (atomically) and return its path.
+        """Write the model directory (atomically, with checksums) and return its path.
 
         Under DDP only the global-zero process writes (all hold the same model).
         """
@@ -248,17 +298,21 @@ class NeuralEstimator:
         if not is_global_zero():
             return directory
         stats = model.normalizer.stats()
-        with atomic_dir(directory) as tmp:
+        with bundle.bundle_dir(directory) as tmp:
             state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
             save_file(state, tmp / WEIGHTS)
-            config = {"model": to_dict(self.model_cfg), "train": to_dict(self.train_cfg)}
+            config = {
+                "model": to_dict(self.model_cfg),
+                "train": to_dict(self.train_cfg),
+                "inference": to_dict(self.inference_cfg),
+            }
             bundle.write_header(
                 tmp,
                 self.kind,
                 config,
-                self.marks_,
-                self.n_bins_,
-                extra={"cells": list(self.cells_), "task": self.train_cfg.task},
+                contract=self.contract_,
+                task=self.train_cfg.task,
+                genes=self.genes_,
             )
             norm = {
                 "transform": "(log1p(max(x, 0)) - mean[mark]) / std[mark]",
@@ -273,23 +327,28 @@ class NeuralEstimator:
 
     @classmethod
     def load(cls, directory) -> NeuralEstimator:
-        """Rebuild a saved model from its directory alone."""
+        """Rebuild a saved model from its directory alone (format version 1 or 2)."""
         from safetensors.torch import load_file
 
         directory = Path(directory)
         header = bundle.read_header(directory)
-        if header.kind not in MODEL_CONFIGS:
+        if header.kind not in NETWORKS:
             raise HistexprError(f"{directory}: {header.kind!r} is not a neural model kind")
         try:
-            est = cls(
-                header.kind,
-                from_dict(MODEL_CONFIGS[header.kind], header.config["model"]),
-                from_dict(TrainConfig, header.config["train"]),
-            )
-        except (KeyError, TypeError) as exc:
+            if header.format_version < 2:
+                cfgs = _v1_configs(header.kind, header.config)
+            else:
+                entry = network(header.kind)
+                cfgs = {
+                    "model": from_dict(entry.config_cls, header.config["model"]),
+                    "train": from_dict(TrainConfig, header.config["train"]),
+                    "inference": from_dict(InferenceConfig, header.config.get("inference", {})),
+                }
+        except (KeyError, TypeError, ConfigError) as exc:
             raise HistexprError(f"{directory / bundle.HEADER}: malformed config ({exc})") from None
-        est.marks_, est.n_bins_ = header.marks, header.n_bins
-        est.cells_ = [str(c) for c in header.extra.get("cells", [])]
+        est = cls(header.kind, cfgs["model"], cfgs["train"], cfgs["inference"])
+        est.contract_ = header.contract
+        est.genes_ = list(header.train_genes or ())
         model = est._build()
         weights = directory / WEIGHTS
         if not weights.is_file():

@@ -14,11 +14,15 @@ from histexpr.explain.attribution import (
     METHODS,
     CellAttributions,
     ExplainResult,
+    GeneAttributions,
     attribute,
+    check_steps,
     load_attributions,
+    load_gene_attributions,
     mean_attribution_by_cell,
     sample_rows,
     save_attributions,
+    save_gene_attributions,
 )
 
 __all__ = [
@@ -27,11 +31,15 @@ __all__ = [
     "AttentionModel",
     "CellAttributions",
     "ExplainResult",
+    "GeneAttributions",
     "attention_maps",
     "attribute",
+    "check_steps",
     "has_attention",
     "load_attributions",
+    "load_gene_attributions",
     "mean_attribution_by_cell",
     "sample_rows",
     "save_attributions",
+    "save_gene_attributions",
 ]

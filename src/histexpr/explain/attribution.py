@@ -19,7 +19,7 @@ AttentiveChrome-like models (Singh et al. 2017) also export their attention.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +29,7 @@ from torch import nn
 from histexpr._runtime import model_device, preserved_mode
 from histexpr.atomic import atomic_path
 from histexpr.data.dataset import HistoneDataset
-from histexpr.errors import DataError, HistexprError
+from histexpr.errors import ConfigError, DataError, HistexprError
 from histexpr.models import AttentionMaps
 
 METHODS: tuple[str, ...] = ("saliency", "input_x_gradient", "integrated_gradients")
@@ -70,6 +70,28 @@ class ExplainResult:
     attention: AttentionMaps | None = None
     files: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    genes: dict[str, GeneAttributions] = field(default_factory=dict)
+    hints: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GeneAttributions:
+    """Attribution maps of individual genes (one row per cell type and gene).
+
+    Attributes
+    ----------
+    method : str
+    marks : tuple of str
+    cell, gene : np.ndarray, shape (n,), str
+    values : np.ndarray, shape (n, n_marks, n_bins), float32
+        Signed attributions of each row's input.
+    """
+
+    method: str
+    marks: tuple[str, ...]
+    cell: np.ndarray
+    gene: np.ndarray
+    values: np.ndarray
 
 
 class _ScalarOutput(nn.Module):
@@ -147,6 +169,7 @@ def attribute(
         raise HistexprError(
             f"unknown attribution method {method!r}; choose from {', '.join(METHODS)}"
         )
+    check_steps(n_steps)
     from captum import attr as captum_attr
 
     X = np.asarray(X, dtype=np.float32)
@@ -178,6 +201,14 @@ def attribute(
     return out
 
 
+def check_steps(n_steps: int) -> None:
+    """Refuse an integrated-gradients step count below 1 (one line)."""
+    if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 1:
+        raise ConfigError(
+            f"integrated-gradients steps (--steps, n_steps) must be an integer >= 1, not {n_steps!r}"
+        )
+
+
 def sample_rows(rows: np.ndarray, max_per_cell: int | None, rng) -> np.ndarray:
     """A sorted random subset of at most ``max_per_cell`` of ``rows`` (all when None)."""
     if max_per_cell is None or rows.size <= max_per_cell:
@@ -192,6 +223,7 @@ def mean_attribution_by_cell(
     cells: Sequence[str] | None = None,
     max_per_cell: int | None = None,
     seed: int = 0,
+    on_cell: Callable[[int], None] | None = None,
     **kwargs,
 ) -> CellAttributions:
     """Mean signed and absolute attribution maps of each cell type's genes.
@@ -203,6 +235,8 @@ def mean_attribution_by_cell(
         Default every cell type in ``data``.
     max_per_cell : int, optional
         Average over a random subset of at most this many genes per cell type.
+    on_cell : callable, optional
+        Called with the number of genes averaged after each cell type (progress).
     **kwargs
         Passed to :func:`attribute` (``batch_size``, ``baseline``, ``n_steps``, ``target``).
     """
@@ -220,6 +254,8 @@ def mean_attribution_by_cell(
         signed[i] = a.mean(axis=0)
         absolute[i] = np.abs(a).mean(axis=0)
         counts[i] = rows.size
+        if on_cell is not None:
+            on_cell(rows.size)
     return CellAttributions(method, tuple(cells), tuple(data.marks), signed, absolute, counts)
 
 
@@ -261,3 +297,44 @@ def load_attributions(path) -> CellAttributions:
         raise DataError("not an .npz archive of plain arrays", path=path) from None
     except OSError as exc:
         raise DataError(f"unreadable attribution file ({exc})", path=path) from None
+
+
+def save_gene_attributions(path, attrs: GeneAttributions) -> None:
+    """Write per-gene maps as ``.npz`` (no pickles).
+
+    Keys: ``values`` ``(n, n_marks, n_bins)`` float32, ``cell`` and ``gene`` ``(n,)`` text,
+    ``_method`` and ``_marks``.
+    """
+    arrays = {
+        "_method": np.array(attrs.method),
+        "_marks": np.array(attrs.marks, dtype=str),
+        "cell": np.asarray(attrs.cell, dtype=str),
+        "gene": np.asarray(attrs.gene, dtype=str),
+        "values": np.asarray(attrs.values, dtype=np.float32),
+    }
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+
+
+def load_gene_attributions(path) -> GeneAttributions:
+    """Read a file written by :func:`save_gene_attributions`."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            out = GeneAttributions(
+                method=str(z["_method"]),
+                marks=tuple(str(m) for m in z["_marks"]),
+                cell=z["cell"],
+                gene=z["gene"],
+                values=z["values"],
+            )
+    except KeyError as exc:
+        raise DataError(
+            f"not a histexpr gene attribution file (missing {exc})", path=path
+        ) from None
+    except ValueError:
+        raise DataError("not an .npz archive of plain arrays", path=path) from None
+    except OSError as exc:
+        raise DataError(f"unreadable gene attribution file ({exc})", path=path) from None
+    if out.values.ndim != 3 or not len(out.cell) == len(out.gene) == len(out.values):
+        raise DataError("values, cell and gene disagree in length", path=path, key="values")
+    return out

@@ -39,7 +39,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from histexpr.data.dataset import BIN_SIZE, N_BINS
+from histexpr.data.dataset import BIN_SIZE, N_BINS, canonical_gene_ids
 from histexpr.errors import DataError
 
 Coords = Literal["auto", "gtf", "bed"]
@@ -92,7 +92,8 @@ class TssTable:
     strand : np.ndarray, shape (n_genes,), str
         ``"+"`` or ``"-"``.
     gene_id : np.ndarray, shape (n_genes,), str
-        Gene ids (Ensembl version suffix removed).
+        Gene ids in the canonical form of
+        :func:`histexpr.data.dataset.canonical_gene_ids` (version suffix removed).
     name : np.ndarray, shape (n_genes,), str
         Gene symbols (or the id when unknown).
     """
@@ -107,12 +108,14 @@ class TssTable:
         self.chrom = np.asarray(self.chrom).astype(str)
         self.tss = np.asarray(self.tss, dtype=np.int64)
         self.strand = np.asarray(self.strand).astype(str)
-        self.gene_id = np.asarray(self.gene_id).astype(str)
+        self.gene_id = canonical_gene_ids(self.gene_id)
         self.name = np.asarray(self.name).astype(str)
         n = len(self.tss)
         for key in ("chrom", "strand", "gene_id", "name"):
             if getattr(self, key).shape != (n,):
-                raise DataError(f"{key} has {len(getattr(self, key))} rows, tss has {n}", key=key)
+                raise DataError(
+                    f"{key} has shape {getattr(self, key).shape}, tss has {n} rows", key=key
+                )
         bad = ~np.isin(self.strand, ["+", "-"])
         if bad.any():
             raise DataError(f"strand must be '+' or '-', got {self.strand[bad][0]!r}", key="strand")

@@ -3,7 +3,8 @@
 Each bin holds the **sum of the per-base values** over its bases (a coverage
 track binned this way gives read counts x read length). Bases without data
 (gaps between bigWig intervals, chromosomes absent from the file, positions past
-the chromosome ends) count 0. Sums are accumulated in float64 and returned as
+the chromosome ends) count 0. Chromosome names are matched to the file's
+(``chr1``/``1``, ``chrM``/``MT``; see :mod:`histexpr.featurize.chroms`). Sums are accumulated in float64 and returned as
 float32.
 """
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from histexpr.errors import DataError, HistexprError
 from histexpr.featurize.annotation import TssTable, Window, orient, window_bounds
+from histexpr.featurize.chroms import ChromMatcher
 
 
 def require(module: str):
@@ -84,17 +86,19 @@ def bin_bigwig(path, tss: TssTable, window: Window | None = None) -> np.ndarray:
     lo, hi = window_bounds(tss, window)
     out = np.zeros((len(tss), window.n_bins), dtype=np.float64)
     full = np.zeros(window.width, dtype=np.float32)
+    matcher = ChromMatcher(tss.chrom)
     try:
         chroms = bw.chroms()
+        names = matcher.track_names(chroms)  # TSS name -> track name (chr1 / 1)
         # Visiting genes in genomic order keeps bigWig block reads local.
         for i in np.lexsort((lo, tss.chrom)):
-            length = chroms.get(tss.chrom[i])
-            if length is None:
+            chrom = names.get(tss.chrom[i])
+            if chrom is None:
                 continue
-            a, b = max(int(lo[i]), 0), min(int(hi[i]), length)
+            a, b = max(int(lo[i]), 0), min(int(hi[i]), chroms[chrom])
             if a >= b:
                 continue
-            vals = np.nan_to_num(bw.values(tss.chrom[i], a, b, numpy=True), nan=0.0, copy=False)
+            vals = np.nan_to_num(bw.values(chrom, a, b, numpy=True), nan=0.0, copy=False)
             if vals.size == 0:  # a file without any data intervals
                 continue
             if b - a != window.width:
@@ -107,4 +111,6 @@ def bin_bigwig(path, tss: TssTable, window: Window | None = None) -> np.ndarray:
         raise DataError(f"cannot read bigWig ({exc})", path) from None
     finally:
         bw.close()
-    return orient(out, tss).astype(np.float32)
+    binned = orient(out, tss).astype(np.float32)
+    matcher.check(path, binned, np.isin(tss.chrom, sorted(matcher.matched)))
+    return binned

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -21,7 +22,14 @@ import pandas as pd
 from histexpr._runtime import dask_client
 from histexpr._runtime import progress as _progress_bar
 from histexpr.config import to_dict
-from histexpr.data.dataset import MARKS, TARGET_LOG2_RPKM, HistoneDataset, log2_rpkm
+from histexpr.data.dataset import (
+    MARKS,
+    TARGET_LOG2_RPKM,
+    HistoneDataset,
+    canonical_gene_ids,
+    log2_rpkm,
+    order_marks,
+)
 from histexpr.data.hdf5 import H5Writer
 from histexpr.errors import ConfigError, DataError
 from histexpr.featurize.annotation import TssTable, Window, read_tss
@@ -61,6 +69,19 @@ def featurize_track(
     if kind == "bam":
         return count_bam(path, tss, window, options)
     return count_tagalign(path, tss, window, options)
+
+
+def _track_task(path, tss, window, options) -> tuple[np.ndarray, list[str]]:
+    """:func:`featurize_track` plus the warnings it raised (Dask workers would lose them)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        binned = featurize_track(path, tss, window, options)
+    return binned, [str(w.message) for w in caught]
+
+
+def _rewarn(messages: list[str]) -> None:
+    for msg in messages:
+        warnings.warn(msg, UserWarning, stacklevel=3)
 
 
 def parse_mark_specs(specs, cell: str | None = None) -> dict[str, dict[str, str]]:
@@ -117,21 +138,26 @@ def read_expression(path) -> pd.DataFrame:
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read expression table ({exc})", path) from None
     key = "gene_id" if "gene_id" in df.columns else df.columns[0]
-    df[key] = df[key].astype(str).str.replace(r"\.\d+$", "", regex=True)
+    df[key] = canonical_gene_ids(df[key].astype(str).to_numpy())
     return df.set_index(key)
+
+
+def file_marks(marks: MarkPaths) -> tuple[str, ...]:
+    """Marks of the output file: the five core marks plus every other mark given, in order.
+
+    Names follow :data:`histexpr.data.dataset.MARK_PATTERN` (e.g. ``H3K27ac``, ``DNase``);
+    the order is :func:`histexpr.data.dataset.order_marks`.
+    """
+    return order_marks([*MARKS, *(m for tracks in marks.values() for m in tracks)])
 
 
 def _check_marks(marks: MarkPaths, fill_missing: bool) -> dict[str, list[str]]:
     if not marks:
         raise ConfigError("no tracks given")
+    names = file_marks(marks)
     filled: dict[str, list[str]] = {}
     for cell, tracks in marks.items():
-        unknown = sorted(set(tracks) - set(MARKS))
-        if unknown:
-            raise DataError(
-                f"unknown mark(s) {', '.join(unknown)}; expected {', '.join(MARKS)}", key=cell
-            )
-        missing = [m for m in MARKS if m not in tracks]
+        missing = [m for m in names if m not in tracks]
         if missing and not fill_missing:
             raise DataError(
                 f"no track for mark(s) {', '.join(missing)} (use fill_missing / --fill-missing "
@@ -163,7 +189,7 @@ def featurize(
     tss : TssTable, path or None
         Genes and TSS (a path is read with :func:`read_tss`; None: packaged GENCODE v10).
     marks : mapping
-        ``{cell: {mark: path}}`` with the marks of :data:`histexpr.data.dataset.MARKS`.
+        ``{cell: {mark: path}}``: the five core marks and any others (see :func:`file_marks`).
     out : str or PathLike
         Output ``.h5`` file (written atomically).
     expression : DataFrame or path, optional
@@ -215,7 +241,8 @@ def featurize(
     for tracks in marks.values():
         for path in tracks.values():
             track_kind(path)  # fail fast on missing or unknown files, before any work
-    tasks = [(cell, m, str(marks[cell][m])) for cell in cells for m in MARKS if m in marks[cell]]
+    names = file_marks(marks)
+    tasks = [(cell, m, str(marks[cell][m])) for cell in cells for m in names if m in marks[cell]]
     meta = {
         "source": "featurize",
         "window": to_dict(window),
@@ -227,19 +254,21 @@ def featurize(
     }
     with H5Writer(
         out,
-        MARKS,
+        names,
         window.n_bins,
         has_target=expression is not None,
         target=TARGET_LOG2_RPKM,
         meta=meta,
         bin_size=window.bin_size,
     ) as writer:
-        assembler = _Assembler(cells, marks, tss, window, y_by_cell, writer)
+        assembler = _Assembler(cells, marks, tss, window, y_by_cell, writer, names)
         bar = _progress_bar(len(tasks), "featurize", "track", progress)
         try:
             if scheduler is None and not workers:
                 for cell, mark, path in tasks:
-                    assembler.add(cell, mark, featurize_track(path, tss, window, read_options))
+                    binned, messages = _track_task(path, tss, window, read_options)
+                    _rewarn(messages)
+                    assembler.add(cell, mark, binned)
                     bar.update(1)
             else:
                 _run_dask(
@@ -253,8 +282,8 @@ def featurize(
 class _Assembler:
     """Collects finished tracks and writes each cell, in order, once it is complete."""
 
-    def __init__(self, cells, marks, tss, window, y_by_cell, writer):
-        self.cells, self.marks, self.tss = cells, marks, tss
+    def __init__(self, cells, marks, tss, window, y_by_cell, writer, names=MARKS):
+        self.cells, self.marks, self.tss, self.names = cells, marks, tss, tuple(names)
         self.window, self.y, self.writer = window, y_by_cell, writer
         self.done: dict[str, dict[str, np.ndarray]] = {c: {} for c in cells}
         self.next_cell = 0
@@ -271,8 +300,8 @@ class _Assembler:
 
     def _write(self, cell: str) -> None:
         n = len(self.tss)
-        X = np.zeros((n, len(MARKS), self.window.n_bins), dtype=np.float32)
-        for j, m in enumerate(MARKS):
+        X = np.zeros((n, len(self.names), self.window.n_bins), dtype=np.float32)
+        for j, m in enumerate(self.names):
             if m in self.done[cell]:
                 X[:, j] = self.done[cell][m]
         self.written_tracks += len(self.done[cell])
@@ -283,7 +312,7 @@ class _Assembler:
                 y=self.y.get(cell),
                 cell=np.full(n, cell),
                 gene=self.tss.gene_id,
-                marks=MARKS,
+                marks=self.names,
             )
         )
 
@@ -307,13 +336,15 @@ def _run_dask(tasks, tss, window, options, workers, scheduler, processes, assemb
                 cell, mark, path = tasks[submitted]
                 key = f"featurize-{cell}-{mark}-{token}"
                 which[key] = (cell, mark)
-                pending.add(client.submit(featurize_track, path, tss_f, window, options, key=key))
+                pending.add(client.submit(_track_task, path, tss_f, window, options, key=key))
                 submitted += 1
 
         top_up()
         for fut in pending:
             cell, mark = which.pop(fut.key)
-            assembler.add(cell, mark, fut.result())
+            binned, messages = fut.result()
+            _rewarn(messages)
+            assembler.add(cell, mark, binned)
             fut.release()
             bar.update(1)
             top_up()

@@ -23,6 +23,7 @@ applies to them.
 from __future__ import annotations
 
 import gzip
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -30,9 +31,12 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from histexpr.data.validate import one_line
 from histexpr.errors import ConfigError, DataError
 from histexpr.featurize.annotation import TssTable, Window, orient, window_bounds
+from histexpr.featurize.bamindex import bam_without_bad_index
 from histexpr.featurize.bigwig import require
+from histexpr.featurize.chroms import ChromMatcher
 
 #: Reads gathered before they are binned (bounds memory on whole-genome files).
 CHUNK_READS = 1_000_000
@@ -97,13 +101,16 @@ class BinCounter:
         self.lo, self.hi = lo, hi
         self.counts = np.zeros((len(tss), window.n_bins), dtype=np.int64)
         steps = np.arange(window.n_bins + 1, dtype=np.int64) * window.bin_size
+        #: Track chromosome names -> TSS names (``chr1`` and ``1`` match, see chroms.py).
+        self.chroms = ChromMatcher(tss.chrom)
         self._genes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for chrom in np.unique(tss.chrom):
             idx = np.flatnonzero(tss.chrom == chrom)
             self._genes[str(chrom)] = (idx, lo[idx, None] + steps)
 
     def regions(self, chrom: str) -> list[tuple[int, int]]:
-        """Disjoint, sorted reference intervals covering all windows on ``chrom``."""
+        """Disjoint, sorted reference intervals covering all windows on track ``chrom``."""
+        chrom = self.chroms.tss_name(chrom)
         if chrom not in self._genes:
             return []
         idx = self._genes[chrom][0]
@@ -118,7 +125,8 @@ class BinCounter:
         return [(a, b) for a, b in merged]
 
     def add(self, chrom: str, start: np.ndarray, end: np.ndarray, reverse: np.ndarray) -> None:
-        """Add reads ``[start, end)`` (0-based) on ``chrom``; ``reverse`` marks minus-strand reads."""
+        """Add reads ``[start, end)`` (0-based) on track ``chrom``; ``reverse``: minus strand."""
+        chrom = self.chroms.tss_name(chrom)
         if chrom not in self._genes or len(start) == 0:
             return
         idx, edges = self._genes[chrom]
@@ -133,20 +141,25 @@ class BinCounter:
             n_ended = np.searchsorted(e, edges[:, :-1], side="right")
             self.counts[idx] += n_started - n_ended
 
-    def result(self) -> np.ndarray:
-        """Counts, shape (n_genes, n_bins), float32, bins upstream -> downstream."""
-        return orient(self.counts, self.tss).astype(np.float32)
+    def result(self, path=None) -> np.ndarray:
+        """Counts, shape (n_genes, n_bins), float32, bins upstream -> downstream.
+
+        With ``path``, the track is checked first (:meth:`ChromMatcher.check`).
+        """
+        out = orient(self.counts, self.tss).astype(np.float32)
+        if path is not None:
+            on_chrom = np.isin(self.tss.chrom, sorted(self.chroms.matched))
+            self.chroms.check(path, out, on_chrom)
+        return out
 
 
-def _open_bam(path):
+def _open_bam(readable, path):
+    """Open ``readable`` (``path`` or a link to it); errors name ``path``."""
     pysam = require("pysam")
-    path = Path(path)
-    if not path.exists():
-        raise DataError("file not found", path)
     try:
-        return pysam.AlignmentFile(str(path), "rb")
+        return pysam.AlignmentFile(str(readable), "rb")
     except (ValueError, OSError) as exc:
-        raise DataError(f"not a readable BAM file ({exc})", path) from None
+        raise DataError(f"not a readable BAM file ({one_line(exc)})", path) from None
 
 
 def count_bam(
@@ -173,18 +186,41 @@ def count_bam(
     options = options or ReadCountOptions()
     counter = BinCounter(tss, window, options.position)
     exclude, min_mapq = options.exclude_flags, options.min_mapq
-    bam = _open_bam(path)
+    path = Path(path)
+    if not path.exists():
+        raise DataError("file not found", path)
+    with bam_without_bad_index(path) as readable:
+        bam = _open_bam(readable, path)
+        reads = None
+        failed = True
+        try:
+            counter.chroms.track_names(bam.references)
+            indexed = bam.has_index()
+            reads = _fetch_windows(bam, counter) if indexed else bam.fetch(until_eof=True)
+            _consume(counter, reads, exclude, min_mapq)
+            failed = False
+        except (ValueError, OSError) as exc:
+            hint = (
+                "; its index may belong to another file: re-create it with `samtools index`"
+                if indexed
+                else ""
+            )
+            msg = re.sub(r"\s*b'[^']*'", "", one_line(exc))  # no bytes repr of the path
+            raise DataError(f"cannot read BAM ({msg}){hint}", path) from None
+        finally:
+            _close_quietly(reads, bam, failed, path)
+    return counter.result(path)
+
+
+def _close_quietly(reads, bam, failed: bool, path) -> None:
+    """Close the read iterator, then the file; a close error never hides the first error."""
     try:
-        if bam.has_index():
-            reads = _fetch_windows(bam, counter)
-        else:
-            reads = bam.fetch(until_eof=True)
-        _consume(counter, reads, exclude, min_mapq)
-    except (ValueError, OSError) as exc:
-        raise DataError(f"cannot read BAM ({exc})", path) from None
-    finally:
+        if reads is not None and hasattr(reads, "close"):
+            reads.close()  # a generator over bam.fetch(): release it before the file
         bam.close()
-    return counter.result()
+    except (ValueError, OSError) as exc:
+        if not failed:
+            raise DataError(f"cannot close BAM ({one_line(exc)})", path) from None
 
 
 def _fetch_windows(bam, counter: BinCounter):
@@ -282,7 +318,7 @@ def count_tagalign(
                     )
     except (ValueError, pd.errors.ParserError, OSError, EOFError) as exc:
         raise DataError(f"cannot parse tagAlign ({exc})", path) from None
-    return counter.result()
+    return counter.result(path)
 
 
 def _is_gzip(path) -> bool:

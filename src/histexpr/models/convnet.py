@@ -8,6 +8,16 @@ the length of an example shrinks 100 -> 49 -> 47 -> 23 -> 21 -> 10 -> 8 -> 3 -> 
 512 channels to the output. Widths, strides, kernel, dropout and negative slope
 are configurable; when a configuration leaves a length above 1 the outputs are
 averaged over the remaining positions.
+
+Any window (rule for bin counts other than 100): the layers stay the same (same
+weights, same parameter count for every bin count); when the unpadded stack would
+shrink the input below one position, the *last* ``k`` layers get "same"-style
+padding ``kernel // 2``, with the smallest ``k`` that keeps every length >= 1
+(:func:`padded_layers`). At 100 bins, and at every count from 91 up, ``k = 0``: the
+seed's exact layout. Longer inputs (up to 400 bins and beyond) keep ``k = 0`` and
+average the head over the remaining positions (20 at 400 bins); shorter ones pad,
+e.g. 40 bins: ``k = 3``, lengths 40 -> 19 -> 17 -> 8 -> 6 -> 2 -> 2 -> 1 -> 1; 10 bins:
+``k = 6``. Padding adds no weights, so the parameter count does not depend on the bins.
 """
 
 from __future__ import annotations
@@ -45,8 +55,8 @@ class ConvNetConfig:
     negative_slope: float = 0.01
 
 
-def conv_lengths(n_bins: int, kernel: int, strides) -> list[int]:
-    """Sequence length after each unpadded convolution, input length first.
+def conv_lengths(n_bins: int, kernel: int, strides, n_padded: int = 0) -> list[int]:
+    """Sequence length after each convolution, input length first.
 
     Parameters
     ----------
@@ -54,15 +64,36 @@ def conv_lengths(n_bins: int, kernel: int, strides) -> list[int]:
         Input length.
     kernel : int
     strides : sequence of int
+    n_padded : int
+        How many of the last layers are padded by ``kernel // 2`` on each side.
 
     Returns
     -------
     list of int, length ``len(strides) + 1``
     """
     lengths = [int(n_bins)]
-    for s in strides:
-        lengths.append((lengths[-1] - kernel) // s + 1)
+    first_padded = len(strides) - n_padded
+    for i, s in enumerate(strides):
+        pad = kernel // 2 if i >= first_padded else 0
+        lengths.append((lengths[-1] + 2 * pad - kernel) // s + 1)
     return lengths
+
+
+def padded_layers(n_bins: int, kernel: int, strides) -> int:
+    """Smallest number of last layers to pad so that every length stays >= 1.
+
+    Raises
+    ------
+    ConfigError
+        When even padding every layer leaves no position (e.g. kernel 3 on 1 bin).
+    """
+    strides = list(strides)
+    for k in range(len(strides) + 1):
+        if min(conv_lengths(n_bins, kernel, strides, k)) >= 1:
+            return k
+    raise ConfigError(
+        f"convnet: {n_bins} bins are too few for {len(strides)} layers of kernel {kernel}"
+    )
 
 
 def _check(cfg: ConvNetConfig, n_bins: int) -> None:
@@ -74,15 +105,11 @@ def _check(cfg: ConvNetConfig, n_bins: int) -> None:
         raise ConfigError("convnet: channels, strides and kernel must be positive")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"convnet: dropout must be in [0, 1), got {cfg.dropout}")
-    lengths = conv_lengths(n_bins, cfg.kernel, cfg.strides)
-    if min(lengths) < 1:
-        raise ConfigError(
-            f"convnet: {n_bins} bins are too few for {len(cfg.channels)} layers (lengths {lengths})"
-        )
+    padded_layers(n_bins, cfg.kernel, cfg.strides)
 
 
 class ConvNet(nn.Module):
-    """Stack of unpadded convolutions reducing the bins to one position.
+    """Stack of convolutions reducing the bins to one position (or a few, averaged).
 
     Parameters
     ----------
@@ -90,7 +117,7 @@ class ConvNet(nn.Module):
     n_marks : int
         Input channels.
     n_bins : int
-        Input length.
+        Input length (any; see the module docstring for the padding rule).
     n_outputs : int
         Output channels of the final kernel-1 convolution (1 for regression or
         binary logits, the number of cell types for a cell-type classifier).
@@ -106,12 +133,15 @@ class ConvNet(nn.Module):
         super().__init__()
         _check(cfg, n_bins)
         self.cfg = cfg
-        self.out_length = conv_lengths(n_bins, cfg.kernel, cfg.strides)[-1]
+        self.n_padded = padded_layers(n_bins, cfg.kernel, cfg.strides)
+        self.out_length = conv_lengths(n_bins, cfg.kernel, cfg.strides, self.n_padded)[-1]
+        first_padded = len(cfg.strides) - self.n_padded
         layers: list[nn.Module] = []
         c_in = n_marks
-        for c_out, stride in zip(cfg.channels, cfg.strides, strict=True):
+        for i, (c_out, stride) in enumerate(zip(cfg.channels, cfg.strides, strict=True)):
+            pad = cfg.kernel // 2 if i >= first_padded else 0
             layers += [
-                nn.Conv1d(c_in, c_out, cfg.kernel, stride=stride),
+                nn.Conv1d(c_in, c_out, cfg.kernel, stride=stride, padding=pad),
                 nn.BatchNorm1d(c_out),
                 nn.Dropout(cfg.dropout),
                 nn.LeakyReLU(cfg.negative_slope),

@@ -12,9 +12,13 @@ logit.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from histexpr.errors import ConfigError
+from histexpr.models.convnet import ConvNetConfig
 
 #: Clamp for turning averaged probabilities back into logits.
 _EPS = 1e-6
@@ -27,6 +31,27 @@ def _as_column(out: torch.Tensor) -> torch.Tensor:
 def _logit(p: torch.Tensor) -> torch.Tensor:
     p = p.clamp(_EPS, 1.0 - _EPS)
     return torch.log(p) - torch.log1p(-p)
+
+
+@dataclass(frozen=True)
+class EnsembleConfig(ConvNetConfig):
+    """Architecture of the "ensemble" kind: ConvNet members, one per cell-type fold.
+
+    Attributes
+    ----------
+    n_folds : int
+        Members (cell-type folds); at least 2. The other fields are each member's
+        :class:`~histexpr.models.ConvNetConfig`.
+    """
+
+    n_folds: int = 3
+
+    def __post_init__(self):
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:
+            parent()
+        if isinstance(self.n_folds, bool) or not isinstance(self.n_folds, int) or self.n_folds < 2:
+            raise ConfigError(f"n_folds must be an integer >= 2, got {self.n_folds!r}")
 
 
 class FoldEnsemble(nn.Module):
@@ -44,6 +69,10 @@ class FoldEnsemble(nn.Module):
         super().__init__()
         self.members = nn.ModuleList(members)
         self.logits = logits
+
+    def member_paths(self) -> list[str]:
+        """Submodule path of each member (``self.get_submodule(path)``), in fold order."""
+        return [f"members.{k}" for k in range(len(self.members))]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -85,6 +114,14 @@ class CellTypeWeighted(nn.Module):
         self.gate = gate
         self.experts = nn.ModuleList(experts)
         self.logits = logits
+
+    def gate_path(self) -> str:
+        """Submodule path of the gate (the cell-type classifier)."""
+        return "gate"
+
+    def expert_paths(self) -> list[str]:
+        """Submodule path of each expert, in the order of the gate's classes."""
+        return [f"experts.{i}" for i in range(len(self.experts))]
 
     def weights(self, x: torch.Tensor) -> torch.Tensor:
         """Gate probabilities, shape (n, n_cells)."""

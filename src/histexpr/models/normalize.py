@@ -4,7 +4,8 @@ Read counts differ in scale between marks and between experiments (sequencing
 depth). Every neural model therefore sees ``(log1p(x) - mean_m) / std_m`` where
 ``mean_m`` and ``std_m`` are per-mark statistics of ``log1p`` counts over the
 *training* data. They live in buffers, so they are saved with the weights and an
-unseen cell type is transformed exactly like the training data.
+unseen cell type is transformed exactly like the training data. With mark
+dropout (:mod:`histexpr.models.markmask`) the normaliser also masks marks.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from torch import nn
+
+from histexpr.models.markmask import MarkMask, check_mark_dropout
 
 #: Floor on the per-mark standard deviation, so a constant mark does not blow up.
 MIN_STD = 1e-3
@@ -69,12 +72,25 @@ class InputNormalizer(nn.Module):
     ----------
     n_marks : int
         Number of input marks; the statistics start as identity (mean 0, std 1).
+    mark_dropout : float
+        When > 0, a :class:`~histexpr.models.markmask.MarkMask` follows the transform:
+        missing (NaN) marks become zeros plus a mask channel per mark, and while
+        training each mark is masked with this probability. The network then takes
+        :attr:`n_outputs` = ``2 * n_marks`` channels.
     """
 
-    def __init__(self, n_marks: int):
+    def __init__(self, n_marks: int, mark_dropout: float = 0.0):
         super().__init__()
         self.register_buffer("mean", torch.zeros(1, n_marks, 1))
         self.register_buffer("std", torch.ones(1, n_marks, 1))
+        p = check_mark_dropout(mark_dropout)
+        self.mark_mask = MarkMask(n_marks, p) if p > 0 else None
+
+    @property
+    def n_outputs(self) -> int:
+        """Channels of the transformed input (what the network must accept)."""
+        n = self.mean.shape[1]
+        return 2 * n if self.mark_mask is not None else n
 
     def set_stats(self, stats: NormStats) -> InputNormalizer:
         """Copy ``stats`` into the buffers (in place) and return self."""
@@ -99,9 +115,10 @@ class InputNormalizer(nn.Module):
 
         Returns
         -------
-        torch.Tensor, shape (n, n_marks, n_bins)
+        torch.Tensor, shape (n, n_outputs, n_bins)
         """
-        return (torch.log1p(torch.clamp(x, min=0.0)) - self.mean) / self.std
+        z = (torch.log1p(torch.clamp(x, min=0.0)) - self.mean) / self.std
+        return z if self.mark_mask is None else self.mark_mask(z)
 
 
 class Predictor(nn.Module):

@@ -8,7 +8,9 @@
   predict: understanding gene regulation by selective attention on chromatin",
   NeurIPS. One bidirectional LSTM per mark over the bins with bin-level
   attention summarising each mark, then a bidirectional LSTM over the marks with
-  mark-level attention, then a linear output.
+  mark-level attention, then a linear output. Attention runs over however many
+  bins and marks the input has, so any window and any number of marks work with
+  the same layout (the LSTMs and attention vectors do not depend on the length).
 
 Both take normalised input (see :mod:`histexpr.models.normalize`) and output
 ``(n, 1)``: a value for regression or a logit for classification.
@@ -36,6 +38,26 @@ class DeepChromeConfig:
     hidden: tuple[int, ...] = (625, 125)
 
 
+def deepchrome_pool(cfg: DeepChromeConfig, n_bins: int) -> int:
+    """Max-pool width for ``n_bins`` bins: the paper's width scaled with the window.
+
+    ``max(1, round(cfg.pool * n_bins / 100))``, at most the convolution's output
+    length, so the pooled length stays near the paper's 18 (91 // 5 at 100 bins):
+    15 at 40 bins (pool 2), 19 at 200 (pool 10) and 400 (pool 20), 1 at 10 bins.
+
+    Raises
+    ------
+    ConfigError
+        When ``n_bins`` is shorter than the convolution kernel.
+    """
+    conv_len = n_bins - cfg.kernel + 1
+    if conv_len < 1:
+        raise ConfigError(
+            f"deepchrome: {n_bins} bins too few for kernel {cfg.kernel} (at least {cfg.kernel})"
+        )
+    return min(max(1, round(cfg.pool * n_bins / 100)), conv_len)
+
+
 class DeepChromeCNN(nn.Module):
     """DeepChrome's convolutional network.
 
@@ -43,20 +65,20 @@ class DeepChromeCNN(nn.Module):
     ----------
     cfg : DeepChromeConfig
     n_marks, n_bins : int
-        Input shape.
+        Input shape (any ``n_bins >= cfg.kernel``; the pooling follows
+        :func:`deepchrome_pool`, the paper's layout at 100 bins).
     """
 
     def __init__(
         self, cfg: DeepChromeConfig = DeepChromeConfig(), n_marks: int = 5, n_bins: int = 100
     ):
         super().__init__()
-        pooled = (n_bins - cfg.kernel + 1) // cfg.pool
-        if pooled < 1:
-            raise ConfigError(f"deepchrome: {n_bins} bins too few for kernel {cfg.kernel}")
+        self.pool = deepchrome_pool(cfg, n_bins)
+        pooled = (n_bins - cfg.kernel + 1) // self.pool
         self.features = nn.Sequential(
             nn.Conv1d(n_marks, cfg.n_filters, cfg.kernel),
             nn.ReLU(),
-            nn.MaxPool1d(cfg.pool),
+            nn.MaxPool1d(self.pool),
             nn.Dropout(cfg.dropout),
             nn.Flatten(),
         )

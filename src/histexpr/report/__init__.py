@@ -4,6 +4,11 @@
 renders them as HTML.
 """
 
-from histexpr.report.builder import summarize_data, write_data_summary, write_report
+from histexpr.report.builder import (
+    default_report_path,
+    summarize_data,
+    write_data_summary,
+    write_report,
+)
 
-__all__ = ["summarize_data", "write_data_summary", "write_report"]
+__all__ = ["default_report_path", "summarize_data", "write_data_summary", "write_report"]

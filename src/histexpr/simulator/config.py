@@ -37,6 +37,10 @@ DEFAULT_TRAIN_CELLS: tuple[str, ...] = (
 DEFAULT_UNSEEN_CELLS: tuple[str, ...] = ("E071", "E096", "E113")
 #: Bump when the profile model changes, so cached files are regenerated.
 MODEL_VERSION = 1
+#: Optional active-promoter (acetylation) marks, in their fixed order.
+ACETYL_MARKS: tuple[str, ...] = ("H3K27ac", "H3K9ac")
+#: Every mark the simulator can draw: the five core marks, then the acetylation marks.
+SIM_MARKS: tuple[str, ...] = MARKS + ACETYL_MARKS
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,24 @@ class ProfileParams:
     k4me1_poised: float = 1.6
     #: H3K9me3: extra broad signal at silent non-CpG genes.
     k9me3_silent: float = 0.6
+    #: Acetylation marks (H3K27ac, H3K9ac; optional, see ``SimulatorConfig.marks``):
+    #: background reads per bin, and the height of the downstream promoter peak at
+    #: full activity.
+    acetyl_background: tuple[float, ...] = (1.2, 1.5)
+    acetyl_peak: tuple[float, ...] = (28.0, 46.0)
+    #: Fraction of a gene's activity shift the acetylation marks follow: below 1
+    #: they track the measured expression more tightly than H3K4me3 does.
+    acetyl_coupling: float = 0.65
+    #: Peaks flanking the nucleosome-depleted TSS: centres (kb, upstream and
+    #: downstream), common width (kb), upstream height relative to downstream.
+    acetyl_centers: tuple[float, ...] = (-0.3, 0.15)
+    acetyl_width: float = 0.2
+    acetyl_upstream: float = 0.6
+    #: Depth of the dip at the nucleosome-depleted region (-50 bp, sd 70 bp).
+    acetyl_ndr: float = 0.6
+    #: Spread into the gene body (kb decay of each acetylation mark) and its height.
+    acetyl_decay: tuple[float, ...] = (0.6, 1.2)
+    acetyl_tail: float = 0.35
 
 
 @dataclass(frozen=True)
@@ -95,8 +117,15 @@ class SimulatorConfig:
         Points of the expression grid, one of them at exactly y = 0.
     y_max : float
         Upper end of the grid (log2(RPKM+1) of the largest RPKM is 17.7).
+    marks : tuple of str
+        Marks to draw, in this order: any distinct subset of :data:`SIM_MARKS` (the
+        five core marks, the default, plus H3K27ac and H3K9ac). The core marks' counts
+        do not depend on which other marks are drawn (each optional mark has its own
+        random stream), so a 7-mark data set extends the 5-mark one.
     dispersion : tuple of float, shape (5,)
-        Negative-binomial size r per mark (variance = mu + mu^2 / r).
+        Negative-binomial size r per core mark (variance = mu + mu^2 / r).
+    acetyl_dispersion : tuple of float, shape (2,)
+        Size r of H3K27ac and H3K9ac.
     depth_sd, enrich_sd, width_sd : float
         Log-normal spread across cell types of the per-mark sequencing depth, the
         per-mark enrichment of specific signal over background, and the profile width.
@@ -119,6 +148,8 @@ class SimulatorConfig:
     n_grid: int = 128
     y_max: float = 18.0
     dispersion: tuple[float, ...] = (0.7, 1.5, 1.5, 1.0, 1.5)
+    marks: tuple[str, ...] = MARKS
+    acetyl_dispersion: tuple[float, ...] = (0.8, 1.0)
     depth_sd: float = 0.2
     enrich_sd: float = 0.15
     width_sd: float = 0.1
@@ -137,6 +168,15 @@ class SimulatorConfig:
             raise ConfigError("simulator: cell types must be distinct")
         if len(self.dispersion) != len(MARKS):
             raise ConfigError(f"simulator: dispersion needs {len(MARKS)} values")
+        if len(self.acetyl_dispersion) != len(ACETYL_MARKS):
+            raise ConfigError(f"simulator: acetyl_dispersion needs {len(ACETYL_MARKS)} values")
+        marks = tuple(self.marks)
+        unknown = [m for m in marks if m not in SIM_MARKS]
+        if not marks or unknown or len(set(marks)) != len(marks):
+            raise ConfigError(
+                f"simulator: marks must be distinct names from {', '.join(SIM_MARKS)}"
+                + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+            )
         if self.n_grid < 8:
             raise ConfigError("simulator: n_grid must be at least 8")
         for vals, probs, name in (
@@ -149,6 +189,17 @@ class SimulatorConfig:
                 raise ConfigError(f"simulator: {name}_probs must be positive and sum to 1")
         if not 0.0 < self.cpg_frac < 1.0:
             raise ConfigError("simulator: cpg_frac must be in (0, 1)")
+
+
+def mark_dispersion(config: SimulatorConfig) -> np.ndarray:
+    """Negative-binomial size r of each mark of ``config.marks``, shape (n_marks,)."""
+    r = dict(zip(SIM_MARKS, (*config.dispersion, *config.acetyl_dispersion), strict=True))
+    return np.asarray([r[m] for m in config.marks], dtype=np.float64)
+
+
+def mark_index(config: SimulatorConfig) -> np.ndarray:
+    """Position of each mark of ``config.marks`` in :data:`SIM_MARKS`, shape (n_marks,)."""
+    return np.asarray([SIM_MARKS.index(m) for m in config.marks], dtype=np.int64)
 
 
 def default_config() -> SimulatorConfig:
@@ -231,10 +282,11 @@ class CellParams(NamedTuple):
 
     Attributes
     ----------
-    depth : np.ndarray, shape (5,)
-        Sequencing-depth factor of each mark (multiplies all reads).
-    enrich : np.ndarray, shape (5,)
-        ChIP enrichment of each mark (multiplies the specific signal only).
+    depth : np.ndarray, shape (7,)
+        Sequencing-depth factor of each mark of :data:`SIM_MARKS` (multiplies all reads).
+    enrich : np.ndarray, shape (7,)
+        ChIP enrichment of each mark of :data:`SIM_MARKS` (multiplies the specific
+        signal only).
     width : float
         Profile width factor of the cell type.
     """
@@ -249,8 +301,12 @@ def cell_params(config: SimulatorConfig, cell: str) -> CellParams:
     rng = np.random.default_rng(cell_seed(config, cell, 0))
     z = rng.standard_normal(2 * len(MARKS) + 1)
     m = len(MARKS)
+    # The optional marks draw from their own stream: the core marks' factors (and
+    # counts) are those of a 5-mark data set.
+    za = np.random.default_rng(cell_seed(config, cell, 2)).standard_normal(2 * len(ACETYL_MARKS))
+    a = len(ACETYL_MARKS)
     return CellParams(
-        depth=np.exp(config.depth_sd * z[:m]),
-        enrich=np.exp(config.enrich_sd * z[m : 2 * m]),
+        depth=np.exp(config.depth_sd * np.concatenate([z[:m], za[:a]])),
+        enrich=np.exp(config.enrich_sd * np.concatenate([z[m : 2 * m], za[a:]])),
         width=float(np.exp(config.width_sd * z[-1])),
     )

@@ -19,12 +19,15 @@ from histexpr.config import to_dict
 from histexpr.data.dataset import MARKS, N_BINS, TARGET_LOG2_RPKM, HistoneDataset, log2_rpkm
 from histexpr.errors import ConfigError, DataError
 from histexpr.simulator.config import (
+    ACETYL_MARKS,
+    SIM_MARKS,
     SimulatorConfig,
     cell_seed,
     default_config,
     gene_classes,
+    mark_index,
 )
-from histexpr.simulator.profiles import mean_counts, y_to_bin
+from histexpr.simulator.profiles import mean_counts_all, y_to_bin
 
 #: Genes per sampling chunk: fixed (part of the random-stream definition) and
 #: small enough that a chunk's float64 work arrays stay near 20 MB.
@@ -46,7 +49,11 @@ def simulated_genes(config: SimulatorConfig) -> np.ndarray:
         if len(np.unique(genes)) != len(genes):
             raise ConfigError("simulator: genes must be distinct")
         return all_genes[np.isin(all_genes, genes)]
-    if config.n_genes is None or config.n_genes >= len(all_genes):
+    if config.n_genes is not None and config.n_genes > len(all_genes):
+        raise ConfigError(
+            f"simulator: n_genes must be at most {len(all_genes)} (got {config.n_genes})"
+        )
+    if config.n_genes is None or config.n_genes == len(all_genes):
         return all_genes
     if config.n_genes < 1:
         raise ConfigError("simulator: n_genes must be positive")
@@ -83,21 +90,33 @@ def simulate_cell(
 
     Returns
     -------
-    np.ndarray, shape (n, 5, 100), float32
-        Integer read counts, transcript orientation.
+    np.ndarray, shape (n, n_marks, 100), float32
+        Integer read counts of ``config.marks``, transcript orientation.
+
+    The five core marks are drawn together from one stream per cell (whichever
+    marks are selected), each optional mark from its own: adding H3K27ac or
+    H3K9ac leaves the core counts unchanged.
     """
-    mu_table = mean_counts(config, cell)  # (G, K, M, B)
+    mu_table = mean_counts_all(config, cell)  # (G, K, 7, B)
     g = y_to_bin(y, config)
-    r = np.asarray(config.dispersion, dtype=np.float64)[None, :, None]
-    rng = np.random.default_rng(cell_seed(config, cell, 1))
-    out = np.empty((len(y), len(MARKS), N_BINS), dtype=np.float32)
+    n_core = len(MARKS)
+    r_all = np.asarray((*config.dispersion, *config.acetyl_dispersion), dtype=np.float64)
+    streams = [((slice(0, n_core)), np.random.default_rng(cell_seed(config, cell, 1)))]
+    for j, m in enumerate(ACETYL_MARKS):
+        if m in config.marks:
+            rng_j = np.random.default_rng(cell_seed(config, cell, 10 + j))
+            streams.append((slice(n_core + j, n_core + j + 1), rng_j))
+    full = np.zeros((len(y), len(SIM_MARKS), N_BINS), dtype=np.float32)
     for lo in range(0, len(y), CHUNK_GENES):
         hi = min(lo + CHUNK_GENES, len(y))
-        mu = mu_table[g[lo:hi], classes[lo:hi]]
-        # Negative binomial as a gamma-Poisson mixture: mean mu, variance mu + mu^2 / r.
-        lam = rng.gamma(np.broadcast_to(r, mu.shape), mu / r)
-        out[lo:hi] = rng.poisson(lam)
-    return out
+        mu_chunk = mu_table[g[lo:hi], classes[lo:hi]]
+        for sl, rng in streams:
+            mu = mu_chunk[:, sl]
+            r = r_all[sl][None, :, None]
+            # Negative binomial as a gamma-Poisson mixture: mean mu, variance mu + mu^2 / r.
+            lam = rng.gamma(np.broadcast_to(r, mu.shape), mu / r)
+            full[lo:hi, sl] = rng.poisson(lam)
+    return full[:, mark_index(config)]
 
 
 def _iter_cells(config: SimulatorConfig, progress: bool):
@@ -159,7 +178,9 @@ def simulate(
     meta = _file_meta(config, unseen_cells)
     if out is None:
         parts = [
-            HistoneDataset(X, y, np.full(len(genes), cell), genes, MARKS, TARGET_LOG2_RPKM, meta)
+            HistoneDataset(
+                X, y, np.full(len(genes), cell), genes, config.marks, TARGET_LOG2_RPKM, meta
+            )
             for cell, genes, y, X in _iter_cells(config, progress)
         ]
         ds = HistoneDataset.concat(parts)
@@ -168,12 +189,19 @@ def simulate(
     if fmt == "h5":
         from histexpr.data.hdf5 import H5Writer
 
-        with H5Writer(out, MARKS, N_BINS, True, target=TARGET_LOG2_RPKM, meta=meta) as w:
+        marks = tuple(config.marks)
+        with H5Writer(out, marks, N_BINS, True, target=TARGET_LOG2_RPKM, meta=meta) as w:
             for cell, genes, y, X in _iter_cells(config, progress):
-                w.append(HistoneDataset(X, y, np.full(len(genes), cell), genes, MARKS))
+                w.append(HistoneDataset(X, y, np.full(len(genes), cell), genes, marks))
         return Path(out)
     if fmt == "npz":
         from histexpr.data.npz import NpzWriter, gene_to_int
+
+        if tuple(config.marks) != MARKS:
+            raise ConfigError(
+                f"the course npz holds exactly the five core marks ({', '.join(MARKS)}); "
+                "write HDF5 for other marks"
+            )
 
         with NpzWriter(out) as w:
             for cell, genes, y, X in _iter_cells(config, progress):

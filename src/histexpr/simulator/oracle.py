@@ -23,9 +23,14 @@ from typing import NamedTuple
 import numpy as np
 
 from histexpr.config import from_dict
-from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
+from histexpr.data.dataset import N_BINS, HistoneDataset
 from histexpr.errors import DataError
-from histexpr.simulator.config import SimulatorConfig, class_table, gene_classes
+from histexpr.simulator.config import (
+    SimulatorConfig,
+    class_table,
+    gene_classes,
+    mark_dispersion,
+)
 from histexpr.simulator.generate import expression, simulated_genes
 from histexpr.simulator.profiles import mean_counts, y_to_bin
 
@@ -88,7 +93,7 @@ class Simulator:
         log_prior_g = np.log(count[used] / count.sum())
         cls = class_table(cfg)
         mu = mean_counts(cfg, cell)[used]  # (Gu, K, M, B)
-        r = np.asarray(cfg.dispersion, dtype=np.float64)[None, None, :, None]
+        r = mark_dispersion(cfg)[None, None, :, None]
         log_p = np.log(mu / (mu + r))
         const = (r * np.log(r / (mu + r))).sum(axis=(2, 3))  # (Gu, K)
         Gu, K = const.shape
@@ -103,8 +108,8 @@ class Simulator:
 
         Parameters
         ----------
-        X : np.ndarray, shape (n, 5, 100)
-            Counts in canonical mark order and transcript orientation.
+        X : np.ndarray, shape (n, n_marks, 100)
+            Counts of ``config.marks`` (in that order), transcript orientation.
         cell : str
         batch_size : int
 
@@ -113,8 +118,9 @@ class Simulator:
         np.ndarray, shape (n,), float64
         """
         X = np.asarray(X)
-        if X.ndim != 3 or X.shape[1:] != (len(MARKS), N_BINS):
-            raise DataError(f"X must have shape (n, {len(MARKS)}, {N_BINS}), got {X.shape}")
+        n_marks = len(self.config.marks)
+        if X.ndim != 3 or X.shape[1:] != (n_marks, N_BINS):
+            raise DataError(f"X must have shape (n, {n_marks}, {N_BINS}), got {X.shape}")
         t = self.table(cell)
         out = np.empty(len(X), dtype=np.float64)
         for lo in range(0, len(X), batch_size):
@@ -127,6 +133,8 @@ class Simulator:
 
     def predict(self, ds: HistoneDataset) -> np.ndarray:
         """Oracle prediction for every example of a data set, shape (n,)."""
+        if tuple(ds.marks) != tuple(self.config.marks):
+            ds = ds.select_marks(self.config.marks)  # by name (the simulator's order)
         out = np.empty(len(ds), dtype=np.float64)
         for cell in ds.cells:
             idx = np.flatnonzero(ds.cell == cell)
@@ -139,7 +147,8 @@ def oracle_predict(X: np.ndarray, cell: str, config: SimulatorConfig) -> np.ndar
 
     Parameters
     ----------
-    X : np.ndarray, shape (n, 5, 100)
+    X : np.ndarray, shape (n, n_marks, 100)
+        Counts of ``config.marks``.
     cell : str
     config : SimulatorConfig
 

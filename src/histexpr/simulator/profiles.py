@@ -19,6 +19,12 @@ in transcript orientation, like featurized data):
 - H3K4me1: two peaks flanking the TSS at active genes, a central enrichment at
   silent CpG-island genes (poised promoters).
 - H3K9me3: low and broad, slightly raised at silent non-CpG genes.
+- H3K27ac and H3K9ac (optional, ``SimulatorConfig.marks``): active-promoter marks,
+  two peaks flanking the nucleosome-depleted TSS (the downstream one higher) with
+  a short spread into the gene body (longer for H3K9ac), rising with activity like
+  H3K4me3 but following only ``acetyl_coupling`` of the gene's activity shift, so
+  they are correlated with H3K4me3 and more tightly with expression (as in the
+  real E003 arrays: r(TSS signal, y) 0.67 / 0.70 vs 0.60 for H3K4me3).
 
 Activity is ``a = sigmoid((y + shift[k] - mid) / scale)``: the discrete shift
 classes make some genes' chromatin look more or less active than their
@@ -30,11 +36,19 @@ from __future__ import annotations
 import numpy as np
 
 from histexpr.data.dataset import BIN_SIZE, MARKS, N_BINS
-from histexpr.simulator.config import SimulatorConfig, cell_params, class_table
-
-_K27, _K36, _K4ME1, _K4ME3, _K9 = (
-    MARKS.index(m) for m in ("H3K27me3", "H3K36me3", "H3K4me1", "H3K4me3", "H3K9me3")
+from histexpr.simulator.config import (
+    SIM_MARKS,
+    SimulatorConfig,
+    cell_params,
+    class_table,
+    mark_index,
 )
+
+_K27, _K36, _K4ME1, _K4ME3, _K9, _K27AC, _K9AC = (
+    SIM_MARKS.index(m)
+    for m in ("H3K27me3", "H3K36me3", "H3K4me1", "H3K4me3", "H3K9me3", "H3K27ac", "H3K9ac")
+)
+assert SIM_MARKS[: len(MARKS)] == MARKS
 
 
 def bin_positions(n_bins: int = N_BINS, bin_size: int = BIN_SIZE) -> np.ndarray:
@@ -85,7 +99,8 @@ def specific_signal(
 
     Returns
     -------
-    np.ndarray, shape (G, K, 5, n_bins)
+    np.ndarray, shape (G, K, 7, n_bins)
+        Marks in the order of :data:`histexpr.simulator.config.SIM_MARKS`.
     """
     p = config.profile
     x = bin_positions()[None, None, :]  # (1, 1, B)
@@ -94,7 +109,7 @@ def specific_signal(
     grow = np.clip(ye, 0.0, 10.0) / 10.0
     c = np.broadcast_to(cpg[None, :, None], a.shape)
     G, K = len(y), len(cpg)
-    s = np.zeros((G, K, len(MARKS), x.shape[-1]))
+    s = np.zeros((G, K, len(SIM_MARKS), x.shape[-1]))
 
     w0, w1 = p.k4me3_width
     sd4 = width * (w0 + (w1 - w0) * a)
@@ -117,6 +132,20 @@ def specific_signal(
     s[:, :, _K4ME1] = hf * a * flanks + p.k4me1_poised * c * (1 - a) * _gauss(x, 0.0, width)
 
     s[:, :, _K9] = p.k9me3_silent * (1 - c) * (1 - a) * np.ones_like(x)
+
+    # Acetylation: activity from expression plus only part of the class shift.
+    ya = y[:, None, None] + p.acetyl_coupling * shift[None, :, None]
+    a_ac = _sigmoid((ya - p.activity_mid) / p.activity_scale)
+    grow_ac = np.clip(ya, 0.0, 10.0) / 10.0
+    up, down = p.acetyl_centers
+    sd_ac = width * p.acetyl_width
+    body = _sigmoid((x - down) / 0.2)
+    for j, idx in enumerate((_K27AC, _K9AC)):
+        h = p.acetyl_peak[j] * a_ac * (0.25 + 0.75 * grow_ac)
+        tail = p.acetyl_tail * np.exp(-np.maximum(x - down, 0.0) / p.acetyl_decay[j]) * body
+        peaks = p.acetyl_upstream * _gauss(x, up, sd_ac) + _gauss(x, down, sd_ac) + tail
+        # Nucleosome-depleted region just upstream of the TSS: a sharp dip.
+        s[:, :, idx] = h * peaks * (1.0 - p.acetyl_ndr * _gauss(x, -0.05, 0.07))
     return s
 
 
@@ -132,13 +161,19 @@ def mean_counts(config: SimulatorConfig, cell: str, y: np.ndarray | None = None)
 
     Returns
     -------
-    np.ndarray, shape (G, K, 5, n_bins), float64
-        ``mu[g, k, m, b]``; always > 0.
+    np.ndarray, shape (G, K, n_marks, n_bins), float64
+        ``mu[g, k, m, b]`` for the marks of ``config.marks``; always > 0.
     """
+    return mean_counts_all(config, cell, y)[:, :, mark_index(config)]
+
+
+def mean_counts_all(config: SimulatorConfig, cell: str, y: np.ndarray | None = None) -> np.ndarray:
+    """:func:`mean_counts` of every mark of ``SIM_MARKS``, shape (G, K, 7, n_bins)."""
     y = y_grid(config) if y is None else np.asarray(y, dtype=np.float64)
     cls = class_table(config)
     cp = cell_params(config, cell)
     s = specific_signal(config, y, cls.cpg, cls.shift, cp.width)
-    bg = np.asarray(config.profile.background)[None, None, :, None]
+    p = config.profile
+    bg = np.asarray((*p.background, *p.acetyl_background))[None, None, :, None]
     spec = (cp.enrich[None, None, :, None] * cls.amp[None, :, None, None]) * s
     return cp.depth[None, None, :, None] * (bg + spec)

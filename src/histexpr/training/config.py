@@ -1,101 +1,181 @@
-"""How a neural model is trained: the typed configuration of the training layer."""
+"""How a neural model is trained: one small typed config per concern.
+
+:class:`TrainConfig` composes
+
+- :class:`ObjectiveConfig`: what is fitted (``task``);
+- :class:`OptimConfig`: epochs, early stopping, batches, AdamW, seed, budgets;
+- :class:`ValidationConfig`: which examples validate and how many;
+- :class:`DeviceConfig`: Lightning's accelerator / DDP / precision, torch threads;
+- :class:`RunnerConfig`: where members train (in turn, or on Dask) and the progress bar.
+
+Every field is validated when the config is built (one-line
+:class:`~histexpr.errors.ConfigError` naming the field and its range). ``--set``
+reaches any field by its flat name (``lr=3e-4``) or dotted (``optim.lr=3e-4``),
+see :func:`histexpr.config.resolve_overrides`; :data:`ALIASES` keeps older flat
+names working.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from histexpr.errors import ConfigError
+from histexpr.config import check_choice, check_range
 
 TASKS = ("regression", "classification")
+#: Lightning precision names accepted for training.
+TRAIN_PRECISIONS = (
+    "32-true",
+    "32",
+    "64-true",
+    "64",
+    "16-mixed",
+    "16",
+    "bf16-mixed",
+    "bf16",
+    "16-true",
+    "bf16-true",
+)
+#: Old flat ``--set`` names -> the dotted field they mean now.
+ALIASES = {
+    "valid_fraction": "validation.holdout_fraction",
+    # "precision" alone stays the training precision (inference has its own).
+    "precision": "device.precision",
+}
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """What a member fits."""
+
+    task: str = _help(
+        "regression (MSE on y) or classification (BCE on y > per-cell median)", "regression"
+    )
+
+    def __post_init__(self):
+        check_choice("task", self.task, TASKS)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation of each member (AdamW, early stopping, budgets)."""
+
+    epochs: int = _help("maximum epochs per member; early stopping usually ends first", 100)
+    patience: int = _help("epochs without a better validation loss before stopping", 10)
+    batch_size: int = _help("training examples per optimiser step", 256)
+    lr: float = _help("AdamW learning rate", 1e-3)
+    weight_decay: float = _help("AdamW weight decay", 1e-4)
+    seed: int = _help("seeds weights, shuffling, dropout and the cell-type folds", 0)
+    epoch_fraction: float = _help(
+        "fraction of the training examples seen per epoch (fresh random subset)", 1.0
+    )
+    max_minutes: float = _help(
+        "wall-clock budget of the whole fit in minutes, split over members (0: none)", 0.0
+    )
+    mark_dropout: float = _help(
+        "per-example probability of masking each mark in training (> 0: the model accepts "
+        "data missing marks; histexpr.models.markmask)",
+        0.0,
+    )
+
+    def __post_init__(self):
+        check_range("epochs", self.epochs, 1)
+        check_range("patience", self.patience, 0)
+        check_range("batch_size", self.batch_size, 1)
+        check_range("lr", self.lr, 0, low_open=True)
+        check_range("weight_decay", self.weight_decay, 0)
+        check_range("epoch_fraction", self.epoch_fraction, 0, 1, low_open=True)
+        check_range("max_minutes", self.max_minutes, 0)
+        check_range("mark_dropout", self.mark_dropout, 0, 1, high_open=True)
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Which examples validate (early stopping) and the per-epoch loss subsets."""
+
+    holdout_fraction: float = _help(
+        "fraction of genes held out for early stopping when no validation data applies", 0.1
+    )
+    valid_max: int = _help("at most this many validation examples per member (0: all)", 0)
+    trainval_max: int = _help(
+        "at most this many training examples for the eval-mode trainval loss (0: all)", 50_000
+    )
+
+    def __post_init__(self):
+        check_range("holdout_fraction", self.holdout_fraction, 0, 1, low_open=True, high_open=True)
+        check_range("valid_max", self.valid_max, 0)
+        check_range("trainval_max", self.trainval_max, 0)
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """Where and how each member's Lightning Trainer runs."""
+
+    accelerator: str = _help("Lightning accelerator: cpu, gpu, cuda, mps or auto", "cpu")
+    devices: int = _help("data-parallel processes per node (> 1: DDP)", 1)
+    num_nodes: int = _help("nodes for DDP training", 1)
+    strategy: str = _help("Lightning strategy (auto, ddp)", "auto")
+    precision: str = _help("Lightning training precision, e.g. 32-true, bf16-mixed", "32-true")
+    threads: int = _help("CPU threads for torch during training (0: leave torch's)", 0)
+
+    def __post_init__(self):
+        check_choice("accelerator", self.accelerator, ("cpu", "gpu", "cuda", "mps", "tpu", "auto"))
+        check_range("devices", self.devices, 1)
+        check_range("num_nodes", self.num_nodes, 1)
+        if not isinstance(self.strategy, str) or not self.strategy:
+            raise_config("strategy", "a Lightning strategy name", self.strategy)
+        check_choice("precision", self.precision, TRAIN_PRECISIONS)
+        check_range("threads", self.threads, 0)
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How independent members are run."""
+
+    workers: int = _help("train members on a local Dask cluster of this many processes", 0)
+    scheduler: str = _help("address of a running Dask scheduler (overrides workers)", "")
+    progress: bool = _help("show the progress bar", True)
+
+    def __post_init__(self):
+        check_range("workers", self.workers, 0)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How a neural model is trained (see the module docstring).
+    """How a neural model is trained (see the module docstring)."""
 
-    Attributes
-    ----------
-    task : str
-        "regression" (MSE on y) or "classification" (BCE on y > per-cell median).
-    epochs : int
-        Maximum epochs per member; early stopping usually ends training first.
-    patience : int
-        Epochs without a better validation loss before stopping.
-    batch_size, lr, weight_decay :
-        AdamW optimisation settings.
-    seed : int
-        Seeds initial weights, shuffling, dropout and the cell-type folds.
-    threads : int
-        CPU threads for torch during training (0: leave torch's setting).
-    n_folds : int
-        Members (cell-type folds) of the "ensemble" kind.
-    valid_fraction : float
-        Fraction of genes held out for early stopping when no validation data applies.
-    trainval_max : int
-        At most this many training examples for the per-epoch eval-mode
-        "trainval" loss (0: all).
-    valid_max : int
-        At most this many validation examples per member, a fixed random subset
-        (0: all). Validation runs every epoch, so on large data it is worth capping.
-    epoch_fraction : float
-        Fraction of the training examples seen per epoch, a fresh random subset
-        each epoch (Lightning's ``limit_train_batches``); epochs, early stopping and
-        checkpoints then come more often.
-    max_minutes : float
-        Wall-clock budget of the whole fit in minutes (0: none), split evenly over
-        the members (Lightning's ``max_time``; members training in parallel under
-        Dask each get their slot's share). A member stopped by the budget keeps its
-        best completed epoch.
-    accelerator, devices, num_nodes, strategy, precision :
-        Passed to ``lightning.Trainer``; ``devices * num_nodes > 1`` is data-parallel
-        training (DDP, see :mod:`histexpr.training.ddp`).
-    workers : int
-        Train independent members (ensemble folds, cell-type experts) in parallel
-        on a local Dask cluster of this many processes (0: in turn, in this
-        process; see :mod:`histexpr.training.runners`).
-    scheduler : str
-        Address of a running Dask scheduler to train members on (overrides ``workers``).
-    inference_precision : str
-        Precision of predictions after training: "32" (default) or "bf16"
-        (about 2x faster on CPUs with bf16 units, about 3 significant digits).
-    progress : bool
-        Show Lightning's progress bar.
-    """
+    objective: ObjectiveConfig = ObjectiveConfig()
+    optim: OptimConfig = OptimConfig()
+    validation: ValidationConfig = ValidationConfig()
+    device: DeviceConfig = DeviceConfig()
+    runner: RunnerConfig = RunnerConfig()
 
-    task: str = "regression"
-    epochs: int = 100
-    patience: int = 10
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    threads: int = 0
-    n_folds: int = 3
-    valid_fraction: float = 0.1
-    trainval_max: int = 50_000
-    accelerator: str = "cpu"
-    devices: int = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    valid_max: int = 0
-    epoch_fraction: float = 1.0
-    max_minutes: float = 0.0
-    workers: int = 0
-    scheduler: str = ""
-    inference_precision: str = "32"
-    progress: bool = True
+    @property
+    def task(self) -> str:
+        """The objective's task (read often enough to deserve a shortcut)."""
+        return self.objective.task
+
+    @property
+    def parallel(self) -> bool:
+        """Members train on Dask (workers or a scheduler)."""
+        return self.runner.workers > 0 or bool(self.runner.scheduler)
+
+    @property
+    def world_size(self) -> int:
+        """DDP processes in all: ``devices * num_nodes``."""
+        return self.device.devices * self.device.num_nodes
 
 
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+def raise_config(name: str, allowed: str, value) -> None:
+    from histexpr.errors import ConfigError
+
+    raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Refuse settings no member could train with (one clear line each)."""
-    _check_task(cfg.task)
-    if not 0.0 < cfg.epoch_fraction <= 1.0:
-        raise ConfigError(f"epoch_fraction must be in (0, 1], got {cfg.epoch_fraction}")
-    if cfg.max_minutes < 0 or cfg.workers < 0 or cfg.valid_max < 0:
-        raise ConfigError("max_minutes, workers and valid_max must not be negative")
+    """Kept for callers of the old API: every field is validated at construction."""
+    if not isinstance(cfg, TrainConfig):
+        raise_config("train config", "a TrainConfig", type(cfg).__name__)

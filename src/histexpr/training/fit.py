@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from histexpr.atomic import atomic_path
+from histexpr.atomic import atomic_path, reraise_interrupt
+from histexpr.errors import HistexprError
 from histexpr.training.checkpoints import (
     AtomicCheckpointIO,
     read_done,
@@ -63,6 +64,8 @@ class MemberResult(NamedTuple):
     n_valid: int
     seconds: float
     examples_per_s: float
+    #: why training ended: "time budget" (max_minutes), "early stopping" or "epochs"
+    stopped_by: str = ""
 
 
 def init_output_bias(module: torch.nn.Module, value: float) -> bool:
@@ -121,23 +124,25 @@ def fit_member(
         init_output_bias(member.module, float(y.mean()))
     gen = np.random.default_rng(seed)
     tv_idx = np.arange(len(X))
-    if 0 < cfg.trainval_max < len(X):
-        tv_idx = np.sort(gen.choice(len(X), cfg.trainval_max, replace=False))
+    if 0 < cfg.validation.trainval_max < len(X):
+        tv_idx = np.sort(gen.choice(len(X), cfg.validation.trainval_max, replace=False))
     # Global batches: the same examples per optimiser step for any number of
     # DDP processes (histexpr.training.ddp); a private generator keeps iterator creation
     # off the global RNG that dropout draws from.
     train_loader = DataLoader(
         TensorBatches(X, y),
-        batch_sampler=GlobalBatches(len(X), cfg.batch_size, seed),
+        batch_sampler=GlobalBatches(len(X), cfg.optim.batch_size, seed),
         collate_fn=_whole_batch,
         generator=torch.Generator().manual_seed(seed),
     )
-    eval_bs = max(cfg.batch_size, 1024)
+    eval_bs = max(cfg.optim.batch_size, 1024)
     val_loaders = [
         make_loader(*member.valid, eval_bs, shuffle=False),
         make_loader(X[tv_idx], y[tv_idx], eval_bs, shuffle=False),
     ]
-    plan = TrainingPlan(member.module, member.loss, cfg.lr, cfg.weight_decay, seed)
+    plan = TrainingPlan(member.module, member.loss, cfg.optim.lr, cfg.optim.weight_decay, seed)
+    if resume_from is not None:
+        check_resumable(resume_from, plan, cfg.optim.epochs)
     history = HistoryCallback(member.name, sink)
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir,
@@ -149,18 +154,19 @@ def fit_member(
         # Saved once the epoch is complete, so a resumed run starts the next epoch.
         save_on_train_epoch_end=True,
     )
-    stopper = EarlyStopping(monitor="valid_loss", mode="min", patience=cfg.patience)
-    trainer_settings = trainer_kwargs(cfg.accelerator, cfg.devices, cfg.num_nodes, cfg.strategy)
+    stopper = EarlyStopping(monitor="valid_loss", mode="min", patience=cfg.optim.patience)
+    dev = cfg.device
+    trainer_settings = trainer_kwargs(dev.accelerator, dev.devices, dev.num_nodes, dev.strategy)
     trainer = Trainer(
-        max_epochs=cfg.epochs,
+        max_epochs=cfg.optim.epochs,
         max_time=timedelta(minutes=max_minutes) if max_minutes > 0 else None,
-        limit_train_batches=cfg.epoch_fraction,
+        limit_train_batches=cfg.optim.epoch_fraction,
         **trainer_settings,
-        precision=cfg.precision,
+        precision=dev.precision,
         callbacks=[history, *callbacks, stopper, checkpoint],
         plugins=[AtomicCheckpointIO()],
         logger=False,
-        enable_progress_bar=cfg.progress,
+        enable_progress_bar=cfg.runner.progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=ckpt_dir,
@@ -168,8 +174,10 @@ def fit_member(
     start = time.perf_counter()
     # Several CPU processes: batch norm on global-batch statistics (histexpr.training.ddp;
     # on GPUs Lightning's sync_batchnorm does it).
-    parallel_cpu = cfg.devices * cfg.num_nodes > 1 and not trainer_settings["sync_batchnorm"]
-    with global_batchnorm(member.module) if parallel_cpu else contextlib.nullcontext():
+    parallel_cpu = cfg.world_size > 1 and not trainer_settings["sync_batchnorm"]
+    # Lightning turns Ctrl-C into sys.exit(1); reraise_interrupt gives it back (exit 130)
+    batchnorm = global_batchnorm(member.module) if parallel_cpu else contextlib.nullcontext()
+    with batchnorm, reraise_interrupt(lambda: trainer.interrupted):
         trainer.fit(
             plan, train_loader, val_loaders, ckpt_path=str(resume_from) if resume_from else None
         )
@@ -181,15 +189,22 @@ def fit_member(
     member.module.cpu()
     epochs_run = trainer.current_epoch
     score = checkpoint.best_model_score
+    timer = next((c for c in trainer.callbacks if type(c).__name__ == "Timer"), None)
+    if timer is not None and (timer.time_remaining() or 0.0) <= 0:
+        stopped_by = "time budget"
+    else:
+        stopped_by = "early stopping" if stopper.stopped_epoch else "epochs"
     result = MemberResult(
         name=member.name,
         best_valid_loss=float(score) if score is not None else float("nan"),
         epochs_run=int(epochs_run),
         n_train=len(X),
         n_valid=len(member.valid[0]),
+        stopped_by=stopped_by,
         seconds=round(seconds, 3),
         examples_per_s=round(
-            len(X) * min(cfg.epoch_fraction, 1.0) * plan.epochs_started / max(seconds, 1e-9), 1
+            len(X) * min(cfg.optim.epoch_fraction, 1.0) * plan.epochs_started / max(seconds, 1e-9),
+            1,
         ),
     )
     if trainer.is_global_zero:
@@ -197,6 +212,37 @@ def fit_member(
             save_file({k: v.contiguous() for k, v in member.module.state_dict().items()}, tmp)
         write_done(done, {"result": result._asdict(), "history": history.rows})
     return result, history.rows
+
+
+def check_resumable(path: Path, plan: torch.nn.Module, max_epochs: int) -> None:
+    """Refuse, in one line, a checkpoint that the configured model cannot continue.
+
+    Raises
+    ------
+    HistexprError
+        The checkpoint's weights have other names or shapes than the model (the
+        architecture changed), or it already ran more epochs than ``max_epochs``.
+    """
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    saved = ckpt.get("state_dict", {})
+    own = plan.state_dict()
+    missing = sorted(set(own) - set(saved))
+    extra = sorted(set(saved) - set(own))
+    shapes = [k for k in own if k in saved and tuple(saved[k].shape) != tuple(own[k].shape)]
+    if missing or extra or shapes:
+        first = (shapes or missing or extra)[0]
+        what = "shape of" if shapes else ("no" if missing else "unexpected")
+        raise HistexprError(
+            f"{path}: checkpoint does not fit the configured model ({what} {first}; "
+            f"{len(shapes)} shape, {len(missing)} missing, {len(extra)} unexpected); "
+            "resume with the original model settings or train without --resume"
+        )
+    done = int(ckpt.get("epoch", -1)) + 1
+    if done > max_epochs:
+        raise HistexprError(
+            f"{path}: checkpoint has {done} epochs, more than epochs={max_epochs}; "
+            f"resume with epochs >= {done}"
+        )
 
 
 def _whole_batch(batch):

@@ -1,8 +1,10 @@
 """Which data each member of a neural model trains on.
 
 A model trains as one or more *members* (see :mod:`histexpr.training.fit`). This
-module says, for each kind, which network each member is and which rows of the
-training (or validation) data it trains and validates on, as small picklable
+module says, for each plan of :data:`histexpr.models.PLANS` (the kind's registry
+entry names it: "single", "folds", "experts"), which network each member is (its
+submodule path comes from the built network) and which rows of the training (or
+validation) data it trains and validates on, as small picklable
 :class:`MemberSpec` s (row indices and targets, no tensors), and turns a spec
 into a :class:`Member` with tensors. The Dask path ships specs to workers.
 """
@@ -17,21 +19,25 @@ import torch
 
 from histexpr.data.dataset import HistoneDataset
 from histexpr.data.splits import cell_folds
-from histexpr.errors import HistexprError
-from histexpr.evaluate import median_split_labels
-from histexpr.models import Predictor
+from histexpr.errors import ConfigError, HistexprError
+from histexpr.evaluate import cell_medians, is_label, median_split_labels
+from histexpr.models import Predictor, network
 from histexpr.training.config import TrainConfig
 
 __all__ = [
+    "PLAN_FUNCTIONS",
     "Member",
     "MemberSpec",
     "Rows",
     "binary_targets",
     "build_member",
+    "experts_plan",
+    "folds_plan",
     "gene_holdout",
     "gene_holdout_mask",
     "member_specs",
     "members_for",
+    "single_plan",
     "task_targets",
 ]
 
@@ -48,9 +54,16 @@ class Member:
 
 
 def binary_targets(data: HistoneDataset) -> np.ndarray:
-    """1.0 where ``y`` is above the median of its cell type, else 0.0; shape (n,)."""
+    """Classification targets, shape (n,), float32 0.0/1.0.
+
+    Labels the data carry (``y`` only 0/1, e.g. DeepChrome's) are the targets as
+    they are; a continuous ``y`` is split at the median of its cell type in
+    ``data`` (the training data), see :func:`histexpr.evaluate.median_split_labels`.
+    """
     if data.y is None:
         raise HistexprError("classification needs expression targets (y)")
+    if str(data.target).startswith("label") and not is_label(data.y):
+        raise HistexprError(f"target {data.target!r} should be 0/1 labels but y is not")
     return median_split_labels(data.y, data.cell).astype(np.float32)
 
 
@@ -100,73 +113,134 @@ class MemberSpec(NamedTuple):
     valid: Rows
 
 
-def member_specs(
-    kind: str,
-    train: HistoneDataset,
-    valid: HistoneDataset | None,
-    cfg: TrainConfig,
-    cells: list[str],
-) -> list[MemberSpec]:
-    """The members of ``kind``: their networks and rows of training and validation data."""
-    loss = "bce" if cfg.task == "classification" else "mse"
-    index = {c: i for i, c in enumerate(cells)}
+class _Rows:
+    """Builds :class:`MemberSpec` s of one model (shared by the three plans)."""
 
-    def rows(source, data, idx, loss):
+    def __init__(self, train, valid, cfg: TrainConfig, cells: list[str]):
+        self.train, self.valid, self.cfg = train, valid, cfg
+        self.loss = "bce" if cfg.task == "classification" else "mse"
+        self.index = {c: i for i, c in enumerate(cells)}
+        self.medians: dict[str, float] | None = None  # per training cell, for classification
+
+    def rows(self, source, data, idx, loss) -> Rows:
         if loss == "ce":
-            y = np.array([index[c] for c in data.cell[idx]], dtype=np.int64)
-        elif cfg.task == "classification":
-            y = median_split_labels(data.y[idx], data.cell[idx]).astype(np.float32)
+            y = np.array([self.index[c] for c in data.cell[idx]], dtype=np.int64)
+        elif self.cfg.task == "classification":
+            # Labels as they are; a continuous y split at its training cell's median.
+            if self.medians is None:
+                self.medians = cell_medians(self.train.y, self.train.cell)
+            y = median_split_labels(data.y[idx], data.cell[idx], self.medians)
+            y = y.astype(np.float32)
         else:
             y = data.y[idx].astype(np.float32)
         return Rows(source, idx.astype(np.int64), y)
 
-    def spec(i, name, path, tr_idx, va_idx, va_source="train", loss=loss):
-        va_data = train if va_source == "train" else valid
+    def spec(self, i, name, path, tr_idx, va_idx, va_source="train", loss=None) -> MemberSpec:
+        loss = loss or self.loss
+        va_data = self.train if va_source == "train" else self.valid
         if len(va_idx) == 0:
             # Too little data to hold any out: validate on the training data.
-            va_idx, va_source, va_data = tr_idx, "train", train
-        if 0 < cfg.valid_max < len(va_idx):
-            pick = np.random.default_rng([cfg.seed, i]).choice(len(va_idx), cfg.valid_max, False)
+            va_idx, va_source, va_data = tr_idx, "train", self.train
+        cap = self.cfg.validation.valid_max
+        if 0 < cap < len(va_idx):
+            pick = np.random.default_rng([self.cfg.optim.seed, i]).choice(len(va_idx), cap, False)
             va_idx = va_idx[np.sort(pick)]
         return MemberSpec(
             name,
             path,
             loss,
-            rows("train", train, tr_idx, loss),
-            rows(va_source, va_data, va_idx, loss),
+            self.rows("train", self.train, tr_idx, loss),
+            self.rows(va_source, va_data, va_idx, loss),
         )
 
-    if kind == "ensemble":
-        folds = cell_folds(cells, cfg.n_folds, cfg.seed)
-        return [
-            spec(
-                k,
-                f"fold{k}",
-                f"net.members.{k}",
-                np.flatnonzero(~np.isin(train.cell, fold)),
-                np.flatnonzero(np.isin(train.cell, fold)),
+    def holdout(self) -> np.ndarray:
+        return gene_holdout_mask(
+            self.train, self.cfg.validation.holdout_fraction, self.cfg.optim.seed
+        )
+
+
+def _paths(net, method: str, kind: str) -> list[str]:
+    fn = getattr(net, method, None)
+    if not callable(fn):
+        raise HistexprError(f"{kind}: its network has no {method}() for its member plan")
+    return list(fn()) if method != "gate_path" else [fn()]
+
+
+def single_plan(kind, net, b: _Rows, cells) -> list[MemberSpec]:
+    """One member: the whole network, validated on ``valid`` or on held-out genes."""
+    if b.valid is None or not b.valid.has_target:
+        held = b.holdout()
+        return [b.spec(0, "model", "net", np.flatnonzero(~held), np.flatnonzero(held))]
+    return [b.spec(0, "model", "net", np.arange(len(b.train)), np.arange(len(b.valid)), "valid")]
+
+
+def folds_plan(kind, net, b: _Rows, cells) -> list[MemberSpec]:
+    """Member ``fold<k>`` trains outside cell-type fold ``k`` and validates on it.
+
+    The members are ``net.member_paths()``; their number is the number of folds.
+    """
+    paths = _paths(net, "member_paths", kind)
+    if len(cells) < len(paths):
+        raise ConfigError(f"{kind}: {len(cells)} training cell type(s) for {len(paths)} folds")
+    folds = cell_folds(cells, len(paths), b.cfg.optim.seed)
+    cell = b.train.cell
+    return [
+        b.spec(
+            k,
+            f"fold{k}",
+            f"net.{path}",
+            np.flatnonzero(~np.isin(cell, fold)),
+            np.flatnonzero(np.isin(cell, fold)),
+        )
+        for k, (fold, path) in enumerate(zip(folds, paths, strict=True))
+    ]
+
+
+def experts_plan(kind, net, b: _Rows, cells) -> list[MemberSpec]:
+    """Member ``gate`` tells the training cell types apart (cross-entropy); member
+    ``cell-<id>`` fits one cell type. Each validates on held-out genes.
+
+    The members are ``net.gate_path()`` and ``net.expert_paths()`` (one per cell,
+    in the order of ``cells``).
+    """
+    (gate,) = _paths(net, "gate_path", kind)
+    experts = _paths(net, "expert_paths", kind)
+    if len(experts) != len(cells):
+        raise HistexprError(f"{kind}: {len(experts)} experts for {len(cells)} cell types")
+    held = b.holdout()
+    out = [b.spec(0, "gate", f"net.{gate}", np.flatnonzero(~held), np.flatnonzero(held), loss="ce")]
+    for i, (c, path) in enumerate(zip(cells, experts, strict=True)):
+        is_c = b.train.cell == c
+        out.append(
+            b.spec(
+                i + 1,
+                f"cell-{c}",
+                f"net.{path}",
+                np.flatnonzero(~held & is_c),
+                np.flatnonzero(held & is_c),
             )
-            for k, fold in enumerate(folds)
-        ]
-    if kind == "celltype-weighted":
-        held = gene_holdout_mask(train, cfg.valid_fraction, cfg.seed)
-        out = [spec(0, "gate", "net.gate", np.flatnonzero(~held), np.flatnonzero(held), loss="ce")]
-        for i, c in enumerate(cells):
-            is_c = train.cell == c
-            out.append(
-                spec(
-                    i + 1,
-                    f"cell-{c}",
-                    f"net.experts.{i}",
-                    np.flatnonzero(~held & is_c),
-                    np.flatnonzero(held & is_c),
-                )
-            )
-        return out
-    if valid is None or not valid.has_target:
-        held = gene_holdout_mask(train, cfg.valid_fraction, cfg.seed)
-        return [spec(0, "model", "net", np.flatnonzero(~held), np.flatnonzero(held))]
-    return [spec(0, "model", "net", np.arange(len(train)), np.arange(len(valid)), "valid")]
+        )
+    return out
+
+
+#: Plan name (see :data:`histexpr.models.PLANS`) -> the function that lays out its members.
+PLAN_FUNCTIONS = {"single": single_plan, "folds": folds_plan, "experts": experts_plan}
+
+
+def member_specs(
+    kind: str,
+    model: Predictor,
+    train: HistoneDataset,
+    valid: HistoneDataset | None,
+    cfg: TrainConfig,
+    cells: list[str],
+) -> list[MemberSpec]:
+    """The members of ``model`` (of ``kind``): their networks and rows of training and
+    validation data, laid out by the kind's registered plan."""
+    plan = network(kind).plan
+    if plan not in PLAN_FUNCTIONS:
+        raise HistexprError(f"{kind}: no member plan {plan!r}")
+    return PLAN_FUNCTIONS[plan](kind, model.net, _Rows(train, valid, cfg, cells), cells)
 
 
 def _rows_tensors(X: np.ndarray, rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -199,4 +273,5 @@ def members_for(
 ) -> list[Member]:
     """The members of ``kind`` with their training and validation data."""
     sources = {"train": train.X, "valid": None if valid is None else valid.X}
-    return [build_member(s, model, sources) for s in member_specs(kind, train, valid, cfg, cells)]
+    specs = member_specs(kind, model, train, valid, cfg, cells)
+    return [build_member(s, model, sources) for s in specs]

@@ -39,9 +39,10 @@ from histexpr._runtime import dask_client, progress, quiet_lightning, torch_thre
 from histexpr.config import from_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError
-from histexpr.models import MODEL_CONFIGS, Predictor, build_model
+from histexpr.models import Predictor, build_model, network
 from histexpr.training.config import TrainConfig, check_config
 from histexpr.training.ddp import is_global_zero
+from histexpr.training.fingerprint import check_fingerprint
 from histexpr.training.fit import MemberResult, fit_member
 from histexpr.training.members import MemberSpec, build_member, member_specs
 from histexpr.training.plan import write_history
@@ -56,7 +57,7 @@ def build_from_arch(arch: dict) -> Predictor:
     the keyword arguments of :func:`histexpr.models.build_model`.
     """
     kw = {k: v for k, v in arch.items() if k not in ("kind", "config")}
-    cfg = from_dict(MODEL_CONFIGS[arch["kind"]], arch["config"])
+    cfg = from_dict(network(arch["kind"]).config_cls, arch["config"])
     return build_model(arch["kind"], cfg, **kw)
 
 
@@ -102,11 +103,11 @@ def train_member_task(
     model = build_from_arch(arch)
     member = build_member(spec, model, {"train": train_X, "valid": valid_X})
     _load_numpy_state(member.module, init_state)
-    threads = cfg.threads if cfg.threads > 0 else 1
+    threads = cfg.device.threads if cfg.device.threads > 0 else 1
     with torch_threads(threads), quiet_lightning():
         result, rows = fit_member(
             member,
-            dataclasses.replace(cfg, progress=False),
+            dataclasses.replace(cfg, runner=dataclasses.replace(cfg.runner, progress=False)),
             seed,
             Path(ckpt_dir),
             resume,
@@ -132,7 +133,7 @@ def fit_members_dask(
     """
     if arch is None:
         raise ConfigError("training on Dask needs the model's architecture (arch)")
-    if cfg.devices * cfg.num_nodes > 1:
+    if cfg.world_size > 1:
         raise ConfigError("Dask members and DDP (devices/num_nodes > 1) cannot be combined")
     sources = {"train": train.X, "valid": None if valid is None else valid.X}
     # The member's module without its data: workers slice the rows themselves.
@@ -152,11 +153,11 @@ def fit_members_dask(
             else:
                 todo.append(i)
         if todo:
-            client = stack.enter_context(dask_client(cfg.workers, cfg.scheduler))
+            client = stack.enter_context(dask_client(cfg.runner.workers, cfg.runner.scheduler))
             from distributed import as_completed
 
             slots = max(1, min(len(client.scheduler_info()["workers"]), len(todo)))
-            minutes = cfg.max_minutes * slots / len(specs)
+            minutes = cfg.optim.max_minutes * slots / len(specs)
             train_f = client.scatter(np.ascontiguousarray(train.X), hash=False)
             valid_f = (
                 None
@@ -182,7 +183,7 @@ def fit_members_dask(
                     key=f"histexpr-member-{spec.name}-{id(specs)}",
                 )
                 futures[fut] = i
-            with progress(len(todo), "members", "member", cfg.progress) as bar:
+            with progress(len(todo), "members", "member", cfg.runner.progress) as bar:
                 for fut in as_completed(futures):
                     i = futures[fut]
                     state, result, rows = fut.result()
@@ -210,13 +211,15 @@ def fit_members(
     """Train every member of ``model``; return results and history rows.
 
     Members train in turn in this process, or in parallel on Dask workers when
-    ``cfg.workers`` or ``cfg.scheduler`` is set (:mod:`histexpr.training.runners`;
+    ``cfg.runner.workers`` or ``cfg.runner.scheduler`` is set (:mod:`histexpr.training.runners`;
     ``arch`` then describes the model so workers can rebuild it); both give the
     same weights.
     """
     check_config(cfg)
-    specs = member_specs(kind, train, valid, cfg, cells)
-    if cfg.workers > 0 or cfg.scheduler:
+    specs = member_specs(kind, model, train, valid, cfg, cells)
+    if run_dir is not None and is_global_zero():
+        check_fingerprint(Path(run_dir), train, valid, cells, cfg, arch, resume)
+    if cfg.parallel:
         if callbacks:
             raise ConfigError("extra training callbacks cannot run on Dask workers")
         return fit_members_dask(model, train, valid, specs, cfg, run_dir, resume, arch)
@@ -226,7 +229,7 @@ def fit_members(
             run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="histexpr-")))
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        stack.enter_context(torch_threads(cfg.threads))
+        stack.enter_context(torch_threads(cfg.device.threads))
         stack.enter_context(quiet_lightning())
         writer = is_global_zero()
         results, rows = [], []
@@ -244,7 +247,7 @@ def fit_members(
                 resume,
                 callbacks,
                 sink,
-                max_minutes=cfg.max_minutes / len(specs),
+                max_minutes=cfg.optim.max_minutes / len(specs),
             )
             results.append(result)
             rows.extend(member_rows)
@@ -255,4 +258,4 @@ def fit_members(
 
 def member_seed(cfg: TrainConfig, i: int) -> int:
     """Seed of member ``i`` (the same serially and on Dask workers)."""
-    return cfg.seed + 7919 * i
+    return cfg.optim.seed + 7919 * i

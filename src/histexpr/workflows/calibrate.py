@@ -55,7 +55,7 @@ class RealBinned(NamedTuple):
     y: np.ndarray | None
 
 
-def bin_demo(data_dir: str | Path, orient: bool = True) -> RealBinned:
+def bin_demo(data_dir: str | Path, orient: bool = True, marks=MARKS) -> RealBinned:
     """Bin the Chromoformer per-base arrays of 100 E003 genes.
 
     Parameters
@@ -64,6 +64,8 @@ def bin_demo(data_dir: str | Path, orient: bool = True) -> RealBinned:
         The shared data folder (holding ``chromoformer_demo/``).
     orient : bool
         Flip minus-strand genes into transcript orientation.
+    marks : sequence of str
+        Marks to bin, in this order (any of :data:`DEMO_MARKS`; default the core five).
 
     Returns
     -------
@@ -74,12 +76,12 @@ def bin_demo(data_dir: str | Path, orient: bool = True) -> RealBinned:
     if not meta_path.exists():
         raise DataError("file not found", meta_path)
     meta = pd.read_csv(meta_path)
-    order = [DEMO_MARKS.index(m) for m in MARKS]
-    X = np.empty((len(meta), len(MARKS), 100))
+    order = [DEMO_MARKS.index(m) for m in marks]
+    X = np.empty((len(meta), len(order), 100))
     for i, row in enumerate(meta.itertuples()):
         path = root / "promoters" / f"{row.chrom}:{row.start - 20000}-{row.start + 20000}.npy"
         a = np.load(path, allow_pickle=False).astype(np.float64)
-        binned = a[order, 15000:25000].reshape(len(MARKS), 100, 100).sum(axis=2) / READ_LENGTH
+        binned = a[order, 15000:25000].reshape(len(order), 100, 100).sum(axis=2) / READ_LENGTH
         X[i] = binned[:, ::-1] if (orient and row.strand == "-") else binned
     y = np.log2(meta["expression"].to_numpy(dtype=np.float64) + 1.0)
     return RealBinned(X, y > np.median(y), y)
@@ -100,7 +102,7 @@ def load_toy(data_dir: str | Path) -> RealBinned:
     return RealBinned(X, high, None)
 
 
-def profile_stats(X: np.ndarray, high: np.ndarray) -> pd.DataFrame:
+def profile_stats(X: np.ndarray, high: np.ndarray, marks=MARKS) -> pd.DataFrame:
     """Per-mark summary statistics of binned counts.
 
     Parameters
@@ -120,7 +122,7 @@ def profile_stats(X: np.ndarray, high: np.ndarray) -> pd.DataFrame:
     X = np.asarray(X, dtype=np.float64)
     high = np.asarray(high, dtype=bool)
     rows = {}
-    for m, mark in enumerate(MARKS):
+    for m, mark in enumerate(marks):
         v = X[:, m].ravel()
         row = {"mean": v.mean()}
         for name, sl in (("center", CENTER), ("up", UP), ("down", DOWN)):
@@ -136,7 +138,7 @@ def profile_stats(X: np.ndarray, high: np.ndarray) -> pd.DataFrame:
 def dataset_stats(ds: HistoneDataset, cell: str) -> pd.DataFrame:
     """:func:`profile_stats` of one cell type of a data set, median split of its ``y``."""
     sub = ds.select_cells([cell])
-    return profile_stats(sub.X, sub.y > np.median(sub.y))
+    return profile_stats(sub.X, sub.y > np.median(sub.y), sub.marks)
 
 
 class RealismMetrics(NamedTuple):

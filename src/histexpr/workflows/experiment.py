@@ -4,35 +4,34 @@ Protocol (the seed's): genes are split into train / valid / test; cell types int
 *seen* (training) and *unseen*. Every model trains on train genes of seen cell
 types (validating on valid genes of seen cell types). It is scored on
 
-- *seen*: the test genes of the seen cell types (genes never trained on), and
-- *unseen*: every gene of the unseen cell types (cell types never trained on,
-  as in the seed's test set, where the genes' expression in other cell types is
-  known: the per-gene mean is the natural baseline there).
+- ``seen/new``: the test genes of the seen cell types (genes never trained on),
+- ``unseen/known``: the training genes of the unseen cell types (cell types never
+  trained on, as in the seed's test set, where the genes' expression in other
+  cell types is known: the per-gene mean is the natural baseline there), and
+- ``unseen/new``: the other genes of the unseen cell types (neither known),
+as defined in :data:`histexpr.evaluate.GROUPS`; "all" pools the three.
 On simulated data the Bayes oracle is scored too, and each model's MSE is given
 relative to it.
 
-The run directory receives ``run.json``, ``results.csv``, ``per_cell.csv``,
-``predictions.csv`` and one saved model per kind under ``models/``.
+The run directory (:mod:`histexpr.runs`) receives ``run.json``, ``results.csv``,
+``per_cell.csv``, ``predictions.csv`` and one saved model per kind under ``models/``.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from histexpr.atomic import atomic_path
 from histexpr.config import to_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import KINDS, NEURAL_KINDS, make_estimator
 from histexpr.evaluate import Evaluation, evaluate_predictions
+from histexpr.runs import write_run
 
 DEFAULT_MODELS = ("global-mean", "gene-mean", "ridge", "random-forest", "lightgbm", "ensemble")
 
@@ -112,18 +111,21 @@ def split_examples(data: HistoneDataset, config: ExperimentConfig, unseen: list[
 
 
 def _neural_overrides(config: ExperimentConfig) -> dict[str, list[str]]:
-    """The ``config.neural`` overrides that each requested neural kind defines."""
+    """The ``config.neural`` overrides that each requested neural kind defines.
+
+    Names are matched by the one resolver (:func:`histexpr.config.resolve_overrides`
+    through :func:`histexpr.estimators.neural.defines`): flat, dotted or old aliases.
+    """
     from histexpr.config import parse_overrides
-    from histexpr.estimators.neural import config_fields
+    from histexpr.estimators.neural import defines
 
     overrides = parse_overrides(list(config.neural))
     kinds = [k for k in config.models if k in NEURAL_KINDS]
     out, used = {}, set()
     for kind in kinds:
-        model_fields, train_fields = config_fields(kind)
-        known = model_fields | train_fields
-        out[kind] = [f"{k}={v}" for k, v in overrides.items() if k in known]
-        used |= known & set(overrides)
+        names = [k for k in overrides if defines(kind, k)]
+        out[kind] = [f"{k}={overrides[k]}" for k in names]
+        used |= set(names)
     unknown = set(overrides) - used if kinds else set()
     if unknown:
         raise ConfigError(
@@ -189,46 +191,32 @@ def run_experiment(
         predictions[kind] = est.predict(test)
         est.save(model_dir)
         log(f"  {kind}: {seconds[kind]:.1f} s")
-    evaluation = evaluate_predictions(test.y, test.cell, predictions, unseen)
+    # groups (histexpr.evaluate.GROUPS): seen/new = test genes of seen cell types;
+    # unseen/known and unseen/new = training and held-out genes of unseen cell types
+    evaluation = evaluate_predictions(
+        test.y,
+        test.cell,
+        predictions,
+        unseen,
+        gene=test.gene,
+        train_cells=train_cells,
+        train_genes=np.unique(train.gene),
+    )
     evaluation.table["train_seconds"] = evaluation.table["model"].map(seconds)
-    _write_outputs(
-        run_dir, test, predictions, evaluation, config, data, data_path, unseen, train_cells
+    write_run(
+        run_dir,
+        results=evaluation.table,
+        per_cell=evaluation.per_cell,
+        cell=test.cell,
+        gene=test.gene,
+        y=test.y,
+        predictions=predictions,
+        config=to_dict(config),
+        n_examples=len(data),
+        cells=data.cells,
+        train_cells=train_cells,
+        unseen_cells=unseen,
+        target=data.target,
+        data_path=data_path,
     )
     return ExperimentResult(run_dir, evaluation, seconds, train_cells, unseen)
-
-
-def _write_csv(df: pd.DataFrame, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-
-
-def _write_outputs(
-    run_dir, test, predictions, evaluation, config, data, data_path, unseen, train_cells
-):
-    _write_csv(evaluation.table, run_dir / "results.csv")
-    _write_csv(evaluation.per_cell, run_dir / "per_cell.csv")
-    preds = pd.DataFrame({"cell": test.cell, "gene": test.gene, "y": test.y})
-    for name, yhat in predictions.items():
-        preds[name] = yhat
-    _write_csv(preds, run_dir / "predictions.csv")
-    from histexpr._runtime import histexpr_version
-
-    __version__ = histexpr_version()
-
-    run = {
-        "command": "experiment",
-        "histexpr_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": to_dict(config),
-        "data": {
-            "path": None if data_path is None else str(Path(data_path).resolve()),
-            "n_examples": len(data),
-            "cells": data.cells,
-            "train_cells": list(train_cells),
-            "unseen_cells": list(unseen),
-            "n_test": len(test),
-            "target": data.target,
-        },
-    }
-    with atomic_path(run_dir / "run.json") as tmp:
-        tmp.write_text(json.dumps(run, indent=2) + "\n")

@@ -1,81 +1,100 @@
-"""``histexpr explain``: attribute a run's neural model and write ``RUN_DIR/explain/``."""
+"""``histexpr explain``: attribute the neural model of a run or a model directory.
+
+The input is either a run directory (``RUN_DIR/models/<name>/``; the explanation goes to
+``RUN_DIR/explain/``, which belongs to the run) or a model directory from ``histexpr train``
+(the explanation goes next to it, ``MODEL_DIR.explain/``, never into it). ``out`` overrides
+either. An existing explanation folder of a *different* model is refused, and so is any
+non-empty folder that is not an explanation; the folder is replaced atomically.
+
+The folder receives (names from :mod:`histexpr.runs`) ``attributions_<method>.npz`` and
+``.png`` (per-cell-type means), ``genes_<method>.npz`` (per-gene maps), ``attention.npz`` and
+``.png`` for attention models, and ``explain.json``.
+"""
 
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 from torch import nn
 
-from histexpr import estimators
-from histexpr.atomic import atomic_path
-from histexpr.data.dataset import HistoneDataset
-from histexpr.errors import HistexprError
+from histexpr import estimators, runs
+from histexpr._runtime import histexpr_version, progress
+from histexpr.atomic import atomic_dir
+from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
+from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import NEURAL_KINDS
-from histexpr.estimators.bundle import check_input, read_header
+from histexpr.estimators.bundle import HEADER, check_input, read_header
 from histexpr.explain import (
     METHODS,
     AttentionMaps,
     ExplainResult,
+    GeneAttributions,
     attention_maps,
+    attribute,
+    check_steps,
     has_attention,
     mean_attribution_by_cell,
     sample_rows,
     save_attributions,
+    save_gene_attributions,
 )
 from histexpr.plot import attribution_figure, figure_grid, heatmap, save_figure
 
-
-def _read_run_json(run_dir) -> dict:
-    path = Path(run_dir) / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
+#: Per-gene attributions written by default: the first genes of each cell type.
+DEFAULT_GENES_PER_CELL = 10
+#: Cell types explained by default for a model directory (the first of the data).
+DEFAULT_CELLS = 4
 
 
-def cell_labels(run_dir, cells: Sequence[str]) -> dict[str, str]:
-    """``"E003 (seen)"`` / ``"E071 (unseen)"`` from ``run.json``; plain ids when unknown."""
-    data = _read_run_json(run_dir).get("data", {})
-    unseen, train = set(data.get("unseen_cells") or ()), set(data.get("train_cells") or ())
-    out = {}
-    for c in cells:
-        out[c] = f"{c} (unseen)" if c in unseen else f"{c} (seen)" if c in train else c
-    return out
+@dataclass(frozen=True)
+class ExplainTarget:
+    """What :func:`resolve_target` found: the model to explain and where its explanation goes."""
+
+    path: Path
+    model_dir: Path
+    name: str
+    kind: str
+    default_out: Path
+    run: runs.Run | None
+    notes: tuple[str, ...] = ()
 
 
-def choose_model(run_dir, model_kind: str | None = None) -> tuple[str, list[str]]:
-    """The model directory to explain, and notes on the ones skipped.
+def _no_gradients(where, kind: str) -> HistexprError:
+    return HistexprError(
+        f"{where}: a {kind} baseline has no gradients to explain; "
+        f"explain needs a neural model ({', '.join(NEURAL_KINDS)})"
+    )
+
+
+def choose_model(run: runs.Run, model_kind: str | None = None) -> tuple[str, list[str]]:
+    """The model of a run to explain, and notes on the ones skipped.
 
     Without ``model_kind`` the first neural model in :data:`~histexpr.estimators.NEURAL_KINDS`
     order is taken; baselines have no gradients and are skipped.
     """
-    models = Path(run_dir) / "models"
-    found = {}
-    if models.is_dir():
-        for d in sorted(models.iterdir()):
-            if (d / "model.json").is_file():
-                found[d.name] = read_header(d).kind
-    if not found:
-        raise HistexprError(f"{models}: no saved models in this run directory")
+    dirs = run.model_dirs()
+    if not dirs:
+        raise HistexprError(f"{run.dir / runs.MODELS}: no saved models in this run directory")
+    found = {name: read_header(d).kind for name, d in dirs.items()}
     if model_kind is not None:
         if model_kind not in found:
-            raise HistexprError(f"{models}: no model {model_kind!r}; found {', '.join(found)}")
-        if found[model_kind] not in NEURAL_KINDS:
             raise HistexprError(
-                f"{models / model_kind}: a {found[model_kind]} baseline has no gradients to "
-                f"explain; choose a neural model ({', '.join(NEURAL_KINDS)})"
+                f"{run.dir / runs.MODELS}: no model {model_kind!r}; found {', '.join(found)}"
             )
+        if found[model_kind] not in NEURAL_KINDS:
+            raise _no_gradients(dirs[model_kind], found[model_kind])
         return model_kind, []
     neural = [name for name, kind in found.items() if kind in NEURAL_KINDS]
     if not neural:
         raise HistexprError(
-            f"{models}: only baselines ({', '.join(found)}); explain needs a neural model"
+            f"{run.dir / runs.MODELS}: only baselines ({', '.join(found)}); "
+            "explain needs a neural model"
         )
     neural.sort(key=lambda name: NEURAL_KINDS.index(found[name]))
     skipped = [name for name in found if name != neural[0]]
@@ -83,97 +102,279 @@ def choose_model(run_dir, model_kind: str | None = None) -> tuple[str, list[str]
     return neural[0], notes
 
 
+def resolve_target(path, model_kind: str | None = None) -> ExplainTarget:
+    """A run directory or a model directory -> the model to explain and its default folder."""
+    path = Path(path)
+    if runs.is_run_dir(path):
+        run = runs.read_run(path)
+        name, notes = choose_model(run, model_kind)
+        model_dir = run.model_dirs()[name]
+        kind = read_header(model_dir).kind
+        return ExplainTarget(path, model_dir, name, kind, run.explain_dir, run, tuple(notes))
+    if (path / HEADER).is_file():
+        kind = read_header(path).kind
+        if model_kind is not None and model_kind not in (kind, path.name):
+            raise HistexprError(f"{path}: holds a {kind} model, not {model_kind!r}")
+        if kind not in NEURAL_KINDS:
+            raise _no_gradients(path, kind)
+        return ExplainTarget(path, path, path.name, kind, runs.model_explain_dir(path), None)
+    raise HistexprError(
+        f"{path}: neither a run directory (no {runs.RUN_JSON}) nor a model directory (no {HEADER})"
+    )
+
+
+def check_out_dir(out_dir: Path, model_dir: Path) -> None:
+    """Refuse to replace a folder that is not this model's explanation (one line)."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise HistexprError(f"{out_dir}: exists and is not a folder; choose another -o")
+    if runs.has_explanation(out_dir):
+        owner = runs.read_explain_info(out_dir).get("model_dir")
+        # folders written before explanations recorded their model belong to their run
+        if owner is not None and Path(owner) != model_dir.resolve():
+            raise HistexprError(
+                f"{out_dir}: holds the explanation of another model ({owner}); choose another -o"
+            )
+        return
+    if any(out_dir.iterdir()):
+        raise HistexprError(
+            f"{out_dir}: exists and is not an explanation folder; choose another -o"
+        )
+
+
+def default_cells(target: ExplainTarget, data: HistoneDataset) -> tuple[list[str], list[str]]:
+    """Cell types to explain when none are asked for, and a note on the choice.
+
+    A run: one seen and one unseen cell type (as the seed's Fig. 4 compares). A model
+    directory: the first :data:`DEFAULT_CELLS` cell types of the data.
+    """
+    available = [str(c) for c in data.cells]
+    if target.run is not None:
+        seen = [c for c in target.run.train_cells if c in available][:1]
+        unseen = [c for c in target.run.unseen_cells if c in available][:1]
+        if seen or unseen:
+            return seen + unseen, []
+    cells = available[:DEFAULT_CELLS]
+    notes = []
+    if len(available) > len(cells):
+        notes.append(
+            f"explained {len(cells)} of {len(available)} cell types; choose others with --cells"
+        )
+    return cells, notes
+
+
+def _gene_rows(part: HistoneDataset, cells, genes, n_genes: int) -> np.ndarray:
+    if genes:
+        genes = [str(g) for g in canonical_gene_ids(list(genes))]  # `938` names ENSG00000000938
+        missing = sorted(set(genes) - set(np.unique(part.gene).astype(str)))
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise HistexprError(f"gene(s) not in the data of the chosen cell types: {shown}")
+        wanted = np.isin(part.gene.astype(str), list(genes))
+        return np.flatnonzero(wanted & np.isin(part.cell, cells))
+    rows = [np.flatnonzero(part.cell == c)[:n_genes] for c in cells]
+    return np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+
+
+def check_request(methods, n_steps: int, max_per_cell: int | None, n_genes: int) -> None:
+    """Refuse bad methods and counts before any work (one line each)."""
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ConfigError(
+            f"unknown attribution method(s) {', '.join(bad) or '(none given)'}; "
+            f"choose from {', '.join(METHODS)}"
+        )
+    check_steps(n_steps)
+    if max_per_cell is not None and max_per_cell < 1:
+        raise ConfigError(f"max_per_cell (genes per cell type) must be >= 1, not {max_per_cell}")
+    if n_genes < 0:
+        raise ConfigError(f"n_genes (per-gene maps per cell type) must be >= 0, not {n_genes}")
+
+
+def _hint(*words) -> str:
+    return " ".join(shlex.quote(str(w)) for w in words)
+
+
 def explain_run(
-    run_dir,
+    path,
     data: HistoneDataset,
-    cells: Sequence[str],
+    cells: Sequence[str] | None = None,
     methods: Sequence[str] = METHODS,
     model_kind: str | None = None,
     max_per_cell: int | None = 2000,
     batch_size: int = 256,
     n_steps: int = 50,
     seed: int = 0,
+    out=None,
+    genes: Sequence[str] | None = None,
+    n_genes: int = DEFAULT_GENES_PER_CELL,
+    show_progress: bool = True,
 ) -> ExplainResult:
-    """Attribute a run's neural model on ``cells`` and write ``RUN_DIR/explain/``.
+    """Attribute the neural model of a run or model directory on ``cells``.
 
-    Writes ``attributions_<method>.npz`` (see :func:`save_attributions`),
-    ``attributions_<method>.png``, for attention models ``attention.npz``
-    (``"<cell>"`` -> mean bin attention ``(n_marks, n_bins)``, ``"<cell>_marks"`` -> mean
-    mark attention ``(n_marks,)``) and ``attention.png``, and ``explain.json``.
+    Writes ``attributions_<method>.npz`` (see :func:`~histexpr.explain.save_attributions`) and
+    ``.png``, ``genes_<method>.npz`` (see :func:`~histexpr.explain.save_gene_attributions`),
+    for attention models ``attention.npz`` (``"<cell>"`` -> mean bin attention
+    ``(n_marks, n_bins)``, ``"<cell>_marks"`` -> mean mark attention ``(n_marks,)``) and
+    ``attention.png``, and ``explain.json``.
 
     Parameters
     ----------
+    path : path
+        A run directory or a model directory.
     data : HistoneDataset
         Must hold ``cells``; marks and bins must match the model's.
+    cells : sequence of str, optional
+        Default: see :func:`default_cells`.
     max_per_cell : int, optional
         Genes averaged per cell type (random subset); None for all.
+    out : path, optional
+        Explanation folder; default ``RUN_DIR/explain`` or ``MODEL_DIR.explain``.
+    genes : sequence of str, optional
+        Genes whose individual maps are written; default the first ``n_genes`` per cell type
+        (0: none).
     """
-    from histexpr._runtime import histexpr_version
+    check_request(methods, n_steps, max_per_cell, n_genes)
+    target = resolve_target(path, model_kind)
+    out_dir = Path(out) if out is not None else target.default_out
+    check_out_dir(out_dir, target.model_dir)
+    header = read_header(target.model_dir)
+    check_input(header, data, source="data")
+    data = conform_marks(data, header.marks, source="data")  # by name: reorder, drop extras
+    notes = list(target.notes)
+    if cells:
+        from histexpr.data.validate import check_cells
 
-    __version__ = histexpr_version()
-
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise HistexprError(
-            f"unknown attribution method(s) {', '.join(bad)}; choose from {', '.join(METHODS)}"
-        )
-    run_dir = Path(run_dir)
-    name, notes = choose_model(run_dir, model_kind)
-    model_dir = run_dir / "models" / name
-    check_input(read_header(model_dir), data.marks, data.n_bins, source="data")
-    est = estimators.load_estimator(model_dir)
+        cells = check_cells(cells, data.cells, "--cells")
+    else:
+        cells, more = default_cells(target, data)
+        notes += more
+    est = estimators.load_estimator(target.model_dir)
     # NeuralEstimator keeps its fitted Predictor (raw counts in) as ``model_``.
     module = getattr(est, "module", None) or getattr(est, "model_", None)
     if not isinstance(module, nn.Module):
-        raise HistexprError(f"{model_dir}: the loaded model exposes no torch module to explain")
-    cells = [str(c) for c in cells]
+        raise HistexprError(f"{target.model_dir}: the loaded model exposes no torch module")
     part = data.select_cells(cells)
-    labels = cell_labels(run_dir, cells)
-    out_dir = run_dir / "explain"
-    result = ExplainResult(name, out_dir, {}, notes=notes)
-    for method in methods:
-        attrs = mean_attribution_by_cell(
-            module, part, method, cells, max_per_cell, seed, batch_size=batch_size, n_steps=n_steps
-        )
-        result.attributions[method] = attrs
-        path = out_dir / f"attributions_{method}.npz"
-        save_attributions(path, attrs)
-        fig = attribution_figure(cells, attrs.signed, attrs.abs, data.marks, method, labels)
-        result.files += [path, save_figure(fig, path.with_suffix(".png"))]
-    if has_attention(module):
-        rng = np.random.default_rng(seed)
-        bins, marks, arrays = [], [], {}
-        for cell in cells:
-            rows = sample_rows(np.flatnonzero(part.cell == cell), max_per_cell, rng)
-            att = attention_maps(module, part.X[rows], batch_size)
-            bins.append(att.bins.mean(axis=0))
-            marks.append(att.marks.mean(axis=0))
-            arrays[cell], arrays[f"{cell}_marks"] = bins[-1], marks[-1]
-        result.attention = AttentionMaps(np.stack(bins), np.stack(marks))
-        with atomic_path(out_dir / "attention.npz") as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        fig, axes = figure_grid(len(cells), 2)
-        for ax, cell, b in zip(axes, cells, bins, strict=True):
-            heatmap(b, data.marks, ax, title=f"{labels[cell]}: bin attention", cbar_label="weight")
-        result.files += [out_dir / "attention.npz", save_figure(fig, out_dir / "attention.png")]
-    else:
-        result.notes.append(f"{name} has no attention weights to export")
-    summary = {
-        "model": name,
-        "model_kind": read_header(model_dir).kind,
-        "methods": list(methods),
-        "cells": cells,
-        "marks": list(data.marks),
-        "n_per_cell": {m: a.n.tolist() for m, a in result.attributions.items()},
-        "max_per_cell": max_per_cell,
-        "n_steps": n_steps,
-        "baseline": "zeros (no reads)",
-        "attention": result.attention is not None,
-        "notes": result.notes,
-        "histexpr_version": __version__,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
-    with atomic_path(out_dir / "explain.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    result.files.append(out_dir / "explain.json")
+    labels = target.run.labels(cells) if target.run is not None else {c: c for c in cells}
+    gene_rows = _gene_rows(part, cells, list(genes or ()), n_genes)
+    result = ExplainResult(target.name, out_dir, {}, notes=notes)
+    names: list[str] = []
+    total = len(methods) * (len(cells) + (1 if gene_rows.size else 0))
+    with atomic_dir(out_dir) as tmp, progress(total, "explain", "step", show_progress) as bar:
+        for method in methods:
+            attrs = mean_attribution_by_cell(
+                module,
+                part,
+                method,
+                cells,
+                max_per_cell,
+                seed,
+                on_cell=lambda n: bar.update(1),
+                batch_size=batch_size,
+                n_steps=n_steps,
+            )
+            result.attributions[method] = attrs
+            name = runs.attribution_file(method)
+            save_attributions(tmp / name, attrs)
+            bin_size = int(data.meta.get("bin_size", 100))  # the x axis in kb from the TSS
+            fig = attribution_figure(
+                cells, attrs.signed, attrs.abs, data.marks, method, labels, bin_size
+            )
+            save_figure(fig, (tmp / name).with_suffix(".png"))
+            names += [name, str(Path(name).with_suffix(".png"))]
+            if gene_rows.size:
+                values = attribute(
+                    module, part.X[gene_rows], method, batch_size=batch_size, n_steps=n_steps
+                )
+                ga = GeneAttributions(
+                    method, tuple(data.marks), part.cell[gene_rows], part.gene[gene_rows], values
+                )
+                result.genes[method] = ga
+                save_gene_attributions(tmp / runs.gene_attribution_file(method), ga)
+                names.append(runs.gene_attribution_file(method))
+                bar.update(1)
+        if has_attention(module):
+            result.attention = _attention(
+                module, part, cells, labels, max_per_cell, seed, batch_size, tmp
+            )
+            names += [runs.ATTENTION, str(Path(runs.ATTENTION).with_suffix(".png"))]
+        else:
+            result.notes.append(f"{target.name} has no attention weights to export")
+        summary = {
+            "format": runs.EXPLAIN_FORMAT,
+            "format_version": runs.EXPLAIN_FORMAT_VERSION,
+            "model": target.name,
+            "model_kind": target.kind,
+            "model_dir": str(target.model_dir.resolve()),
+            "source": "run" if target.run is not None else "model",
+            "methods": list(methods),
+            "cells": cells,
+            "marks": list(data.marks),
+            "n_per_cell": {m: a.n.tolist() for m, a in result.attributions.items()},
+            "max_per_cell": max_per_cell,
+            "n_steps": n_steps,
+            "genes": sorted({str(g) for g in part.gene[gene_rows]}),
+            "baseline": "zeros (no reads)",
+            "attention": result.attention is not None,
+            "notes": result.notes,
+            "histexpr_version": histexpr_version(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (tmp / runs.EXPLAIN_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+        names.append(runs.EXPLAIN_JSON)
+    result.files = [out_dir / n for n in names]
+    report = ["histexpr", "report", target.path]
+    if out_dir != target.default_out:
+        report += ["--explain", out_dir]
+    result.hints.append(_hint(*report))
     return result
+
+
+def _attention(
+    module, part, cells, labels, max_per_cell, seed, batch_size, folder: Path
+) -> AttentionMaps:
+    rng = np.random.default_rng(seed)
+    bins, marks, arrays = [], [], {}
+    for cell in cells:
+        rows = sample_rows(np.flatnonzero(part.cell == cell), max_per_cell, rng)
+        att = attention_maps(module, part.X[rows], batch_size)
+        bins.append(att.bins.mean(axis=0))
+        marks.append(att.marks.mean(axis=0))
+        arrays[cell], arrays[f"{cell}_marks"] = bins[-1], marks[-1]
+    with open(folder / runs.ATTENTION, "wb") as fh:
+        np.savez_compressed(fh, **arrays)
+    fig, axes = figure_grid(len(cells), 2)
+    for ax, cell, b in zip(axes, cells, bins, strict=True):
+        heatmap(b, part.marks, ax, title=f"{labels[cell]}: bin attention", cbar_label="weight")
+    save_figure(fig, (folder / runs.ATTENTION).with_suffix(".png"))
+    return AttentionMaps(np.stack(bins), np.stack(marks))
+
+
+def explain_path(
+    path,
+    data_path=None,
+    cells: Sequence[str] | None = None,
+    **kwargs,
+) -> ExplainResult:
+    """:func:`explain_run` from paths: the data file defaults to the one a run recorded."""
+    from histexpr.data.convert import load_dataset
+
+    check_request(
+        kwargs.get("methods", METHODS),
+        kwargs.get("n_steps", 50),
+        kwargs.get("max_per_cell", 2000),
+        kwargs.get("n_genes", DEFAULT_GENES_PER_CELL),
+    )
+    path = Path(path)
+    resolve_target(path, kwargs.get("model_kind"))
+    if data_path is None:
+        recorded = runs.read_header(path).data_path if runs.is_run_dir(path) else None
+        if recorded is None or not Path(recorded).is_file():
+            where = "a model directory" if not runs.is_run_dir(path) else "this run"
+            raise HistexprError(
+                f"{path}: {where} records no readable data file; give one with --data"
+            )
+        data_path = recorded
+    data = load_dataset(data_path, cells=list(cells) if cells else None)
+    return explain_run(path, data, cells, **kwargs)

@@ -1,8 +1,14 @@
-"""Atomic file and directory outputs.
+"""Atomic file and directory outputs, and the guard every output goes through.
 
 Outputs are written under a temporary name in the destination's directory and
 renamed into place only when complete, so an interrupted run never leaves a file
-that looks finished.
+that looks finished. Temporary names carry the writer's process id and host
+(``.NAME.<pid>-<host>.XXXXXXXX[SUFFIX].tmp``), so the next write of the same
+output removes what a killed writer left behind, and nothing else.
+
+:func:`guard_output` is called before a command writes: it refuses, as one
+line, to write over an input of the command, over a folder or file that histexpr
+did not write, or over a previous output without ``force``.
 """
 
 from __future__ import annotations
@@ -11,14 +17,52 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from histexpr.atomic.guard import (
+    OUTPUT_KINDS,
+    guard_output,
+    is_histexpr_dir,
+    is_histexpr_file,
+    is_model_dir,
+    is_run_dir,
+)
+from histexpr.atomic.temps import (
+    _SIGINTS,
+    STALE_AFTER_S,
+    _temp_prefix,
+    _watch_sigint,
+    remove_stale_temporaries,
+    reraise_interrupt,
+    stale_temporaries,
+)
+from histexpr.errors import HistexprError
+
+__all__ = [
+    "OUTPUT_KINDS",
+    "STALE_AFTER_S",
+    "AtomicFileWriter",
+    "atomic_dir",
+    "atomic_path",
+    "guard_output",
+    "is_histexpr_dir",
+    "is_histexpr_file",
+    "is_model_dir",
+    "is_run_dir",
+    "remove_stale_temporaries",
+    "reraise_interrupt",
+    "stale_temporaries",
+]
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# --------------------------------------------------------------------------- atomic writes
 
 
 @contextlib.contextmanager
@@ -36,11 +80,13 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     ------
     Path
         Temporary path to write to. On an exception it is removed and ``path``
-        is left untouched.
+        is left untouched. Stale temporary files of ``path`` from killed writers
+        are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix + ".tmp", dir=path.parent)
+    remove_stale_temporaries(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -55,21 +101,30 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike, ours: Callable[[Path], bool] | None = None
+) -> Iterator[Path]:
     """Yield a temporary directory next to ``path``; move it to ``path`` on success.
 
     An existing directory at ``path`` is replaced only after the new one is
-    complete.
+    complete, and only when ``ours(path)`` says histexpr wrote it (default:
+    :func:`is_histexpr_dir`); anything else raises :class:`HistexprError` before
+    a byte is written.
     """
     path = Path(path)
+    ours = ours or is_histexpr_dir
+    if path.is_symlink() or (path.exists() and not (path.is_dir() and ours(path))):
+        raise HistexprError(f"{path}: exists and histexpr did not write it; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale_temporaries(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~_umask())
         if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = Path(
+                tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old.tmp", dir=path.parent)
+            )
             os.replace(path, old)
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
@@ -86,13 +141,16 @@ class AtomicFileWriter:
     A subclass calls :meth:`_begin` to get the temporary path, opens its handle
     on it, and implements :meth:`_close_handle` (and optionally
     :meth:`_finalize`, run before a successful close). Used as a context
-    manager, an exception discards the partial file.
+    manager, an exception discards the partial file. A Ctrl-C received while the
+    file was being written makes :meth:`close` discard it and raise
+    KeyboardInterrupt, even when some library swallowed the interrupt.
     """
 
     path: Path
 
     def _begin(self, path, suffix: str = "") -> Path:
         self.path = Path(path)
+        self._sigints = _watch_sigint()
         self._ctx = atomic_path(self.path, suffix=suffix)
         self._closed = False
         return self._ctx.__enter__()
@@ -106,11 +164,21 @@ class AtomicFileWriter:
     def close(self) -> Path:
         """Finish the file and move it into place."""
         if not self._closed:
+            if self._interrupted():
+                self.abort(KeyboardInterrupt())
+                raise KeyboardInterrupt
             self._finalize()
             self._close_handle()
             self._closed = True
+            if self._interrupted():  # a Ctrl-C swallowed while the handle closed
+                err = KeyboardInterrupt()
+                self._ctx.__exit__(KeyboardInterrupt, err, None)
+                raise err
             self._ctx.__exit__(None, None, None)
         return self.path
+
+    def _interrupted(self) -> bool:
+        return _SIGINTS[0] != getattr(self, "_sigints", _SIGINTS[0])
 
     def abort(self, exc: BaseException | None = None) -> None:
         """Discard the partial file."""

@@ -1,0 +1,343 @@
+"""Expression atlas: what is already known about each gene in reference cell types.
+
+An *atlas* is a genes x reference-cell-types matrix of expression in the model's
+target transform (``log2(RPKM + 1)`` by default). Sources (:func:`resolve_atlas`):
+
+- ``""`` / ``"train"``: the training data's own targets (the default);
+- ``"roadmap"``: the packaged Roadmap RNA-seq matrix (:mod:`histexpr.data.reference`);
+- a path to a TSV / CSV / Parquet table, genes in rows, cell types in columns,
+  values either RPKM (transformed here) or already in the target transform.
+
+Missing entries are NaN. The atlas is saved inside a model directory as plain
+arrays (``atlas.npz``, read with ``allow_pickle=False``) so prediction needs nothing else.
+
+This module also holds the pure-numpy atlas features: per-gene statistics over the
+reference cells (:func:`gene_statistics`) and the cell-similarity-weighted prior
+(:func:`similarity_correlations`, :func:`weighted_prior`, :func:`choose_temperature`).
+No leakage: callers drop the predicted cell's own column with :meth:`Atlas.without`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, log2_rpkm
+from histexpr.errors import ConfigError, DataError
+
+ATLAS_FILE = "atlas.npz"
+#: Names of the columns of :func:`gene_statistics`.
+STAT_NAMES: tuple[str, ...] = ("mean", "sd", "min", "q10", "q25", "q50", "q75", "q90", "max")
+#: Softmax temperatures tried by :func:`choose_temperature` (``inf`` = plain mean).
+TEMPERATURES: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, float("inf"))
+
+
+class AtlasNotice(UserWarning):
+    """An atlas column was excluded, or the atlas does not match the data."""
+
+
+@dataclass(frozen=True)
+class Atlas:
+    """Expression of genes in reference cell types.
+
+    Attributes
+    ----------
+    genes : np.ndarray, shape (n_genes,), str
+        Canonical gene ids, sorted and unique.
+    cells : np.ndarray, shape (n_cells,), str
+        Reference cell-type ids.
+    values : np.ndarray, shape (n_genes, n_cells), float32
+        Expression in the target transform; NaN where unknown.
+    source : str
+        Where the atlas came from (``"train"``, ``"roadmap"`` or a file name).
+    target : str
+        The target transform of ``values``.
+    """
+
+    genes: np.ndarray
+    cells: np.ndarray
+    values: np.ndarray
+    source: str = "train"
+    target: str = "log2(RPKM+1)"
+
+    def __post_init__(self):
+        if self.values.shape != (len(self.genes), len(self.cells)):
+            raise DataError(
+                f"atlas values have shape {self.values.shape}, expected "
+                f"({len(self.genes)}, {len(self.cells)})",
+                key="atlas",
+            )
+
+    def without(self, cells: Sequence[str]) -> Atlas:
+        """The atlas with the columns of ``cells`` removed (ids not present are ignored)."""
+        keep = ~np.isin(self.cells, np.asarray(list(cells)).astype(str))
+        if keep.all():
+            return self
+        return Atlas(self.genes, self.cells[keep], self.values[:, keep], self.source, self.target)
+
+    def rows(self, genes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Row of each (canonical) gene and whether it has any finite value.
+
+        Returns
+        -------
+        rows : np.ndarray, shape (n,), int (0 where absent)
+        found : np.ndarray, shape (n,), bool
+        """
+        genes = np.asarray(genes).astype(str)
+        if len(self.genes) == 0:
+            return np.zeros(len(genes), dtype=np.int64), np.zeros(len(genes), dtype=bool)
+        pos = np.clip(np.searchsorted(self.genes, genes), 0, len(self.genes) - 1)
+        found = self.genes[pos] == genes
+        if self.values.shape[1]:
+            found &= np.isfinite(self.values[pos]).any(axis=1)
+        else:
+            found[:] = False
+        return np.where(found, pos, 0), found
+
+    def save(self, directory) -> Path:
+        path = Path(directory) / ATLAS_FILE
+        np.savez(
+            path,
+            genes=self.genes.astype("U"),
+            cells=self.cells.astype("U"),
+            values=self.values.astype(np.float32),
+            source=np.array(self.source),
+            target=np.array(self.target),
+        )
+        return path
+
+    @classmethod
+    def load(cls, directory) -> Atlas:
+        path = Path(directory) / ATLAS_FILE
+        if not path.is_file():
+            raise DataError(f"model directory is missing {ATLAS_FILE}", Path(directory))
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                z["genes"].astype(str),
+                z["cells"].astype(str),
+                z["values"].astype(np.float32),
+                str(z["source"]),
+                str(z["target"]),
+            )
+
+
+def atlas_from_frame(frame, source: str, target: str) -> Atlas:
+    """An atlas from a DataFrame (index = gene ids, columns = cell ids); duplicates averaged."""
+    import pandas as pd
+
+    df = frame.copy()
+    df.index = canonical_gene_ids(df.index.astype(str))
+    df.columns = [str(c).strip() for c in df.columns]
+    df = df.apply(pd.to_numeric, errors="coerce").astype(np.float64)
+    df = df.T.groupby(level=0, sort=False).mean().T  # repeated cell columns
+    df = df.groupby(level=0).mean().sort_index()
+    return Atlas(
+        df.index.to_numpy().astype(str),
+        np.asarray(df.columns).astype(str),
+        df.to_numpy(np.float32),
+        source,
+        target,
+    )
+
+
+def atlas_from_dataset(data: HistoneDataset) -> Atlas:
+    """The training targets as an atlas (genes x the data's cell types)."""
+    import pandas as pd
+
+    if not data.has_target:
+        raise DataError("data has no expression values to build an atlas from", key="atlas")
+    frame = pd.DataFrame({"gene": data.gene, "cell": data.cell, "y": data.y})
+    wide = frame.pivot_table(index="gene", columns="cell", values="y", aggfunc="mean")
+    return atlas_from_frame(
+        wide[[c for c in data.cells if c in wide.columns]], "train", data.target
+    )
+
+
+def read_atlas_table(path, values: str = "rpkm") -> Atlas:
+    """A user table: TSV / CSV / Parquet, first column (or index) gene ids, one column per cell.
+
+    Parameters
+    ----------
+    path : path
+    values : {"rpkm", "transformed"}
+        ``"rpkm"`` values are transformed with ``log2(x + 1)``; ``"transformed"``
+        values are taken as they are (already the model's target transform).
+    """
+    import pandas as pd
+
+    if values not in ("rpkm", "transformed"):
+        raise ConfigError(f"atlas_values must be rpkm or transformed, got {values!r}")
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("atlas table not found", path)
+    name = path.name.lower()
+    try:
+        if name.endswith(".parquet") or name.endswith(".pq"):
+            df = pd.read_parquet(path)
+        else:
+            sep = "," if name.endswith((".csv", ".csv.gz")) else "\t"
+            df = pd.read_csv(path, sep=sep)
+    except (OSError, ValueError, ImportError) as exc:
+        raise DataError(f"unreadable atlas table ({exc})", path) from None
+    if df.shape[1] < 2 and not isinstance(df.index, pd.RangeIndex):
+        df = df.reset_index()
+    if df.shape[1] < 2:
+        raise DataError("atlas table needs a gene column and at least one cell column", path)
+    if isinstance(df.index, pd.RangeIndex):
+        df = df.set_index(df.columns[0])
+    num = df.apply(pd.to_numeric, errors="coerce")
+    if values == "rpkm":
+        if (num.to_numpy(np.float64) < 0).any():
+            raise DataError("negative RPKM in atlas table (use atlas_values=transformed?)", path)
+        num = pd.DataFrame(log2_rpkm(num.to_numpy()), index=num.index, columns=num.columns)
+    target = "log2(RPKM+1)" if values == "rpkm" else "as-given"
+    return atlas_from_frame(num, path.name, target)
+
+
+def roadmap_atlas() -> Atlas:
+    """The packaged Roadmap matrix (56 REMC cell types) as ``log2(RPKM + 1)``."""
+    from histexpr.data.reference import load_expression
+
+    return atlas_from_frame(load_expression(), "roadmap", "log2(RPKM+1)")
+
+
+def resolve_atlas(spec: str, values: str, train: HistoneDataset) -> Atlas:
+    """The atlas named by a config value (see the module docstring)."""
+    spec = (spec or "").strip()
+    if spec in ("", "train"):
+        atlas = atlas_from_dataset(train)
+    elif spec == "roadmap":
+        atlas = roadmap_atlas()
+    else:
+        atlas = read_atlas_table(spec, values)
+        if values == "transformed":  # stated to be in the model's target transform
+            atlas = replace(atlas, target=train.target)
+    if atlas.target != train.target:
+        warnings.warn(
+            f"atlas {atlas.source} is in {atlas.target}, the training targets in {train.target}",
+            AtlasNotice,
+            stacklevel=2,
+        )
+    return atlas
+
+
+def gene_statistics(values: np.ndarray) -> np.ndarray:
+    """Mean, spread and quantiles of each gene over the reference cells (NaN-aware).
+
+    Parameters
+    ----------
+    values : np.ndarray, shape (n, n_ref)
+
+    Returns
+    -------
+    np.ndarray, shape (n, len(STAT_NAMES)), float32; rows with no finite value are NaN.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    out = np.full((v.shape[0], len(STAT_NAMES)), np.nan)
+    ok = np.isfinite(v).any(axis=1) if v.shape[1] else np.zeros(v.shape[0], bool)
+    if ok.any():
+        w = v[ok]
+        q = np.nanquantile(w, [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0], axis=1).T
+        out[ok, 0] = np.nanmean(w, axis=1)
+        out[ok, 1] = np.nanstd(w, axis=1)
+        out[ok, 2:] = q
+    return out.astype(np.float32)
+
+
+def similarity_correlations(score: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """How much a cell type's per-gene profile resembles each reference cell's.
+
+    Both the profile and the reference columns are centred on each gene's
+    reference mean, so the correlation measures cell-type-specific departures and
+    not the (shared) gene-to-gene differences.
+
+    Parameters
+    ----------
+    score : np.ndarray, shape (n_genes,)
+        A per-gene activity estimate of the new cell type from its histone signal.
+    ref : np.ndarray, shape (n_genes, n_ref)
+        The reference cells' expression of the same genes (NaN where unknown).
+
+    Returns
+    -------
+    np.ndarray, shape (n_ref,), Pearson correlations (0 where undefined).
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    score = np.asarray(score, dtype=np.float64)
+    if ref.shape[1] == 0:
+        return np.zeros(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(ref, axis=1)
+    rows = np.isfinite(mean) & np.isfinite(score)
+    d = score[rows] - mean[rows]
+    r = ref[rows] - mean[rows, None]
+    out = np.zeros(ref.shape[1])
+    for k in range(ref.shape[1]):
+        m = np.isfinite(r[:, k])
+        if m.sum() < 3:
+            continue
+        a, b = d[m] - d[m].mean(), r[m, k] - r[m, k].mean()
+        den = np.sqrt((a * a).sum() * (b * b).sum())
+        out[k] = (a @ b) / den if den > 0 else 0.0
+    return out
+
+
+def softmax_weights(corr: np.ndarray, temperature: float) -> np.ndarray:
+    """Weights over reference cells: ``softmax(corr / T)``; uniform for ``T = inf``."""
+    corr = np.asarray(corr, dtype=np.float64)
+    if len(corr) == 0:
+        return corr
+    if not np.isfinite(temperature):
+        return np.full(len(corr), 1.0 / len(corr))
+    z = corr / temperature
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def weighted_prior(ref: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The reference cells' expression of each gene averaged with ``weights``.
+
+    Weights are renormalised over each gene's known (finite) entries.
+
+    Returns
+    -------
+    np.ndarray, shape (n_genes,), float32; NaN for genes with no known entry.
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    known = np.isfinite(ref)
+    w = known * np.asarray(weights, dtype=np.float64)[None, :]
+    tot = w.sum(axis=1)
+    num = (np.where(known, ref, 0.0) * w).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(tot > 0, num / tot, np.nan)
+    return out.astype(np.float32)
+
+
+def choose_temperature(cases, temperatures: Sequence[float] = TEMPERATURES) -> float:
+    """The softmax temperature whose prior best predicts held-out cells (mean MSE).
+
+    Parameters
+    ----------
+    cases : iterable of (corr, ref, y)
+        One per training cell type, computed leave-one-cell-out: the correlations
+        of that cell with the other reference cells, their expression of its genes
+        (n_genes, n_ref) and its true expression (n_genes,).
+    """
+    cases = [c for c in cases if len(c[0])]
+    if not cases:
+        return float("inf")
+    losses = []
+    for t in temperatures:
+        errs = []
+        for corr, ref, y in cases:
+            p = weighted_prior(ref, softmax_weights(corr, t))
+            m = np.isfinite(p)
+            if m.any():
+                errs.append(float(np.mean((p[m] - y[m]) ** 2)))
+        losses.append(np.mean(errs) if errs else np.inf)
+    return float(temperatures[int(np.argmin(losses))])

@@ -1,0 +1,191 @@
+"""Workflow of ``histexpr evaluate``: score a saved model on a data file (streamed).
+
+The table is split by what the model was trained on, as recorded in its model
+directory (see :data:`histexpr.evaluate.GROUPS`): cell types trained on or not,
+genes trained on or not. Examples that are training genes of training cell types
+are scored apart (``seen/train``) with a warning, never pooled into an honest
+group. Models that record no training genes (older model directories) are split
+by cell type only; models that record no training cell types fall back to
+``--unseen`` (every other cell type counts as seen).
+
+Outputs of ``-o OUT``: the group table at ``OUT`` and the per-cell table beside it
+at ``OUT``'s name with ``.per_cell`` before the suffix (``eval.csv`` ->
+``eval.per_cell.csv``); Parquet when ``OUT`` ends in ``.parquet``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from histexpr.atomic import atomic_path
+from histexpr.data.validate import check_cells, check_unique_examples
+from histexpr.errors import HistexprError
+from histexpr.estimators.bundle import read_header
+from histexpr.evaluate import Evaluation, evaluate_predictions
+from histexpr.workflows.predict import DEFAULT_MEMORY_BUDGET, _refuse_input_as_output, _stream
+
+#: Header keys (fields of the bundle header or keys of its ``extra``) that may hold
+#: the training cell types and genes, newest first.
+_CELL_KEYS = ("train_cells", "cells")
+_GENE_KEYS = ("train_genes", "genes")
+
+
+def _recorded(header, keys) -> list[str] | None:
+    for key in keys:
+        value = getattr(header, key, None)
+        if value is None:
+            value = header.extra.get(key)
+        # an empty record is no record (older writers left the list empty)
+        if value is not None and not isinstance(value, str | bytes) and len(value):
+            return [str(v) for v in value]
+    return None
+
+
+def training_record(model_dir, header=None) -> tuple[list[str] | None, list[str] | None]:
+    """The training cell types and training genes recorded with a saved model.
+
+    ``header``: the model's :class:`~histexpr.estimators.bundle.BundleHeader` when
+    already read.
+
+    Returns
+    -------
+    (cells, genes) : list of str or None each
+        None where the model directory does not record them. Genes are in the
+        canonical form of :func:`histexpr.data.dataset.canonical_gene_ids`.
+    """
+    header = read_header(model_dir) if header is None else header
+    cells = _recorded(header, _CELL_KEYS)
+    genes = _recorded(header, _GENE_KEYS)
+    if genes is None:
+        for name in ("train_genes.txt", "genes.txt"):
+            path = Path(model_dir) / name
+            if path.is_file():
+                genes = [g for g in path.read_text().split() if g]
+                break
+    if genes is not None:
+        try:
+            from histexpr.data.dataset import canonical_gene_ids
+        except ImportError:  # pragma: no cover - older layouts
+            pass
+        else:
+            genes = canonical_gene_ids(np.asarray(genes, dtype=str)).tolist()
+    return (cells or None), genes
+
+
+def _check_unseen(unseen: list[str], data_cells: list[str], train_cells) -> None:
+    check_cells(unseen, data_cells, "--unseen")
+    if train_cells is not None:
+        trained = [c for c in unseen if c in set(train_cells)]
+        if trained:
+            raise HistexprError(
+                f"--unseen: {', '.join(trained)} is a training cell type of the model "
+                f"(trained on: {', '.join(train_cells[:12])}"
+                f"{', ...' if len(train_cells) > 12 else ''})"
+            )
+
+
+def per_cell_path(out) -> Path:
+    """Where ``-o OUT`` puts the per-cell table: ``eval.csv`` -> ``eval.per_cell.csv``."""
+    out = Path(out)
+    suffix = out.suffix or ".csv"
+    return out.with_name(f"{out.stem if out.suffix else out.name}.per_cell{suffix}")
+
+
+def _write_table(df: pd.DataFrame, path: Path) -> None:
+    if path.suffix.lower() == ".parquet":
+        with atomic_path(path, suffix=".parquet") as tmp:
+            df.to_parquet(tmp, index=False)
+    else:
+        with atomic_path(path, suffix=".csv") as tmp:
+            df.to_csv(tmp, index=False)
+
+
+def evaluate_model(
+    model_dir,
+    data_path,
+    unseen_cells: Sequence[str] = (),
+    out=None,
+    memory_budget: int | str = DEFAULT_MEMORY_BUDGET,
+    progress: bool = False,
+    split: str | None = None,
+) -> Evaluation:
+    """Score a saved model on a data file with expression values (streamed).
+
+    ``split`` scores only the examples of that split of the data's ``split`` field
+    (e.g. ``"test"`` of a DeepChrome folder).
+
+    Parameters
+    ----------
+    model_dir, data_path : path
+    unseen_cells : sequence of str
+        Cell types to report as unseen. With recorded training cell types this is a
+        check only (each must be in the data and not a training cell type); without
+        a record it decides the seen / unseen split.
+    out : path, optional
+        Write the group table there and the per-cell table at :func:`per_cell_path`.
+    memory_budget : int or str
+        Input block budget, e.g. ``"512MB"``.
+    progress : bool
+        Show a progress bar over the examples.
+
+    Returns
+    -------
+    Evaluation
+        ``notes`` holds the warnings to show (training genes scored, no record).
+    """
+    unseen = [str(c) for c in unseen_cells]
+    if out is not None:
+        _refuse_input_as_output(data_path, out)
+        _refuse_input_as_output(data_path, per_cell_path(out))
+    header = read_header(model_dir)
+    train_cells, train_genes = training_record(model_dir, header)
+    ys, cells, genes, preds = [], [], [], []
+    stream = _stream(
+        model_dir,
+        data_path,
+        memory_budget,
+        need_target=True,
+        on_open=lambda data_cells: _check_unseen(unseen, data_cells, train_cells),
+        progress=progress,
+        desc="evaluating",
+        split=split,  # selected before predicting: other examples cost nothing
+    )
+    for block, pred in stream:
+        ys.append(block.y)
+        cells.append(block.cell)
+        genes.append(block.gene)
+        preds.append(pred)
+    if not preds or not sum(len(p) for p in preds):
+        where = f" in split {split!r}" if split is not None else ""
+        raise HistexprError(f"{data_path}: no examples to evaluate{where}")
+    kind = header.kind
+    cell, gene = np.concatenate(cells), np.concatenate(genes)
+    # blocks are checked one at a time; a pair repeated across blocks is caught here
+    check_unique_examples(cell, gene, data_path)
+    evaluation = evaluate_predictions(
+        np.concatenate(ys),
+        cell,
+        {kind: np.concatenate(preds)},
+        unseen,
+        gene=gene,
+        train_cells=train_cells,
+        train_genes=train_genes,
+    )
+    if train_cells is None:
+        evaluation.notes.append(
+            "the model records no training cell types: cell types count as seen unless "
+            "--unseen names them"
+        )
+    if train_genes is None:
+        evaluation.notes.append(
+            "the model records no training genes: genes are not split into known / new, "
+            "and training genes of seen cell types are not told apart"
+        )
+    if out is not None:
+        _write_table(evaluation.table, Path(out))
+        _write_table(evaluation.per_cell, per_cell_path(out))
+    return evaluation
