@@ -170,6 +170,20 @@ def split_genes(
     return GeneSplit(np.sort(train), np.sort(valid), np.sort(test), method=method)
 
 
+def hold_out_genes(
+    data: HistoneDataset, fraction: float, seed: int = 0
+) -> tuple[HistoneDataset, HistoneDataset]:
+    """Split ``data`` by gene into (train, valid): a random ``fraction`` of the genes is valid.
+
+    The same draw as :func:`split_genes` with ``method="random"`` and no test genes, so
+    a gene's examples in every cell type land on the same side.
+    """
+    split = split_genes(
+        np.unique(data.gene), "random", valid_fraction=fraction, test_fraction=0.0, seed=seed
+    )
+    return data.select_genes(split.valid, exclude=True), data.select_genes(split.valid)
+
+
 def holdout_cells(cells: Sequence[str], holdout: Sequence[str] | None = None) -> CellSplit:
     """Hold out some cell types.
 

@@ -43,6 +43,7 @@ from histexpr.estimators.baselines import (
     RidgeConfig,
     _Baseline,
     _load_arrays,
+    lightgbm_params,
     log1p_features,
 )
 
@@ -348,21 +349,7 @@ class AtlasLightGBM(_AtlasEstimator):
         from histexpr.estimators.linear import gene_folds
 
         c = self.config
-        params = {
-            "objective": "regression",
-            "learning_rate": c.learning_rate,
-            "num_leaves": c.num_leaves,
-            "min_child_samples": c.min_child_samples,
-            "bagging_fraction": c.subsample,
-            "bagging_freq": 1,
-            "feature_fraction": c.colsample_bytree,
-            "lambda_l2": c.reg_lambda,
-            "seed": c.seed,
-            "num_threads": c.n_jobs,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbosity": -1,
-        }
+        params = lightgbm_params(c)
         n_genes = len(np.unique(genes))
         if vF is None and c.holdout_fraction > 0 and n_genes * c.holdout_fraction >= 5:
             held = gene_folds(genes, round(1 / c.holdout_fraction), seed=c.seed) == 0

@@ -272,6 +272,27 @@ class RidgeBaseline(_Baseline):
         self.alpha_ = float(z["alpha"]) if "alpha" in z else self.config.alpha
 
 
+def lightgbm_params(c) -> dict:
+    """LightGBM's training parameters from a config with the LightGBM fields
+    (learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
+    reg_lambda, seed, n_jobs): deterministic, row-wise, quiet."""
+    return {
+        "objective": "regression",
+        "learning_rate": c.learning_rate,
+        "num_leaves": c.num_leaves,
+        "min_child_samples": c.min_child_samples,
+        "bagging_fraction": c.subsample,
+        "bagging_freq": 1,
+        "feature_fraction": c.colsample_bytree,
+        "lambda_l2": c.reg_lambda,
+        "seed": c.seed,
+        "num_threads": c.n_jobs,
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbosity": -1,
+    }
+
+
 def select_correlated_features(F: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` feature columns with the largest |Pearson r| with ``y``.
 
@@ -399,21 +420,7 @@ class LightGBMBaseline(_Baseline):
 
         self._require_target(train)
         c = self.config
-        params = {
-            "objective": "regression",
-            "learning_rate": c.learning_rate,
-            "num_leaves": c.num_leaves,
-            "min_child_samples": c.min_child_samples,
-            "bagging_fraction": c.subsample,
-            "bagging_freq": 1,
-            "feature_fraction": c.colsample_bytree,
-            "lambda_l2": c.reg_lambda,
-            "seed": c.seed,
-            "num_threads": c.n_jobs,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbosity": -1,
-        }
+        params = lightgbm_params(c)
         valid = _valid_or_none(valid)
         if valid is not None:
             self.booster_ = self._boost(params, train, valid)

@@ -109,7 +109,7 @@ def train_diff(
     Validation (scored per training pair): the examples of ``valid_split`` when given,
     else ``valid_fraction`` of the genes held out at random.
     """
-    from histexpr.data.splits import split_genes
+    from histexpr.data.splits import hold_out_genes
 
     if not is_diff_kind(kind):
         raise HistexprError(f"{kind} is not a differential kind ({', '.join(DIFF_KINDS)})")
@@ -133,15 +133,7 @@ def train_diff(
     if valid is not None:
         valid = valid.select_cells([c for c in valid.cells if c in data.cells])
     elif valid_fraction > 0:
-        split = split_genes(
-            np.unique(data.gene),
-            "random",
-            valid_fraction=valid_fraction,
-            test_fraction=0.0,
-            seed=seed,
-        )
-        valid = data.select_genes(split.valid)
-        data = data.select_genes(split.valid, exclude=True)
+        data, valid = hold_out_genes(data, valid_fraction, seed)
     log(f"training {kind} on {len(data.cells)} cell types, {len(np.unique(data.gene))} genes")
     est.fit(data, valid, run_dir=Path(out))
     log(f"{kind}: {len(est.pairs_)} training pairs")

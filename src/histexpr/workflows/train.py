@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from histexpr.data.convert import load_dataset
@@ -48,7 +47,7 @@ def train_model(
     data's ``split`` field; ``missing`` ("error"/"drop") is the DeepChrome RPKM join's
     choice for genes without RPKM.
     """
-    from histexpr.data.splits import split_genes
+    from histexpr.data.splits import hold_out_genes
 
     opts = {"missing": missing} if missing else {}
     data = load_dataset(data_path, target=target, **opts)  # auto|yes|no, see load_dataset
@@ -73,15 +72,7 @@ def train_model(
     if valid_split:
         log(f"validation: split {valid_split!r} ({len(valid)} examples)")
     elif valid_fraction > 0:
-        split = split_genes(
-            np.unique(data.gene),
-            "random",
-            valid_fraction=valid_fraction,
-            test_fraction=0.0,
-            seed=seed,
-        )
-        valid = data.select_genes(split.valid)
-        data = data.select_genes(split.valid, exclude=True)
+        data, valid = hold_out_genes(data, valid_fraction, seed)
     log(f"training {kind} on {len(data)} examples ({len(data.cells)} cell types)")
     fit_kw = {"resume": True} if (resume and kind in NEURAL_KINDS) else {}
     est.fit(data, valid, run_dir=Path(out), **fit_kw)

@@ -1,0 +1,37 @@
+"""The typer application, consoles and options shared by every command module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+import typer.exceptions
+from rich.console import Console
+
+app = typer.Typer(
+    help="Predict gene expression from histone-modification signal around the TSS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+_STATE = {"debug": False}
+
+
+def _csv_list(value: str | None) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else []
+
+
+#: ``--force`` of every command that writes: replaces only a previous output of the
+#: same kind that histexpr wrote (see histexpr.atomic.guard_output), never other files.
+Force = Annotated[
+    bool, typer.Option("--force", help="Replace a previous output of histexpr at the same path.")
+]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+):
+    _STATE["debug"] = debug
