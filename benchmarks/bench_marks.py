@@ -18,7 +18,7 @@ Three measurements, each printed as a small table:
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_marks.py sim [--genes 2000 --cells 8]
+    .venv/bin/python benchmarks/bench_marks.py sim [--genes 2000 --cells 8 --kinds ridge,lightgbm]
     .venv/bin/python benchmarks/bench_marks.py real
     .venv/bin/python benchmarks/bench_marks.py dropout [--epochs 6 --p 0.2]
 """
@@ -44,6 +44,13 @@ SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SEVEN = (*MARKS, "H3K27ac", "H3K9ac")
 #: Default settings, but one LightGBM thread (the benchmark machine is shared).
 OPTS = {"lightgbm": {"n_jobs": 1}}
+#: Small ConvNet settings for ``sim --kinds convnet`` (minutes, one thread).
+SMALL_CONVNET = {
+    "channels": "8,8,16,16,32,32,32,32",
+    "epochs": 5,
+    "progress": False,
+    "threads": 1,
+}
 
 
 def _mse(y, p) -> float:
@@ -57,7 +64,7 @@ def _gene_split(ds: HistoneDataset, frac: float, seed: int) -> np.ndarray:
     return np.isin(ds.gene, held)
 
 
-def bench_sim(n_genes: int, n_cells: int, seed: int) -> None:
+def bench_sim(n_genes: int, n_cells: int, seed: int, kinds=("ridge", "lightgbm")) -> None:
     from histexpr.simulator import SimulatorConfig, oracle_for_dataset, simulate
     from histexpr.simulator.config import DEFAULT_TRAIN_CELLS, DEFAULT_UNSEEN_CELLS
 
@@ -75,9 +82,10 @@ def bench_sim(n_genes: int, n_cells: int, seed: int) -> None:
         oracle = oracle_for_dataset(ds)
         preds = {"oracle": (oracle, time.time() - t)}
         train = ds.subset(is_train_cell & ~held)
-        for kind in ("ridge", "lightgbm"):
+        for kind in kinds:
             t = time.time()
-            est = make_estimator(kind, OPTS.get(kind)).fit(train)
+            opts = SMALL_CONVNET if kind == "convnet" else OPTS.get(kind)
+            est = make_estimator(kind, opts).fit(train)
             preds[kind] = (est.predict(ds), time.time() - t)
         for model, (p, secs) in preds.items():
             for g, mask in groups.items():
@@ -221,6 +229,7 @@ def main() -> None:
     s.add_argument("--genes", type=int, default=2000)
     s.add_argument("--cells", type=int, default=8)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--kinds", default="ridge,lightgbm", help="comma-separated; convnet: small")
     r = sub.add_parser("real")
     r.add_argument("--folds", type=int, default=5)
     r.add_argument("--repeats", type=int, default=2)
@@ -232,7 +241,7 @@ def main() -> None:
     a = ap.parse_args()
     t = time.time()
     if a.what == "sim":
-        bench_sim(a.genes, a.cells, a.seed)
+        bench_sim(a.genes, a.cells, a.seed, tuple(a.kinds.split(",")))
     elif a.what == "real":
         bench_real(a.folds, a.repeats)
     else:

@@ -1,10 +1,12 @@
 """Any marks, any window, end to end through the command line (issue 16).
 
 A 40-bin and a 200-bin dataset (with a sixth mark) go through train -> predict for
-every model kind, and evaluate -> explain -> report for a baseline and a network;
-a 7-mark dataset featurized from bigWigs of the real E003 arrays trains and
-predicts; models refuse data missing one of their marks with a line naming it,
-unless trained with mark dropout.
+every model kind, from files whose marks are reordered and have an extra one, and
+evaluate -> explain -> report for a baseline and a network; a 7-mark dataset
+featurized from bigWigs of the real E003 arrays trains and predicts; models refuse
+data missing one of their marks with a line naming it, unless trained with mark
+dropout. The whole train -> evaluate -> predict -> explain -> report path for every
+single-cell kind on all three datasets is in ``test_marks_pipeline.py``.
 """
 
 from __future__ import annotations

@@ -56,7 +56,12 @@ ATTENTION = "attention.npz"
 EXPLAIN_FORMAT = "histexpr-explain"
 EXPLAIN_FORMAT_VERSION = 1
 #: Columns of ``predictions.csv`` that are not predictions.
-PREDICTION_META = ("cell", "gene", "y", "seen")
+PREDICTION_META = ("cell", "gene", "y", "seen", "group")
+#: Optional: the demo's differential table (``histexpr.workflows.diff.run_diff_demo``).
+DIFFERENTIAL = "differential.csv"
+#: Optional, in an explanation folder of an atlas model: per gene its prior and prediction.
+ATLAS_PRIOR = "atlas_prior.csv"
+ATLAS_PRIOR_COLUMNS = ("cell", "gene", "prior", "prediction", "observed")
 #: Commands whose unversioned run.json is read as version 0.
 _LEGACY_COMMANDS = ("experiment", "demo")
 
@@ -122,6 +127,7 @@ def write_run(
     target: str | None,
     data_path=None,
     command: str = "experiment",
+    group: np.ndarray | None = None,
 ) -> Path:
     """Write the tables and the header of a run directory; ``run.json`` last.
 
@@ -133,6 +139,9 @@ def write_run(
         The scored examples.
     predictions : mapping of str to np.ndarray, shape (n_test,)
         One column per model.
+    group : np.ndarray, shape (n_test,), optional
+        Evaluation group per example (``histexpr.evaluate.GROUPS``); written as the
+        ``group`` column of ``predictions.csv`` (runs without it are still read).
     config : dict
         The configuration as JSON.
 
@@ -146,6 +155,8 @@ def write_run(
     _write_csv(results, run_dir / RESULTS)
     _write_csv(per_cell, run_dir / PER_CELL)
     preds = pd.DataFrame({"cell": cell, "gene": gene, "y": y})
+    if group is not None:
+        preds["group"] = np.asarray(group).astype(str)
     for name, yhat in predictions.items():
         preds[name] = yhat
     _write_csv(preds, run_dir / PREDICTIONS)
@@ -332,6 +343,13 @@ class Run:
         """Name -> ``history.csv`` of the models that recorded one (baselines do not)."""
         return {n: d / HISTORY for n, d in self.model_dirs().items() if (d / HISTORY).is_file()}
 
+    def has_differential(self) -> bool:
+        return (self.dir / DIFFERENTIAL).is_file()
+
+    def differential(self) -> pd.DataFrame:
+        """``differential.csv`` (check :meth:`has_differential` first)."""
+        return self._table(DIFFERENTIAL, ("model", "pair"))
+
     def has_data_summary(self) -> bool:
         return (self.dir / DATA_SUMMARY).is_file()
 
@@ -402,6 +420,16 @@ def read_explain_info(folder) -> dict:
     if info.get("model_dir") is not None and not isinstance(info["model_dir"], str):
         raise HistexprError(f"{path}: malformed explanation header (model_dir is not a path)")
     return info
+
+
+def read_atlas_prior(folder) -> pd.DataFrame | None:
+    """``atlas_prior.csv`` of an explanation folder (None when absent; one line if malformed)."""
+    path = Path(folder) / ATLAS_PRIOR
+    if not path.is_file():
+        return None
+    df = _read_csv(path, ATLAS_PRIOR_COLUMNS)
+    df["cell"] = df["cell"].astype(str)
+    return df
 
 
 def read_run(run_dir) -> Run:

@@ -88,7 +88,14 @@ def train(
     valid_fraction: Annotated[
         float, typer.Option(help="Fraction of genes held out for validation.")
     ] = 0.1,
-    seed: Annotated[int, typer.Option(help="Seed of the gene split.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(
+            "--split-seed",
+            "--seed",
+            help="Seed of the validation gene split (the training seed is --set seed=N).",
+        ),
+    ] = 0,
     target: Annotated[
         str, typer.Option(help="Read the data's expression: auto (per npz key), yes or no.")
     ] = "auto",
@@ -223,6 +230,9 @@ def evaluate(
         str, typer.Option(help="Memory budget for input blocks, e.g. 512MB, 2GB.")
     ] = "512MB",
     progress: Annotated[bool, typer.Option(help="Show a progress bar (on a terminal).")] = True,
+    target: Annotated[
+        str, typer.Option(help="Course npz: read the expression column auto (per key) or yes.")
+    ] = "auto",
     split: Annotated[
         str | None, typer.Option(help="Score only this split of the data (e.g. test).")
     ] = None,
@@ -267,6 +277,7 @@ def evaluate(
         memory_budget=memory,
         progress=progress and sys.stderr.isatty(),  # a bar on a terminal, never in a log
         split=split,
+        target=target,
     )
     console.print(results_table(evaluation.table, title=f"{model_dir}"))
     if per_cell:

@@ -127,12 +127,21 @@ def demo(
     run_dir: Annotated[Path, typer.Option(help="Run directory.")] = Path("runs/demo"),
     models: Annotated[str | None, typer.Option(help="Comma-separated model kinds.")] = None,
     report: Annotated[bool, typer.Option(help="Write the HTML report at the end.")] = True,
+    differential: Annotated[
+        bool, typer.Option(help="Add the differential section (diff-ridge on two cell pairs).")
+    ] = True,
 ):
-    """The main job: train baselines and the CNN ensemble on the embedded data and compare."""
+    """The main job: train baselines, the atlas models and the CNN ensemble, and compare."""
     from histexpr.workflows import run_demo
 
     guard_output(run_dir, "run-dir", force=True)  # reruns reuse it; other folders are refused
-    result = run_demo(run_dir, models=_csv_list(models) or None, report=report, log=console.print)
+    result = run_demo(
+        run_dir,
+        models=_csv_list(models) or None,
+        report=report,
+        differential=differential,
+        log=console.print,
+    )
     console.print(
         results_table(
             result.evaluation.table, title="held out: seen/unseen cell types x known/new genes"

@@ -132,12 +132,30 @@ def _predictions(page: Page, run: runs.Run, max_points: int) -> None:
     if not models:
         page.note(f"{runs.PREDICTIONS} has no model columns.")
         return
-    unseen = preds["cell"].isin(run.unseen_cells).to_numpy()
-    groups = {"seen": ~unseen, "unseen": unseen} if unseen.any() else {"all": ~unseen}
+    if "group" in preds.columns:  # runs that record the evaluation group of each example
+        from histexpr.evaluate import GROUP_ORDER
+
+        group = preds["group"].astype(str).to_numpy()
+        groups = {g: group == g for g in GROUP_ORDER}
+    else:  # older runs: seen / unseen cell types only
+        unseen = preds["cell"].isin(run.unseen_cells).to_numpy()
+        groups = {"seen": ~unseen, "unseen": unseen} if unseen.any() else {"all": ~unseen}
     for model in models:
         parts = {g: (preds["y"][m], preds[model][m]) for g, m in groups.items() if m.any()}
         fig = plot.pred_vs_obs_figure(parts, run.model_metrics(model), model, max_points)
         page.figure(fig, "pred-vs-obs", f"{model}: predicted vs observed expression per group")
+
+
+def _differential(page: Page, run: runs.Run) -> None:
+    """The demo's differential table (``differential.csv``), when the run has one."""
+    if not run.has_differential():
+        return
+    page.section("differential", "Differential expression")
+    page.text(
+        "Predicted change of expression between two cell types (pair A:B) against the "
+        "observed change, on genes held out of training."
+    )
+    page.table(run.differential())
 
 
 def _data(page: Page, run: runs.Run, summary: dict | None, cells) -> bool:
@@ -229,6 +247,8 @@ def _explain_hint(run: runs.Run) -> str:
 def _run_page(run: runs.Run, cells, max_points: int, explain_dir) -> Page:
     # read and check every piece first: a damaged file fails before any figure is drawn
     run.results(), run.per_cell(), run.predictions()
+    if run.has_differential():
+        run.differential()
     histories = {name: read_history(path) for name, path in run.histories().items()}
     summary = run.data_summary() if run.has_data_summary() else None
     folder = Path(explain_dir) if explain_dir is not None else run.explain_dir
@@ -237,6 +257,7 @@ def _run_page(run: runs.Run, cells, max_points: int, explain_dir) -> Page:
     _overview(page, run)
     _metrics(page, run)
     _predictions(page, run, max_points)
+    _differential(page, run)
     training_section(page, histories)
     if not _data(page, run, summary, cells) or "expression-histogram" not in page.figure_kinds:
         _expression_from_predictions(page, run, cells)

@@ -81,7 +81,7 @@ def model_page(model_dir, explain_dir=None) -> Page:
     path = model_dir / runs.HISTORY
     histories = {model_dir.name: read_history(path)} if path.is_file() else {}
     folder = Path(explain_dir) if explain_dir is not None else runs.model_explain_dir(model_dir)
-    neural = header.kind in NEURAL_KINDS
+    neural = header.kind in NEURAL_KINDS or header.kind.startswith("atlas-")  # atlas: its prior
     explanation = read_explanation(folder, model_dir) if neural else None
     page = Page()
     page.section("overview", "Model")

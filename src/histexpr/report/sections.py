@@ -60,6 +60,7 @@ class Explanation:
     attributions: list[CellAttributions]
     genes: dict[str, GeneAttributions]
     attention: dict[str, np.ndarray] | None
+    atlas_prior: pd.DataFrame | None = None
 
 
 def read_explanation(folder, model_dir=None) -> Explanation | None:
@@ -95,7 +96,8 @@ def read_explanation(folder, model_dir=None) -> Explanation | None:
                 attention = {k: z[k] for k in z.files if not k.endswith("_marks")}
         except (OSError, ValueError) as exc:
             raise HistexprError(f"{path}: unreadable attention maps ({exc})") from None
-    return Explanation(folder, info, attributions, genes, attention)
+    atlas = runs.read_atlas_prior(folder)
+    return Explanation(folder, info, attributions, genes, attention, atlas)
 
 
 def interpretation_section(
@@ -119,12 +121,37 @@ def interpretation_section(
         if ga is not None:
             name = runs.gene_attribution_file(a.method)
             page.text(f"Per-gene {a.method} maps of {len(ga.values)} genes: {name}.")
+    if explanation.atlas_prior is not None:
+        atlas_prior_section(page, explanation.atlas_prior)
     if explanation.attention is not None:
         maps = explanation.attention
         fig, axes = plot.figure_grid(len(maps), 2)
         for ax, (cell, m) in zip(axes, maps.items(), strict=True):
             plot.heatmap(m, info.get("marks") or MARKS, ax, title=f"{labels(cell)}: attention")
         page.figure(fig, "attention", "Mean bin-level attention per cell type")
+
+
+def atlas_prior_section(page: Page, table: pd.DataFrame) -> None:
+    """An atlas model's two sources: prior and final prediction against the observed values."""
+    has_prior = table["prior"].notna()
+    page.text(
+        f"Atlas model: {int(has_prior.sum())} of {len(table)} examples have an atlas prior "
+        f"({runs.ATLAS_PRIOR}); the histone part is the prediction minus the prior."
+    )
+    observed = table["observed"].notna()
+    if observed.any():
+        parts = {
+            "prior": (
+                table["observed"][observed & has_prior],
+                table["prior"][observed & has_prior],
+            ),
+            "prediction": (table["observed"][observed], table["prediction"][observed]),
+        }
+        parts = {k: v for k, v in parts.items() if len(v[0])}
+        fig = plot.pred_vs_obs_figure(parts, None, "atlas")
+        page.figure(fig, "atlas-prior", "Atlas prior and final prediction against observed")
+    head = table.head(20).round(3)
+    page.table(head, details=f"Prior, prediction and observed value of the first {len(head)} rows")
 
 
 def model_configs(page: Page, model_dirs: dict[str, Path]) -> None:

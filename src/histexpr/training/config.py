@@ -35,6 +35,8 @@ TRAIN_PRECISIONS = (
     "16-true",
     "bf16-true",
 )
+#: Smallest batch that :meth:`OptimConfig.batch_for` shrinks to.
+MIN_BATCH = 16
 #: Old flat ``--set`` names -> the dotted field they mean now.
 ALIASES = {
     "valid_fraction": "validation.holdout_fraction",
@@ -65,7 +67,12 @@ class OptimConfig:
 
     epochs: int = _help("maximum epochs per member; early stopping usually ends first", 100)
     patience: int = _help("epochs without a better validation loss before stopping", 10)
-    batch_size: int = _help("training examples per optimiser step", 256)
+    batch_size: int = _help("training examples per optimiser step (at most; see min_steps)", 256)
+    min_steps: int = _help(
+        "optimiser steps per epoch at least: on small data the batch shrinks to "
+        "ceil(n / min_steps), never below 16 examples (0: always batch_size)",
+        16,
+    )
     lr: float = _help("AdamW learning rate", 1e-3)
     weight_decay: float = _help("AdamW weight decay", 1e-4)
     seed: int = _help("seeds weights, shuffling, dropout and the cell-type folds", 0)
@@ -85,11 +92,20 @@ class OptimConfig:
         check_range("epochs", self.epochs, 1)
         check_range("patience", self.patience, 0)
         check_range("batch_size", self.batch_size, 1)
+        check_range("min_steps", self.min_steps, 0)
         check_range("lr", self.lr, 0, low_open=True)
         check_range("weight_decay", self.weight_decay, 0)
         check_range("epoch_fraction", self.epoch_fraction, 0, 1, low_open=True)
         check_range("max_minutes", self.max_minutes, 0)
         check_range("mark_dropout", self.mark_dropout, 0, 1, high_open=True)
+
+    def batch_for(self, n: int) -> int:
+        """Training batch for ``n`` examples: ``batch_size``, shrunk so an epoch has at least
+        ``min_steps`` steps (a few hundred genes otherwise get one step per epoch and early
+        stopping ends training before the model has learnt), never below 16 examples."""
+        if self.min_steps <= 0 or n <= 0:
+            return self.batch_size
+        return min(self.batch_size, max(MIN_BATCH, -(-n // self.min_steps)))
 
 
 @dataclass(frozen=True)

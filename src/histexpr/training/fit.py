@@ -131,7 +131,7 @@ def fit_member(
     # off the global RNG that dropout draws from.
     train_loader = DataLoader(
         TensorBatches(X, y),
-        batch_sampler=GlobalBatches(len(X), cfg.optim.batch_size, seed),
+        batch_sampler=GlobalBatches(len(X), cfg.optim.batch_for(len(X)), seed),
         collate_fn=_whole_batch,
         generator=torch.Generator().manual_seed(seed),
     )

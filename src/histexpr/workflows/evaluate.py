@@ -112,6 +112,7 @@ def evaluate_model(
     memory_budget: int | str = DEFAULT_MEMORY_BUDGET,
     progress: bool = False,
     split: str | None = None,
+    target: str = "auto",
 ) -> Evaluation:
     """Score a saved model on a data file with expression values (streamed).
 
@@ -131,6 +132,8 @@ def evaluate_model(
         Input block budget, e.g. ``"512MB"``.
     progress : bool
         Show a progress bar over the examples.
+    target : {"auto", "yes"}
+        How a course npz's expression column is read (auto: per key, by content).
 
     Returns
     -------
@@ -153,6 +156,7 @@ def evaluate_model(
         progress=progress,
         desc="evaluating",
         split=split,  # selected before predicting: other examples cost nothing
+        target=target,
     )
     for block, pred in stream:
         ys.append(block.y)

@@ -30,7 +30,7 @@ from histexpr.config import to_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import KINDS, NEURAL_KINDS, make_estimator
-from histexpr.evaluate import Evaluation, evaluate_predictions
+from histexpr.evaluate import Evaluation, assign_groups, evaluate_predictions
 from histexpr.runs import write_run
 
 DEFAULT_MODELS = ("global-mean", "gene-mean", "ridge", "random-forest", "lightgbm", "ensemble")
@@ -218,5 +218,6 @@ def run_experiment(
         unseen_cells=unseen,
         target=data.target,
         data_path=data_path,
+        group=assign_groups(test.cell, test.gene, unseen, train_cells, np.unique(train.gene)),
     )
     return ExperimentResult(run_dir, evaluation, seconds, train_cells, unseen)

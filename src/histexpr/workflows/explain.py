@@ -8,7 +8,8 @@ non-empty folder that is not an explanation; the folder is replaced atomically.
 
 The folder receives (names from :mod:`histexpr.runs`) ``attributions_<method>.npz`` and
 ``.png`` (per-cell-type means), ``genes_<method>.npz`` (per-gene maps), ``attention.npz`` and
-``.png`` for attention models, and ``explain.json``.
+``.png`` for attention models, and ``explain.json``. An atlas model (no gradients) gets
+``atlas_prior.csv`` instead: per gene its atlas prior, final prediction and observed value.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ class ExplainTarget:
     notes: tuple[str, ...] = ()
 
 
+def is_atlas_kind(kind: str) -> bool:
+    """Atlas kinds (``atlas-ridge``, ``atlas-lightgbm``): explained by their prior, not gradients."""
+    return str(kind).startswith("atlas-")
+
+
 def _no_gradients(where, kind: str) -> HistexprError:
     return HistexprError(
         f"{where}: a {kind} baseline has no gradients to explain; "
@@ -87,7 +93,7 @@ def choose_model(run: runs.Run, model_kind: str | None = None) -> tuple[str, lis
             raise HistexprError(
                 f"{run.dir / runs.MODELS}: no model {model_kind!r}; found {', '.join(found)}"
             )
-        if found[model_kind] not in NEURAL_KINDS:
+        if found[model_kind] not in NEURAL_KINDS and not is_atlas_kind(found[model_kind]):
             raise _no_gradients(dirs[model_kind], found[model_kind])
         return model_kind, []
     neural = [name for name, kind in found.items() if kind in NEURAL_KINDS]
@@ -115,7 +121,7 @@ def resolve_target(path, model_kind: str | None = None) -> ExplainTarget:
         kind = read_header(path).kind
         if model_kind is not None and model_kind not in (kind, path.name):
             raise HistexprError(f"{path}: holds a {kind} model, not {model_kind!r}")
-        if kind not in NEURAL_KINDS:
+        if kind not in NEURAL_KINDS and not is_atlas_kind(kind):
             raise _no_gradients(path, kind)
         return ExplainTarget(path, path, path.name, kind, runs.model_explain_dir(path), None)
     raise HistexprError(
@@ -251,6 +257,8 @@ def explain_run(
         cells, more = default_cells(target, data)
         notes += more
     est = estimators.load_estimator(target.model_dir)
+    if is_atlas_kind(target.kind):
+        return _explain_atlas(target, est, data.select_cells(cells), out_dir, notes)
     # NeuralEstimator keeps its fitted Predictor (raw counts in) as ``model_``.
     module = getattr(est, "module", None) or getattr(est, "model_", None)
     if not isinstance(module, nn.Module):
@@ -324,6 +332,67 @@ def explain_run(
         (tmp / runs.EXPLAIN_JSON).write_text(json.dumps(summary, indent=2) + "\n")
         names.append(runs.EXPLAIN_JSON)
     result.files = [out_dir / n for n in names]
+    report = ["histexpr", "report", target.path]
+    if out_dir != target.default_out:
+        report += ["--explain", out_dir]
+    result.hints.append(_hint(*report))
+    return result
+
+
+def _explain_atlas(target: ExplainTarget, est, part: HistoneDataset, out_dir: Path, notes):
+    """An atlas model's two sources per gene: the atlas prior and the final prediction.
+
+    Writes ``atlas_prior.csv`` (columns :data:`histexpr.runs.ATLAS_PRIOR_COLUMNS`; ``prior``
+    is empty where the gene is not in the atlas, ``observed`` where the data has no target)
+    and ``explain.json``. The histone part of the prediction is ``prediction - prior``.
+    """
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # per-cell "atlas column excluded" notices
+        prediction = np.asarray(est.predict(part), dtype=np.float64)
+    prior = getattr(est, "prior_", None)
+    prior = np.full(len(part), np.nan) if prior is None else np.asarray(prior, np.float64)
+    observed = part.y if part.has_target else np.full(len(part), np.nan)
+    table = pd.DataFrame(
+        {
+            "cell": part.cell.astype(str),
+            "gene": part.gene.astype(str),
+            "prior": prior,
+            "prediction": prediction,
+            "observed": np.asarray(observed, np.float64),
+        }
+    )
+    used = int(np.isfinite(prior).sum())
+    notes = [
+        *notes,
+        f"{target.name} is an atlas model: no gradients; wrote its prior and prediction per "
+        f"gene ({used} of {len(part)} examples use the atlas)",
+    ]
+    result = ExplainResult(target.name, out_dir, {}, notes=notes)
+    with atomic_dir(out_dir) as tmp:
+        table.to_csv(tmp / runs.ATLAS_PRIOR, index=False, float_format="%.6g")
+        summary = {
+            "format": runs.EXPLAIN_FORMAT,
+            "format_version": runs.EXPLAIN_FORMAT_VERSION,
+            "model": target.name,
+            "model_kind": target.kind,
+            "model_dir": str(target.model_dir.resolve()),
+            "source": "run" if target.run is not None else "model",
+            "methods": [],
+            "cells": [str(c) for c in part.cells],
+            "marks": list(part.marks),
+            "baseline": "atlas prior (no gradients)",
+            "attention": False,
+            "atlas_prior": runs.ATLAS_PRIOR,
+            "notes": notes,
+            "histexpr_version": histexpr_version(),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        (tmp / runs.EXPLAIN_JSON).write_text(json.dumps(summary, indent=2) + "\n")
+    result.files = [out_dir / runs.ATLAS_PRIOR, out_dir / runs.EXPLAIN_JSON]
     report = ["histexpr", "report", target.path]
     if out_dir != target.default_out:
         report += ["--explain", out_dir]

@@ -88,8 +88,12 @@ def _stream(
     desc: str = "predicting",
     est=None,
     split: str | None = None,
+    target: str = "auto",
 ):
     """Yield (block, prediction) over a data file, block by block.
+
+    ``target`` ("auto", "yes", "no") is how a course npz's expression column is
+    read when targets are needed (prediction never reads it).
 
     HDF5 files are read in blocks sized by ``memory_budget``; other formats are
     loaded whole (they have no lazy reader). Every block is validated before it
@@ -140,7 +144,7 @@ def _stream(
                 _in_split(None, split, names, data_path)
         return
     # predict never uses the expression column: NaN there must not stop it (issue 12).
-    data = load_dataset(data_path, target=None if need_target else "no")
+    data = load_dataset(data_path, target=target if need_target else "no")
     check_input(header, data, source=str(data_path), targets=need_target)
     if need_target and not data.has_target:
         raise HistexprError(f"{data_path}: no expression values to evaluate against")
