@@ -42,14 +42,30 @@ from histexpr.estimators import make_estimator
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 SEVEN = (*MARKS, "H3K27ac", "H3K9ac")
-#: Default settings, but one LightGBM thread (the benchmark machine is shared).
-OPTS = {"lightgbm": {"n_jobs": 1}}
+#: Default settings, but one thread for the tree models (the benchmark machine is shared).
+OPTS = {"lightgbm": {"n_jobs": 1}, "random-forest": {"n_jobs": 1}}
 #: Small ConvNet settings for ``sim --kinds convnet`` (minutes, one thread).
 SMALL_CONVNET = {
     "channels": "8,8,16,16,32,32,32,32",
     "epochs": 5,
     "progress": False,
     "threads": 1,
+}
+
+
+#: Small settings of the other neural kinds for ``sim --kinds`` (minutes, one thread).
+SMALL_NEURAL = {
+    "convnet": SMALL_CONVNET,
+    "ensemble": SMALL_CONVNET,
+    "celltype-weighted": {**SMALL_CONVNET, "epochs": 3},
+    "deepchrome": {"epochs": 5, "progress": False, "threads": 1},
+    "attentivechrome": {
+        "bin_hidden": 8,
+        "mark_hidden": 4,
+        "epochs": 3,
+        "progress": False,
+        "threads": 1,
+    },
 }
 
 
@@ -84,7 +100,7 @@ def bench_sim(n_genes: int, n_cells: int, seed: int, kinds=("ridge", "lightgbm")
         train = ds.subset(is_train_cell & ~held)
         for kind in kinds:
             t = time.time()
-            opts = SMALL_CONVNET if kind == "convnet" else OPTS.get(kind)
+            opts = SMALL_NEURAL.get(kind, OPTS.get(kind))
             est = make_estimator(kind, opts).fit(train)
             preds[kind] = (est.predict(ds), time.time() - t)
         for model, (p, secs) in preds.items():
@@ -229,7 +245,11 @@ def main() -> None:
     s.add_argument("--genes", type=int, default=2000)
     s.add_argument("--cells", type=int, default=8)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--kinds", default="ridge,lightgbm", help="comma-separated; convnet: small")
+    s.add_argument(
+        "--kinds",
+        default="ridge,lightgbm",
+        help="comma-separated; neural kinds run small settings (SMALL_NEURAL)",
+    )
     r = sub.add_parser("real")
     r.add_argument("--folds", type=int, default=5)
     r.add_argument("--repeats", type=int, default=2)
