@@ -91,3 +91,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"reference data folder {SHARED_DATA} not present")
     return SHARED_DATA
+
+
+def run_cli(*args) -> int:
+    """Run ``histexpr ARGS...`` in this process; return the exit code."""
+    from histexpr.cli import main
+
+    try:
+        main([str(a) for a in args])
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -7,17 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_planted
-from histexpr.cli import main
+from conftest import make_planted, run_cli
 from histexpr.data.hdf5 import write_h5
-
-
-def run_cli(*args) -> int:
-    try:
-        main(list(map(str, args)))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

@@ -6,18 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_planted
-from histexpr.cli import main
+from conftest import make_planted, run_cli
 from histexpr.data.dataset import HistoneDataset
 from histexpr.data.deepdiff import write_deepdiff
-
-
-def run_cli(*args) -> int:
-    try:
-        main(list(map(str, args)))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_planted
-from histexpr.cli import main
+from conftest import make_planted, run_cli
 from histexpr.data.hdf5 import write_h5
 from histexpr.evaluate import TRAINING_GROUP
 
 N_GENES, N_TRAIN_GENES = 150, 100
-
-
-def run_cli(*args) -> int:
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 @pytest.fixture(scope="module")

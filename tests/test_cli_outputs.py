@@ -15,17 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_planted
-from histexpr.cli import main
+from conftest import make_planted, run_cli
 from histexpr.data.hdf5 import write_h5
-
-
-def run_cli(*args) -> int:
-    try:
-        main(list(map(str, args)))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def snapshot(root: Path) -> dict[str, str]:

@@ -8,17 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, make_planted
-from histexpr.cli import MAX_ERROR_CHARS, bounded, main
+from conftest import TINY, make_planted, run_cli
+from histexpr.cli import MAX_ERROR_CHARS, bounded
 from histexpr.data.hdf5 import write_h5
-
-
-def run_cli(*args) -> int:
-    try:
-        main(list(map(str, args)))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def error_line(capsys) -> str:

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA
-from histexpr.cli import main
+from conftest import SHARED_DATA, run_cli
 from histexpr.data.dataset import MARKS, HistoneDataset
 from histexpr.data.hdf5 import read_h5, write_h5
 from histexpr.estimators import KINDS, NEURAL_KINDS, settings
@@ -33,14 +32,6 @@ TINY = {
 }
 #: Settings that make any kind having them fast (tree counts, threads, a fixed ridge penalty).
 GENERIC = {"n_estimators": "5", "n_jobs": "1", "alpha": "1"}
-
-
-def run_cli(*args) -> int:
-    try:
-        main(list(map(str, args)))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _sets(kind: str) -> list[str]:

@@ -13,18 +13,9 @@ import shlex
 import numpy as np
 import pytest
 
-from conftest import FAST, make_planted
-from histexpr.cli import main
+from conftest import FAST, make_planted, run_cli
 from histexpr.data.hdf5 import write_h5
 from histexpr.explain import load_attributions, load_gene_attributions
-
-
-def run_cli(*args) -> int:
-    try:
-        main(list(map(str, args)))
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    return 0
 
 
 def _train(data, out, kind="convnet", seed=0):
