@@ -147,17 +147,9 @@ def test_missing_mark_is_refused_by_name_unless_mark_dropout(windows, tmp_path, 
 )
 def test_seven_marks_featurized_from_bigwigs(tmp_path, capsys):
     pytest.importorskip("pyBigWig")
-    from featurize.test_featurize_bigwig import DEMO_MARKS, FLANK, load_demo, write_bigwig
+    from featurize.test_featurize_bigwig import write_demo_bigwigs
 
-    meta, _, arrays = load_demo()
-    sizes = (meta.groupby("chrom")["start"].max() + FLANK + 1000).to_dict()
-    specs = []
-    for j, mark in enumerate(DEMO_MARKS):
-        blocks: dict = {}
-        for g, chrom, start in zip(meta["gene_id"], meta["chrom"], meta["start"], strict=True):
-            blocks.setdefault(chrom, []).append((start - FLANK, arrays[g][j]))
-        write_bigwig(tmp_path / f"{mark}.bw", sizes, blocks)
-        specs += ["--mark", f"{mark}={tmp_path / f'{mark}.bw'}"]
+    meta, specs = write_demo_bigwigs(tmp_path)
     tss = SHARED_DATA / "chromoformer_demo" / "demo_meta.csv"
     rpkm = tmp_path / "rpkm.csv"
     pd.DataFrame({"gene_id": meta["gene_id"], "E003": meta["expression"]}).to_csv(rpkm, index=False)

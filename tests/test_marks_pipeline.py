@@ -36,17 +36,9 @@ EXPLAIN = {
 def _featurize_seven(d) -> object:
     """The E003 per-base fixture written as 7 bigWigs and featurized back (7 marks, 100 bins)."""
     pytest.importorskip("pyBigWig")
-    from featurize.test_featurize_bigwig import DEMO_MARKS, FLANK, load_demo, write_bigwig
+    from featurize.test_featurize_bigwig import write_demo_bigwigs
 
-    meta, _, arrays = load_demo()
-    sizes = (meta.groupby("chrom")["start"].max() + FLANK + 1000).to_dict()
-    specs = []
-    for j, mark in enumerate(DEMO_MARKS):
-        blocks: dict = {}
-        for g, chrom, start in zip(meta["gene_id"], meta["chrom"], meta["start"], strict=True):
-            blocks.setdefault(chrom, []).append((start - FLANK, arrays[g][j]))
-        write_bigwig(d / f"{mark}.bw", sizes, blocks)
-        specs += ["--mark", f"{mark}={d / f'{mark}.bw'}"]
+    meta, specs = write_demo_bigwigs(d)
     # A second cell type (same tracks, other expression) so the cross-cell kinds can train.
     rng = np.random.default_rng(0)
     expr = meta["expression"].to_numpy()

@@ -162,3 +162,21 @@ def test_missing_optional_dependency_names_the_extra():
 
     with pytest.raises(HistexprError, match=r"histexpr\[featurize\]"):
         require("histexpr_no_such_module")
+
+
+def write_demo_bigwigs(folder):
+    """Write every mark of the real per-base demo genes as a bigWig in ``folder``.
+
+    Returns ``(meta, specs)``: the demo's gene table and the ``--mark MARK=PATH``
+    arguments of ``histexpr featurize`` for the written files.
+    """
+    meta, _, arrays = load_demo()
+    sizes = (meta.groupby("chrom")["start"].max() + FLANK + 1000).to_dict()
+    specs = []
+    for j, mark in enumerate(DEMO_MARKS):
+        blocks: dict = {}
+        for g, chrom, start in zip(meta["gene_id"], meta["chrom"], meta["start"], strict=True):
+            blocks.setdefault(chrom, []).append((start - FLANK, arrays[g][j]))
+        write_bigwig(folder / f"{mark}.bw", sizes, blocks)
+        specs += ["--mark", f"{mark}={folder / f'{mark}.bw'}"]
+    return meta, specs
