@@ -83,22 +83,12 @@ class AtlasRidgeConfig:
 
 
 @dataclass(frozen=True)
-class AtlasLightGBMConfig(LightGBMConfig):
+class AtlasLightGBMConfig(LightGBMConfig, AtlasRidgeConfig):
     """LightGBM fields plus the atlas fields of :class:`AtlasRidgeConfig` (``alpha`` is
     the ridge penalty of the histone score that drives the cell similarity)."""
 
-    alpha: float | None = None
-    cv_folds: int = 5
-    atlas: str = ""
-    atlas_values: str = "rpkm"
-    atlas_exclude: tuple[str, ...] = ()
-    temperature: float = 0.0
-    pool_bins: int = 10
-
     def __post_init__(self):
-        parent = getattr(super(), "__post_init__", None)
-        if parent is not None:
-            parent()
+        LightGBMConfig.__post_init__(self)
         _check_atlas_fields(self)
 
 
