@@ -10,9 +10,11 @@ held-out genes, for
 - seen pairs: both cell types trained on;
 - unseen pairs: at least one cell type never trained on.
 
-Models: ``diff-ridge`` and ``diff-lightgbm`` (one model for all pairs, trained on
-``max_pairs`` random pairs of the training cell types) against the difference of two
-predictions of single-cell ``ridge`` and ``lightgbm`` models.
+Models: ``diff-ridge``, ``diff-lightgbm`` and ``diff-convnet`` (one model for all pairs,
+trained on ``max_pairs`` random pairs of the training cell types) against the difference
+of two predictions of single-cell ``ridge``, ``lightgbm`` and ``convnet`` models. The two
+neural kinds run with small settings (:data:`NEURAL`: narrow channels, few epochs, one
+thread) so the whole benchmark takes minutes; they are not tuned.
 
 DeepDiff section: the seen/unseen cells of one seen and one unseen pair are written
 as a DeepDiff folder (:func:`histexpr.data.deepdiff.write_deepdiff`, split train/test
@@ -21,7 +23,8 @@ by the gene split), read back through ``load_dataset`` and checked equal, then
 workflow functions. We do not have DeepDiff's real sample data here: this checks the
 format path, not DeepDiff's numbers.
 
-Usage: ``python benchmarks/bench_diff.py [--quick]`` (``--quick``: 300 genes, few pairs).
+Usage: ``python benchmarks/bench_diff.py [--quick] [--kinds K1,K2] [--no-deepdiff]``
+(``--quick``: 300 genes, few pairs; ``--kinds``: a subset of the models).
 """
 
 from __future__ import annotations
@@ -45,14 +48,29 @@ SEEN_PAIRS = (("E003", "E004"), ("E005", "E066"), ("E027", "E116"), ("E050", "E1
 UNSEEN_PAIRS = (("E071", "E003"), ("E096", "E005"), ("E113", "E066"), ("E071", "E113"))
 
 
+#: Small neural settings shared by diff-convnet and the single-cell convnet baseline.
+NEURAL = [
+    "channels=8,8,16,16,32,32,32,32",
+    "batch_size=128",
+    "lr=3e-3",
+    "patience=4",
+    "threads=1",
+    "progress=false",
+]
+KINDS = ("diff-ridge", "diff-lightgbm", "diff-convnet", "ridge", "lightgbm", "convnet")
+
+
 def settings(quick: bool) -> dict[str, list[str]]:
     trees = ["n_estimators=100"] if quick else []
     pairs = ["max_pairs=4"] if quick else []
+    epochs = ["epochs=6"] if quick else ["epochs=20"]
     return {
         "diff-ridge": pairs,
         "diff-lightgbm": [*pairs, *trees, "n_jobs=2"],
+        "diff-convnet": [*pairs, *NEURAL, *epochs, "head_width=32", "max_rows=20000"],
         "ridge": [],
         "lightgbm": [*trees, "n_jobs=2"],
+        "convnet": [*NEURAL, *epochs],
     }
 
 
@@ -83,10 +101,10 @@ def score(predict, test) -> dict[str, tuple[float, float]]:
     return out
 
 
-def model_rows(quick: bool):
+def model_rows(quick: bool, kinds=KINDS):
     _, train, test, _ = split_data(quick)
     sets = settings(quick)
-    for kind in ("diff-ridge", "diff-lightgbm", "ridge", "lightgbm"):
+    for kind in kinds:
         t = time.perf_counter()
         est = make_estimator(kind, sets[kind]).fit(train)
         fit_s = time.perf_counter() - t
@@ -140,15 +158,24 @@ def deepdiff_section(quick: bool) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="300 genes, few pairs and trees")
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"comma-separated subset of {','.join(KINDS)}"
+    )
+    parser.add_argument("--no-deepdiff", action="store_true", help="skip the DeepDiff section")
     args = parser.parse_args(argv)
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}")
     with torch_threads(1):
         print("| model | seen pairs r | unseen pairs r | seen AUC | unseen AUC | fit s |")
         print("|---|---:|---:|---:|---:|---:|")
-        for name, rows, fit_s in model_rows(args.quick):
+        for name, rows, fit_s in model_rows(args.quick, kinds):
             (rs, auc_s), (ru, auc_u) = rows["seen"], rows["unseen"]
             print(f"| {name} | {rs:.3f} | {ru:.3f} | {auc_s:.3f} | {auc_u:.3f} | {fit_s:.0f} |")
-        print()
-        print(deepdiff_section(args.quick))
+        if not args.no_deepdiff:
+            print()
+            print(deepdiff_section(args.quick))
 
 
 if __name__ == "__main__":

@@ -49,3 +49,28 @@ def test_bad_atlas_source_is_a_one_line_error(files, tmp_path, capsys):
     assert run_cli(*args, "--set", f"atlas={tmp_path}/nope.tsv") == 2
     err = capsys.readouterr().err
     assert "atlas table not found" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--atlas", "roadmap"], ["--atlas", "{d}/atlas.csv", "--atlas-values", "transformed"]],
+)
+def test_atlas_flags_choose_the_source(files, tmp_path, flags):
+    model = tmp_path / "m"
+    flags = [f.replace("{d}", str(files)) for f in flags]
+    args = ["train", files / "train.h5", "--model", "atlas-ridge", "-o", model, "--set", "alpha=10"]
+    assert run_cli(*args, *flags) == 0
+    with np.load(model / "atlas.npz", allow_pickle=False) as z:
+        source, n_cells = str(z["source"]), z["cells"].shape[0]
+    assert source == ("roadmap" if flags[1] == "roadmap" else "atlas.csv")
+    assert n_cells == (56 if source == "roadmap" else 5)
+
+
+def test_atlas_flags_are_refused_for_other_kinds_and_missing_tables(files, tmp_path, capsys):
+    base = ["train", files / "train.h5", "-o", tmp_path / "m"]
+    assert run_cli(*base, "--model", "ridge", "--atlas", "roadmap") == 2
+    assert "apply to the atlas kinds" in capsys.readouterr().err
+    assert run_cli(*base, "--model", "atlas-ridge", "--atlas", tmp_path / "none.csv") == 2
+    err = capsys.readouterr().err
+    assert "atlas table not found" in err and "Traceback" not in err
+    assert not (tmp_path / "m").exists()

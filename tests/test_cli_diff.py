@@ -79,3 +79,28 @@ def test_valid_split_info_and_convert_read_the_folder(folder, tmp_path, capsys):
     assert sorted(read_h5(tmp_path / "dd.h5").cells) == ["E005", "E006", "cellA", "cellB"]
     assert run_cli("predict", model, dd, "-o", tmp_path / "x.csv", *NAMES) == 2
     assert "--names applies with --pair" in capsys.readouterr().err
+
+
+def test_diff_convnet_through_the_cli(folder, tmp_path, capsys):
+    from conftest import TINY
+
+    dd, model = folder / "dd", tmp_path / "siamese"
+    sets = ["--set", f"channels={TINY}", "--set", "epochs=3", "--pairs", "E003:E004,E004:E005"]
+    args = ("--model", "diff-convnet", "-o", model, "--train-split", "train", *sets, *NAMES)
+    assert run_cli("train", dd, *args) == 0
+    assert "saved diff-convnet" in capsys.readouterr().out
+    table = tmp_path / "scores.csv"
+    args = ("--pair", "E003:E004,E003:E006", "--split", "test", "-o", table, *NAMES)
+    assert run_cli("evaluate", model, dd, *args) == 0
+    scores = pd.read_csv(table)
+    assert set(scores.cells) == {"seen", "unseen"} and np.isfinite(scores.pearson).all()
+    out = tmp_path / "p.csv"
+    assert run_cli("predict", model, dd, "--pair", "E004:E003", "-o", out, *NAMES) == 0
+    rev = tmp_path / "r.csv"
+    assert run_cli("predict", model, dd, "--pair", "E003:E004", "-o", rev, *NAMES) == 0
+    a, b = pd.read_csv(out), pd.read_csv(rev)
+    np.testing.assert_allclose(a.predicted_lfc, -b.predicted_lfc, atol=1e-5)  # antisymmetric
+    ex = tmp_path / "ex"
+    assert run_cli("explain", model, "--data", dd, "--pair", "E003:E005", "-o", ex, *NAMES) == 0
+    with np.load(ex / "attributions_E003_vs_E005.npz", allow_pickle=False) as z:
+        assert z["attribution"].shape == (90, 5, 30) and np.isfinite(z["attribution"]).all()

@@ -29,6 +29,8 @@ TINY = {
     "celltype-weighted": ["channels=4,4,8,8,8,8,8,8"],
     "deepchrome": ["n_filters=4", "hidden=8"],
     "attentivechrome": ["bin_hidden=2", "mark_hidden=2"],
+    # not a registry network (it has an atlas input too), so COMMON is added by name
+    "atlas-convnet": ["channels=4,4,8,8,8,8,8,8", "n_folds=1", "alpha=1", *COMMON],
 }
 #: Settings that make any kind having them fast (tree counts, threads, a fixed ridge penalty).
 GENERIC = {"n_estimators": "5", "n_jobs": "1", "alpha": "1"}

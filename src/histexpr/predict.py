@@ -66,9 +66,21 @@ def inference_module(model: nn.Module, fuse: bool = True) -> nn.Module:
     return model
 
 
+def _as_input(X):
+    if isinstance(X, tuple | list):
+        return tuple(_as_input(x) for x in X)
+    return torch.as_tensor(X, dtype=torch.float32)
+
+
+def _rows(X, start: int, stop: int, device):
+    if isinstance(X, tuple):
+        return tuple(_rows(x, start, stop, device) for x in X)
+    return X[start:stop].to(device, non_blocking=True)
+
+
 def predict(
     model: nn.Module,
-    X: np.ndarray | torch.Tensor,
+    X,
     batch_size: int | None = DEFAULT_BATCH_SIZE,
     device: str | torch.device | None = None,
     precision: str | None = None,
@@ -80,8 +92,10 @@ def predict(
     ----------
     model : nn.Module
         Any module mapping a batch ``(b, ...)`` to ``(b, ...)``.
-    X : np.ndarray or torch.Tensor, shape (n, n_marks, n_bins)
-        Input; converted to float32.
+    X : np.ndarray or torch.Tensor, shape (n, n_marks, n_bins), or a tuple of them
+        Input; converted to float32. A model of several inputs (histone signal and
+        side features, the two cells of a pair) takes a tuple of row-aligned
+        inputs and is called as ``model(*batch)``.
     batch_size : int, optional
         Examples per forward pass (``None``: the default, 1024).
     device : str or torch.device, optional
@@ -104,7 +118,8 @@ def predict(
     dtype = autocast_dtype(precision)
     original_device = model_device(model)
     device = torch.device(device) if device is not None else original_device
-    X = torch.as_tensor(X, dtype=torch.float32)
+    X = _as_input(X)
+    n = len(X[0]) if isinstance(X, tuple) else X.shape[0]
     outs = []
     cast = (
         torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
@@ -115,10 +130,12 @@ def predict(
         runner.to(device)
         runner.eval()
         with torch.inference_mode(), cast:
-            if X.shape[0] == 0:
-                probe = runner(torch.zeros((1, *X.shape[1:]), device=device))
+            if n == 0:
+                parts = X if isinstance(X, tuple) else (X,)
+                probe = runner(*(torch.zeros((1, *x.shape[1:]), device=device) for x in parts))
                 return np.zeros((0, *probe.shape[1:]), dtype=np.float32)
-            for start in range(0, X.shape[0], batch_size):
-                batch = X[start : start + batch_size].to(device, non_blocking=True)
-                outs.append(runner(batch).float().cpu())
+            for start in range(0, n, batch_size):
+                batch = _rows(X, start, start + batch_size, device)
+                out = runner(*batch) if isinstance(batch, tuple) else runner(batch)
+                outs.append(out.float().cpu())
     return torch.cat(outs).numpy().astype(np.float32, copy=False)

@@ -26,6 +26,15 @@ FAST = {
     "lightgbm": ["n_estimators=60", "n_jobs=1"],
     "atlas-ridge": ["alpha=10"],
     "atlas-lightgbm": ["n_estimators=60", "n_jobs=1", "alpha=10"],
+    "atlas-convnet": [
+        "channels=4,4,8,8,8,8,16,16",
+        "epochs=3",
+        "n_folds=1",
+        "batch_size=32",
+        "threads=1",
+        "progress=false",
+        "alpha=10",
+    ],
 }
 
 

@@ -44,8 +44,10 @@ KIND_NAMES = (
     "lightgbm",
     "atlas-ridge",
     "atlas-lightgbm",
+    "atlas-convnet",
     "diff-ridge",
     "diff-lightgbm",
+    "diff-convnet",
     "convnet",
     "ensemble",
     "celltype-weighted",
@@ -135,6 +137,17 @@ def train(
     names: Annotated[
         str | None, typer.Option(help="DeepDiff folder: NAME=CELL,... cell ids of file names.")
     ] = None,
+    atlas: Annotated[
+        str | None,
+        typer.Option(
+            help="Atlas kinds: expression atlas: train (the training targets, default), "
+            "roadmap (packaged Roadmap matrix) or a TSV/CSV/Parquet table (genes x cells)."
+        ),
+    ] = None,
+    atlas_values: Annotated[
+        str | None,
+        typer.Option(help="Values of an --atlas table: rpkm (log2(x+1) applied) or transformed."),
+    ] = None,
     force: Force = False,
 ):
     """Train one model and save it as a directory."""
@@ -150,8 +163,14 @@ def train(
 
     # DDP processes started by Lightning rerun this command: only the first one guards
     # (the others find the run directory that the first has started filling).
+    atlas_file = Path(atlas) if atlas and atlas not in ("train", "roadmap") else None
+    if (atlas is not None or atlas_values is not None) and not model.startswith("atlas-"):
+        raise HistexprError(f"--atlas and --atlas-values apply to the atlas kinds, not {model}")
+    if atlas_file is not None and not atlas_file.is_file():
+        raise HistexprError(f"{atlas_file}: atlas table not found")
     if is_global_zero():
-        guard_output(out, "model-dir", [data], force=force or resume)
+        inputs = [data] + ([atlas_file] if atlas_file is not None else [])
+        guard_output(out, "model-dir", inputs, force=force or resume)
     if not 0 <= valid_fraction < 1:
         raise HistexprError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
     if valid_fraction == 0 and not valid_split:
@@ -165,6 +184,8 @@ def train(
         "device.num_nodes": num_nodes,
         "device.strategy": strategy,
         "optim.max_minutes": max_minutes,
+        "atlas": None if atlas is None else ("" if atlas == "train" else atlas),
+        "atlas_values": atlas_values,
     }
     typed = {name: value for name, value in flags.items() if value is not None}
     from histexpr.workflows.diff import is_diff_kind, train_diff

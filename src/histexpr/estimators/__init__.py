@@ -56,11 +56,13 @@ BASELINES: dict[str, str] = {
     "lightgbm": "histexpr.estimators.baselines:LightGBMBaseline",
     "atlas-ridge": "histexpr.estimators.atlas:AtlasRidge",
     "atlas-lightgbm": "histexpr.estimators.atlas:AtlasLightGBM",
+    "atlas-convnet": "histexpr.estimators.atlas_neural:AtlasConvNetEstimator",
 }
 #: Differential kinds (log fold change between two cell types; predict_pair, not predict).
 DIFF_KINDS: dict[str, str] = {
     "diff-ridge": "histexpr.estimators.diff:DiffRidge",
     "diff-lightgbm": "histexpr.estimators.diff:DiffLightGBM",
+    "diff-convnet": "histexpr.estimators.diff_neural:DiffConvNetEstimator",
 }
 NEURAL_ESTIMATOR = "histexpr.estimators.neural:NeuralEstimator"
 BASELINE_KINDS = tuple(BASELINES)

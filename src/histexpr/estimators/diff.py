@@ -13,9 +13,12 @@ Kinds:
 - ``diff-ridge``: ridge on the difference of the two cells' log1p signals (gene-grouped
   CV chooses alpha, :func:`histexpr.estimators.linear.fit_ridge_cv`); antisymmetric by
   construction;
-- ``diff-lightgbm``: gradient boosting on both cells' log1p signals and their
+- ``diff-lightgbm``: gradient boosting on both cells' pooled log1p signals and their
   difference, early-stopped on held-out genes, rows subsampled to ``max_rows``;
-  antisymmetrised at prediction, ``(g(A, B) - g(B, A)) / 2``.
+  antisymmetrised at prediction, ``(g(A, B) - g(B, A)) / 2``;
+- ``diff-convnet`` (:mod:`histexpr.estimators.diff_neural`): a siamese ConvNet, one
+  trunk on each cell, the embeddings' difference and concatenation into the head,
+  auxiliary heads for each cell's own expression.
 
 Both explain a pair's change per gene, mark and bin (:meth:`_Diff.attribute_pair`):
 ridge as ``coef * feature`` (exact), LightGBM by its SHAP values (``pred_contrib``).
@@ -160,6 +163,9 @@ class DiffConfig:
     max_rows : int
         LightGBM: at most this many random pair rows (both orientations) are fitted on
         (0: all); the cost of boosting grows with the rows.
+    pool_bins : int
+        LightGBM: each cell's own signal enters pooled to this many bins per mark
+        (the difference of the two enters at full resolution).
     n_jobs : int
     """
 
@@ -173,6 +179,7 @@ class DiffConfig:
     min_child_samples: int = 50
     early_stopping: int = 30
     max_rows: int = 50_000
+    pool_bins: int = 10
     n_jobs: int = 1
 
     def __post_init__(self):
@@ -181,6 +188,8 @@ class DiffConfig:
             raise ConfigError(f"max_rows must be >= 0 (0: all), got {self.max_rows}")
         if self.early_stopping < 1:
             raise ConfigError(f"early_stopping must be >= 1, got {self.early_stopping}")
+        if not 1 <= self.pool_bins <= 1000:
+            raise ConfigError(f"pool_bins must be in 1..1000, got {self.pool_bins}")
         if self.max_pairs < 0:
             raise ConfigError(f"max_pairs must be >= 0 (0: all), got {self.max_pairs}")
         if self.cv_folds < 2:
@@ -315,8 +324,11 @@ class DiffLightGBM(_Diff):
     subsample_rows = True
 
     def _features(self, XA, XB):
-        la, lb = log1p_features(XA), log1p_features(XB)
-        return np.concatenate([la, lb, la - lb], axis=1)
+        # Both cells' levels pooled to pool_bins per mark, their difference at full
+        # resolution: the change is in the difference, the levels say where a change
+        # matters; 600 features instead of 1,500 make boosting 2-3x cheaper.
+        pa, pb = _pooled(XA, self.config.pool_bins), _pooled(XB, self.config.pool_bins)
+        return np.concatenate([pa, pb, log1p_features(XA) - log1p_features(XB)], axis=1)
 
     def _fit_rows(self, F, y, gene):
         import lightgbm as lgb
@@ -367,12 +379,16 @@ class DiffLightGBM(_Diff):
             return out[:, :-1], out[:, -1]
 
         (pa, ea), (pb, eb) = shap(self._features(XA, XB)), shap(self._features(XB, XA))
-        k = XA.shape[1] * XA.shape[2]
-        # features are [A, B, A - B]; swapped rows are [B, A, B - A]: regroup by (mark, bin)
-        # so each position sums its contributions through both cells and their difference
-        pa = pa.reshape(len(pa), 3, k).sum(axis=1)
-        pb = pb.reshape(len(pb), 3, k).sum(axis=1)
-        return 0.5 * (pa - pb), float(np.mean(0.5 * (ea - eb)))
+        n_marks, n_bins = XA.shape[1], XA.shape[2]
+        spread = _pool_spread(n_marks, n_bins, self.config.pool_bins)  # (pooled, k)
+        q = spread.shape[0]
+
+        def by_position(c):
+            # features are [pooled A, pooled B, A - B]: a pooled feature's share goes
+            # equally to the bins it averages, so each position sums all its routes
+            return c[:, :q] @ spread + c[:, q : 2 * q] @ spread + c[:, 2 * q :]
+
+        return 0.5 * (by_position(pa) - by_position(pb)), float(np.mean(0.5 * (ea - eb)))
 
     def _save_state(self, directory):
         self.booster_.save_model(str(directory / "model.txt"))
@@ -386,6 +402,30 @@ class DiffLightGBM(_Diff):
                 raise HistexprError(f"{directory}: model directory is missing {name}")
         self.booster_ = lgb.Booster(model_file=str(directory / "model.txt"))
         self.pairs_ = list(parse_pairs((directory / "pairs.txt").read_text().split()))
+
+
+def _pool_edges(n_bins: int, pool_bins: int) -> np.ndarray:
+    return np.linspace(0, n_bins, min(pool_bins, n_bins) + 1).astype(int)
+
+
+def _pooled(X: np.ndarray, pool_bins: int) -> np.ndarray:
+    """log1p counts averaged over ``pool_bins`` groups of bins per mark, (n, marks * groups)."""
+    L = np.log1p(np.asarray(X, dtype=np.float32))
+    edges = _pool_edges(L.shape[2], pool_bins)
+    pooled = np.add.reduceat(L, edges[:-1], axis=2) / np.diff(edges)[None, None, :]
+    return pooled.reshape(L.shape[0], -1).astype(np.float32)
+
+
+def _pool_spread(n_marks: int, n_bins: int, pool_bins: int) -> np.ndarray:
+    """Matrix (n_marks * groups, n_marks * n_bins) spreading a pooled value over its bins."""
+    edges = _pool_edges(n_bins, pool_bins)
+    groups = len(edges) - 1
+    out = np.zeros((n_marks * groups, n_marks * n_bins))
+    for m in range(n_marks):
+        for g in range(groups):
+            lo, hi = edges[g], edges[g + 1]
+            out[m * groups + g, m * n_bins + lo : m * n_bins + hi] = 1.0 / (hi - lo)
+    return out
 
 
 def diff_from_model(estimator, data: HistoneDataset, a: str, b: str) -> PairPrediction:

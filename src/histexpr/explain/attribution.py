@@ -102,8 +102,8 @@ class _ScalarOutput(nn.Module):
         self.model = model
         self.target = target
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.model(x)
+    def forward(self, x: torch.Tensor, *side: torch.Tensor) -> torch.Tensor:
+        out = self.model(x, *side)
         if out.ndim == 1:
             return out
         if out.ndim != 2:
@@ -141,6 +141,7 @@ def attribute(
     batch_size: int = 256,
     baseline: float | np.ndarray | None = None,
     n_steps: int = 50,
+    side: np.ndarray | None = None,
 ) -> np.ndarray:
     """Attribution of every input value to the model's prediction.
 
@@ -159,6 +160,10 @@ def attribute(
         Integrated-gradients reference input, broadcastable to ``X``; default zeros.
     n_steps : int
         Integrated-gradients steps (Gauss-Legendre quadrature).
+    side : np.ndarray, shape (n, k), optional
+        Further input of a model of two inputs, ``model(x, side)`` (an atlas model's
+        atlas features): held fixed, so the attributions are those of the histone
+        part of the prediction.
 
     Returns
     -------
@@ -186,16 +191,21 @@ def attribute(
         for lo in range(0, len(X), batch_size):
             hi = min(lo + batch_size, len(X))
             x = torch.as_tensor(X[lo:hi], device=device).requires_grad_(True)
+            extra = {}
+            if side is not None:
+                s = np.ascontiguousarray(side[lo:hi], dtype=np.float32)
+                extra = {"additional_forward_args": (torch.as_tensor(s, device=device),)}
             if method == "saliency":
-                a = explainer.attribute(x, abs=False)
+                a = explainer.attribute(x, abs=False, **extra)
             elif method == "input_x_gradient":
-                a = explainer.attribute(x)
+                a = explainer.attribute(x, **extra)
             else:
                 a = explainer.attribute(
                     x,
                     baselines=_baseline_batch(baseline, X, lo, hi, device),
                     n_steps=n_steps,
                     internal_batch_size=batch_size,
+                    **extra,
                 )
             out[lo:hi] = a.detach().cpu().numpy()
     return out
@@ -224,6 +234,7 @@ def mean_attribution_by_cell(
     max_per_cell: int | None = None,
     seed: int = 0,
     on_cell: Callable[[int], None] | None = None,
+    side: np.ndarray | None = None,
     **kwargs,
 ) -> CellAttributions:
     """Mean signed and absolute attribution maps of each cell type's genes.
@@ -237,6 +248,8 @@ def mean_attribution_by_cell(
         Average over a random subset of at most this many genes per cell type.
     on_cell : callable, optional
         Called with the number of genes averaged after each cell type (progress).
+    side : np.ndarray, shape (n, k), optional
+        Row-aligned further input of a two-input model (see :func:`attribute`).
     **kwargs
         Passed to :func:`attribute` (``batch_size``, ``baseline``, ``n_steps``, ``target``).
     """
@@ -250,7 +263,8 @@ def mean_attribution_by_cell(
     counts = np.zeros(len(cells), dtype=np.int64)
     for i, cell in enumerate(cells):
         rows = sample_rows(np.flatnonzero(data.cell == cell), max_per_cell, rng)
-        a = attribute(model, data.X[rows], method, **kwargs)
+        extra = {} if side is None else {"side": side[rows]}
+        a = attribute(model, data.X[rows], method, **extra, **kwargs)
         signed[i] = a.mean(axis=0)
         absolute[i] = np.abs(a).mean(axis=0)
         counts[i] = rows.size

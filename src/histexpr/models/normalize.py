@@ -136,18 +136,21 @@ class Predictor(nn.Module):
         self.normalizer = normalizer
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *side: torch.Tensor) -> torch.Tensor:
         """
         Parameters
         ----------
         x : torch.Tensor, shape (n, n_marks, n_bins)
             Raw read counts.
+        *side : torch.Tensor, shape (n, ...)
+            Further inputs of a network of several inputs (e.g. atlas features),
+            passed to it unnormalised.
 
         Returns
         -------
         torch.Tensor, shape (n,) or (n, k) for multi-output nets
         """
-        out = self.net(self.normalizer(x))
+        out = self.net(self.normalizer(x), *side)
         if out.ndim == 2 and out.shape[1] == 1:
             out = out[:, 0]
         return out

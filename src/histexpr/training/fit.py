@@ -47,6 +47,8 @@ from histexpr.training.plan import (
     TensorBatches,
     TrainingPlan,
     make_loader,
+    n_examples,
+    take,
 )
 
 
@@ -120,25 +122,26 @@ def fit_member(
 
     torch.manual_seed(seed)
     X, y = member.train
+    n = n_examples(X)
     if member.loss == "mse":
         init_output_bias(member.module, float(y.mean()))
     gen = np.random.default_rng(seed)
-    tv_idx = np.arange(len(X))
-    if 0 < cfg.validation.trainval_max < len(X):
-        tv_idx = np.sort(gen.choice(len(X), cfg.validation.trainval_max, replace=False))
+    tv_idx = np.arange(n)
+    if 0 < cfg.validation.trainval_max < n:
+        tv_idx = np.sort(gen.choice(n, cfg.validation.trainval_max, replace=False))
     # Global batches: the same examples per optimiser step for any number of
     # DDP processes (histexpr.training.ddp); a private generator keeps iterator creation
     # off the global RNG that dropout draws from.
     train_loader = DataLoader(
         TensorBatches(X, y),
-        batch_sampler=GlobalBatches(len(X), cfg.optim.batch_for(len(X)), seed),
+        batch_sampler=GlobalBatches(n, cfg.optim.batch_for(n), seed),
         collate_fn=_whole_batch,
         generator=torch.Generator().manual_seed(seed),
     )
     eval_bs = max(cfg.optim.batch_size, 1024)
     val_loaders = [
         make_loader(*member.valid, eval_bs, shuffle=False),
-        make_loader(X[tv_idx], y[tv_idx], eval_bs, shuffle=False),
+        make_loader(take(X, tv_idx), y[tv_idx], eval_bs, shuffle=False),
     ]
     plan = TrainingPlan(member.module, member.loss, cfg.optim.lr, cfg.optim.weight_decay, seed)
     if resume_from is not None:
@@ -198,12 +201,12 @@ def fit_member(
         name=member.name,
         best_valid_loss=float(score) if score is not None else float("nan"),
         epochs_run=int(epochs_run),
-        n_train=len(X),
-        n_valid=len(member.valid[0]),
+        n_train=n,
+        n_valid=len(member.valid[1]),
         stopped_by=stopped_by,
         seconds=round(seconds, 3),
         examples_per_s=round(
-            len(X) * min(cfg.optim.epoch_fraction, 1.0) * plan.epochs_started / max(seconds, 1e-9),
+            n * min(cfg.optim.epoch_fraction, 1.0) * plan.epochs_started / max(seconds, 1e-9),
             1,
         ),
     )

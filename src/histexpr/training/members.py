@@ -37,6 +37,7 @@ __all__ = [
     "gene_holdout_mask",
     "member_specs",
     "members_for",
+    "plan_specs",
     "single_plan",
     "task_targets",
 ]
@@ -237,21 +238,41 @@ def member_specs(
 ) -> list[MemberSpec]:
     """The members of ``model`` (of ``kind``): their networks and rows of training and
     validation data, laid out by the kind's registered plan."""
-    plan = network(kind).plan
+    return plan_specs(network(kind).plan, kind, model.net, train, valid, cfg, cells)
+
+
+def plan_specs(
+    plan: str,
+    kind: str,
+    net: torch.nn.Module,
+    train: HistoneDataset,
+    valid: HistoneDataset | None,
+    cfg: TrainConfig,
+    cells: list[str],
+) -> list[MemberSpec]:
+    """The members of ``net`` laid out by the member plan named ``plan`` (a key of
+    :data:`PLAN_FUNCTIONS`); for estimators whose network is not in the registry."""
     if plan not in PLAN_FUNCTIONS:
         raise HistexprError(f"{kind}: no member plan {plan!r}")
-    return PLAN_FUNCTIONS[plan](kind, model.net, _Rows(train, valid, cfg, cells), cells)
+    return PLAN_FUNCTIONS[plan](kind, net, _Rows(train, valid, cfg, cells), cells)
 
 
-def _rows_tensors(X: np.ndarray, rows: Rows) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(np.ascontiguousarray(X[rows.index], dtype=np.float32))
-    return x, torch.from_numpy(rows.y)
+def _rows_input(X, index: np.ndarray):
+    if isinstance(X, tuple):  # a model of several inputs, each row-aligned with the data
+        return tuple(_rows_input(x, index) for x in X)
+    return torch.from_numpy(np.ascontiguousarray(X[index], dtype=np.float32))
+
+
+def _rows_tensors(X, rows: Rows):
+    return _rows_input(X, rows.index), torch.from_numpy(rows.y)
 
 
 def build_member(spec: MemberSpec, model: Predictor, sources: dict) -> Member:
     """The :class:`Member` of ``spec``: its network behind the model's normaliser.
 
-    ``sources`` maps "train"/"valid" to the input arrays (n, marks, bins).
+    ``sources`` maps "train"/"valid" to the input arrays (n, marks, bins), or to
+    tuples of row-aligned arrays for a network of several inputs (the rows of a
+    spec index each of them).
     """
     net = model.get_submodule(spec.path)
     return Member(

@@ -25,6 +25,11 @@ LOSSES = {
     "mse": lambda out, y: F.mse_loss(out, y),
     "bce": lambda out, y: F.binary_cross_entropy_with_logits(out, y),
     "ce": lambda out, y: F.cross_entropy(out, y),
+    # Column 0 is the target; the other columns are auxiliary targets at half weight
+    # (a differential model's per-cell expression heads, DeepDiffChrome's "aux" idea).
+    "mse_aux": lambda out, y: (
+        F.mse_loss(out[:, 0], y[:, 0]) + 0.5 * F.mse_loss(out[:, 1:], y[:, 1:])
+    ),
 }
 
 #: Columns of ``history.csv``: one row per member, epoch and split.
@@ -34,29 +39,78 @@ HISTORY_FIELDS = ["member", "epoch", "split", "loss"]
 SPLITS = ("train", "valid", "trainval")
 
 
-class TensorBatches(Dataset):
-    """Examples held as two aligned tensors, fetched a whole batch at a time.
+class Gathered:
+    """Rows of ``base`` picked by ``index``, gathered only when a batch is cut.
+
+    The inputs of pair models (one example = two rows of the same data) are views
+    like this, so a model trained on many pairs never holds them materialised.
 
     Parameters
     ----------
-    X : torch.Tensor, shape (n, n_marks, n_bins)
-    y : torch.Tensor, shape (n,)
+    base : torch.Tensor, shape (n_rows, ...)
+    index : torch.Tensor, shape (n,), int64
+        Row of ``base`` of each example.
     """
 
-    def __init__(self, X: torch.Tensor, y: torch.Tensor):
+    def __init__(self, base: torch.Tensor, index: torch.Tensor):
+        self.base = base
+        self.index = torch.as_tensor(index, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return self.index.shape[0]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.base.shape[1:])
+
+    def __getitem__(self, i) -> torch.Tensor:
+        return self.base[self.index[i]]
+
+
+def n_examples(X) -> int:
+    """Examples of an input: a tensor, a :class:`Gathered` view, or a tuple of them."""
+    return len(X[0]) if isinstance(X, tuple) else len(X)
+
+
+def take(X, idx):
+    """Rows ``idx`` (a LongTensor, slice or array) of an input or tuple of inputs."""
+    if isinstance(X, tuple):
+        return tuple(take(x, idx) for x in X)
+    if not isinstance(idx, slice):
+        idx = torch.as_tensor(idx, dtype=torch.long)
+    return X[idx]
+
+
+def call_model(model, x):
+    """``model(x)``, or ``model(*x)`` for a model of several inputs (a tuple)."""
+    return model(*x) if isinstance(x, tuple) else model(x)
+
+
+class TensorBatches(Dataset):
+    """Examples held as aligned tensors, fetched a whole batch at a time.
+
+    Parameters
+    ----------
+    X : torch.Tensor, shape (n, n_marks, n_bins), or a tuple of inputs
+        A model of several inputs (e.g. histone signal and atlas features, or the
+        two cells of a pair) takes a tuple; each is a tensor or a :class:`Gathered`.
+    y : torch.Tensor, shape (n,) or (n, k)
+    """
+
+    def __init__(self, X, y: torch.Tensor):
         self.X = X
         self.y = y
 
     def __len__(self) -> int:
-        return self.X.shape[0]
+        return n_examples(self.X)
 
     def __getitem__(self, i):
-        return self.X[i], self.y[i]
+        return take(self.X, [i]), self.y[i : i + 1]
 
     def __getitems__(self, index: list[int]):
         # The DataLoader calls this with a batch's indices; one gather per tensor.
         idx = torch.as_tensor(index, dtype=torch.long)
-        return self.X[idx], self.y[idx]
+        return take(self.X, idx), self.y[idx]
 
 
 def _identity(batch):
@@ -86,16 +140,15 @@ class EpochShuffle(Sampler[int]):
         return iter(torch.randperm(self.n, generator=g).tolist())
 
 
-def make_loader(
-    X: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0
-) -> DataLoader:
+def make_loader(X, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader:
     """A DataLoader yielding ``(X_batch, y_batch)`` cut from contiguous tensors.
 
     Training loaders (``shuffle=True``) drop a last batch of a single example,
     which batch norm cannot train on.
     """
-    sampler = EpochShuffle(len(X), seed) if shuffle else SequentialSampler(range(len(X)))
-    drop_last = shuffle and len(X) % batch_size == 1
+    n = n_examples(X)
+    sampler = EpochShuffle(n, seed) if shuffle else SequentialSampler(range(n))
+    drop_last = shuffle and n % batch_size == 1
     batches = BatchSampler(sampler, batch_size, drop_last=drop_last)
     # A private generator: creating an iterator must not consume the global RNG
     # that dropout draws from.
@@ -132,8 +185,8 @@ class TrainingPlan(LightningModule):
         self.seed = seed
         self.epochs_started = 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, x) -> torch.Tensor:
+        return call_model(self.model, x)
 
     def on_train_batch_start(self, batch, batch_idx) -> None:
         # Dropout masks depend only on (seed, step): a resumed run repeats an
@@ -154,24 +207,24 @@ class TrainingPlan(LightningModule):
 
     def training_step(self, batch, batch_idx):
         x, y = batch
-        loss = self.loss_fn(self.model(x), y)
-        self._train_sum += float(loss.detach()) * len(x)
-        self._train_count += len(x)
+        loss = self.loss_fn(call_model(self.model, x), y)
+        self._train_sum += float(loss.detach()) * len(y)
+        self._train_count += len(y)
         self.log(
-            "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(x), sync_dist=True
+            "train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True
         )
         return loss
 
     def validation_step(self, batch, batch_idx, dataloader_idx: int = 0):
         x, y = batch
-        loss = self.loss_fn(self.model(x), y)
+        loss = self.loss_fn(call_model(self.model, x), y)
         name = "valid_loss" if dataloader_idx == 0 else "trainval_loss"
         self.log(
             name,
             loss,
             on_step=False,
             on_epoch=True,
-            batch_size=len(x),
+            batch_size=len(y),
             sync_dist=True,
             add_dataloader_idx=False,
             prog_bar=dataloader_idx == 0,

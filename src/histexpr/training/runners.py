@@ -73,8 +73,8 @@ def train_member_task(
     arch: dict,
     init_state: dict[str, np.ndarray],
     spec: MemberSpec,
-    train_X: np.ndarray,
-    valid_X: np.ndarray | None,
+    train_X,
+    valid_X,
     cfg: TrainConfig,
     seed: int,
     ckpt_dir: str,
@@ -90,8 +90,8 @@ def train_member_task(
     init_state : dict of str to np.ndarray
         State dict of the member (normaliser + network) before training.
     spec : MemberSpec
-    train_X, valid_X : np.ndarray, shape (n, n_marks, n_bins)
-        The data sets the spec's rows refer to.
+    train_X, valid_X : np.ndarray, shape (n, n_marks, n_bins), or tuples of arrays
+        The data sets the spec's rows refer to (tuples: a network of several inputs).
     cfg : TrainConfig
     seed : int
         The member's seed (:func:`histexpr.training.fit.member_seed`).
@@ -116,6 +116,18 @@ def train_member_task(
     return _numpy_state(member.module), result._asdict(), rows
 
 
+def input_sources(train: HistoneDataset, valid: HistoneDataset | None) -> dict:
+    """The inputs the rows of member specs index: ``{"train": X, "valid": X or None}``."""
+    return {"train": train.X, "valid": None if valid is None else valid.X}
+
+
+def _scatter(client, X):
+    # Each array once to the workers; a tuple (several inputs) as a tuple of futures.
+    if isinstance(X, tuple):
+        return tuple(_scatter(client, x) for x in X)
+    return client.scatter(np.ascontiguousarray(X), hash=False)
+
+
 def fit_members_dask(
     model: Predictor,
     train: HistoneDataset,
@@ -125,6 +137,7 @@ def fit_members_dask(
     run_dir: Path | None,
     resume: bool = False,
     arch: dict | None = None,
+    sources: dict | None = None,
 ) -> tuple[list[MemberResult], list[dict]]:
     """Train the members of ``specs`` as Dask tasks and load the weights into ``model``.
 
@@ -135,7 +148,7 @@ def fit_members_dask(
         raise ConfigError("training on Dask needs the model's architecture (arch)")
     if cfg.world_size > 1:
         raise ConfigError("Dask members and DDP (devices/num_nodes > 1) cannot be combined")
-    sources = {"train": train.X, "valid": None if valid is None else valid.X}
+    sources = sources or input_sources(train, valid)
     # The member's module without its data: workers slice the rows themselves.
     modules = [Predictor(model.normalizer, model.get_submodule(s.path)) for s in specs]
     with contextlib.ExitStack() as stack:
@@ -158,11 +171,12 @@ def fit_members_dask(
 
             slots = max(1, min(len(client.scheduler_info()["workers"]), len(todo)))
             minutes = cfg.optim.max_minutes * slots / len(specs)
-            train_f = client.scatter(np.ascontiguousarray(train.X), hash=False)
+            train_f = _scatter(client, sources["train"])
             valid_f = (
                 None
-                if valid is None or not any(specs[i].valid.source == "valid" for i in todo)
-                else client.scatter(np.ascontiguousarray(valid.X), hash=False)
+                if sources["valid"] is None
+                or not any(specs[i].valid.source == "valid" for i in todo)
+                else _scatter(client, sources["valid"])
             )
             futures = {}
             for i in todo:
@@ -207,13 +221,15 @@ def fit_members(
     resume: bool = False,
     callbacks=(),
     arch: dict | None = None,
+    sources: dict | None = None,
 ) -> tuple[list[MemberResult], list[dict]]:
     """Train every member of ``model``; return results and history rows.
 
     Members train in turn in this process, or in parallel on Dask workers when
     ``cfg.runner.workers`` or ``cfg.runner.scheduler`` is set (:mod:`histexpr.training.runners`;
     ``arch`` then describes the model so workers can rebuild it); both give the
-    same weights.
+    same weights. ``sources`` (default :func:`input_sources`) gives the inputs of a
+    network of several inputs as tuples of row-aligned arrays.
     """
     check_config(cfg)
     specs = member_specs(kind, model, train, valid, cfg, cells)
@@ -222,8 +238,8 @@ def fit_members(
     if cfg.parallel:
         if callbacks:
             raise ConfigError("extra training callbacks cannot run on Dask workers")
-        return fit_members_dask(model, train, valid, specs, cfg, run_dir, resume, arch)
-    sources = {"train": train.X, "valid": None if valid is None else valid.X}
+        return fit_members_dask(model, train, valid, specs, cfg, run_dir, resume, arch, sources)
+    sources = sources or input_sources(train, valid)
     with contextlib.ExitStack() as stack:
         if run_dir is None:
             run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="histexpr-")))

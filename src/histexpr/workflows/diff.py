@@ -1,6 +1,7 @@
 """Workflows of differential expression between two cell types (``--pair A:B``).
 
-- :func:`train_diff` -- ``histexpr train --model diff-ridge|diff-lightgbm [--pairs A:B,...]``
+- :func:`train_diff` -- ``histexpr train --model diff-ridge|diff-lightgbm|diff-convnet
+  [--pairs A:B,...]``
 - :func:`predict_diff` -- ``histexpr predict MODEL DATA --pair A:B``: a tidy table
   ``gene, cell_a, cell_b, predicted_lfc``;
 - :func:`evaluate_diff` -- ``histexpr evaluate MODEL DATA --pair A:B [--from-model OTHER]``;

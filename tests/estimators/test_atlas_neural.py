@@ -1,0 +1,127 @@
+"""atlas-convnet: save/load identity, no leakage, the atlas helps, genes absent from the atlas."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import pytest
+
+from conftest import FAST, make_planted
+from histexpr.data.atlas import Atlas, AtlasNotice
+from histexpr.data.dataset import canonical_gene_ids
+from histexpr.errors import ConfigError
+from histexpr.estimators import load_estimator, make_estimator, settings
+from histexpr.models.atlasnet import AtlasConvNet, AtlasConvNetConfig, AtlasFoldEnsemble
+
+CELLS = ("E003", "E004", "E005", "E006", "E007")
+SETS = {**FAST, "epochs": 20, "n_folds": 1, "alpha": 10.0}
+
+
+@pytest.fixture(scope="module")
+def parts():
+    data = make_planted(n_genes=120, cells=CELLS, seed=3)
+    known = np.isin(data.gene, np.unique(data.gene)[:90])
+    new_cell = data.cell == "E007"
+    return {
+        "train": data.subset(~new_cell & known),
+        "unseen_known": data.subset(new_cell & known),
+        "unseen_new": data.subset(new_cell & ~known),
+    }
+
+
+@pytest.fixture(scope="module")
+def fitted(parts):
+    return make_estimator("atlas-convnet", SETS).fit(parts["train"])
+
+
+def _quiet_predict(est, data):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AtlasNotice)
+        return est.predict(data)
+
+
+def _mse(pred, data):
+    return float(np.mean((pred - data.y) ** 2))
+
+
+def _with_column(atlas: Atlas, data) -> Atlas:
+    """``atlas`` plus a column holding the true values of ``data``'s (single) cell."""
+    rows, found = atlas.rows(canonical_gene_ids(data.gene))
+    col = np.full((len(atlas.genes), 1), np.nan, np.float32)
+    col[rows[found], 0] = data.y[found]
+    cells = np.append(atlas.cells, data.cells[0])
+    return dataclasses.replace(atlas, cells=cells, values=np.hstack([atlas.values, col]))
+
+
+def test_network_shapes_and_fold_members():
+    cfg = AtlasConvNetConfig(channels=(4, 4, 8, 8, 8, 8, 16, 16), n_folds=2)
+    net = AtlasFoldEnsemble([AtlasConvNet(cfg, 5, 40, 7) for _ in range(2)]).eval()
+    x, side = np.random.default_rng(0).normal(size=(2, 3, 5, 40)), np.ones((3, 7))
+    import torch
+
+    out = net(torch.tensor(x[0], dtype=torch.float32), torch.tensor(side, dtype=torch.float32))
+    assert out.shape == (3, 1) and net.member_paths() == ["members.0", "members.1"]
+    with pytest.raises(ConfigError, match="n_folds"):
+        AtlasConvNetConfig(n_folds=0)
+
+
+def test_save_load_gives_identical_predictions(fitted, parts, tmp_path):
+    fitted.save(tmp_path / "m")
+    names = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"model.json", "weights.safetensors", "atlas.npz", "state.npz", "scorer"} <= names
+    assert not list((tmp_path / "m").rglob("*.pkl"))
+    back = load_estimator(tmp_path / "m")
+    assert back.kind == "atlas-convnet"
+    for d in (parts["unseen_known"], parts["unseen_new"], parts["train"]):
+        np.testing.assert_array_equal(_quiet_predict(back, d), _quiet_predict(fitted, d))
+        np.testing.assert_array_equal(back.atlas_used_, fitted.atlas_used_)
+        np.testing.assert_array_equal(back.prior_, fitted.prior_)
+
+
+def test_planted_target_column_has_no_effect_on_its_own_prediction(fitted, parts):
+    target = parts["unseen_known"]  # E007 was never trained on
+    before = _quiet_predict(fitted, target)
+    atlas = fitted.atlas_
+    fitted.atlas_ = _with_column(atlas, target)
+    try:
+        with pytest.warns(AtlasNotice, match="atlas column E007 excluded while predicting E007"):
+            after = fitted.predict(target)
+    finally:
+        fitted.atlas_ = atlas
+    np.testing.assert_array_equal(before, after)
+    assert fitted.atlas_used_.all()
+
+
+def test_atlas_helps_on_unseen_cell_and_known_genes(fitted, parts):
+    # Known answers on the planted data: the gene mean over the training cells is what
+    # the atlas alone says; the same network with the atlas hidden is histone-only.
+    known = parts["unseen_known"]
+    gene_mean = make_estimator("gene-mean").fit(parts["train"]).predict(known)
+    hidden = dataclasses.replace(known, gene=np.char.add("NEW", known.gene.astype(str)))
+    with_atlas = _mse(_quiet_predict(fitted, known), known)
+    assert with_atlas < 0.8 * _mse(gene_mean, known)
+    # the histone signal of make_planted is strong on its own, so the margin is smaller
+    assert with_atlas < 0.9 * _mse(_quiet_predict(fitted, hidden), known)
+    assert not fitted.atlas_used_.any()  # the renamed genes are absent from the atlas
+
+
+def test_genes_absent_from_the_atlas_get_histone_predictions(fitted, parts):
+    new = parts["unseen_new"]
+    pred = _quiet_predict(fitted, new)
+    assert np.isfinite(pred).all() and not fitted.atlas_used_.any()
+    assert np.isnan(fitted.prior_).all()
+    # the fallback reads the histone signal: far better than the training mean
+    assert _mse(pred, new) < 0.3 * _mse(np.full(len(new), parts["train"].y.mean()), new)
+
+
+def test_settings_overrides_and_errors():
+    names = {s.name for s in settings("atlas-convnet")}
+    assert {"model.n_folds", "train.optim.lr", "features.hide_fraction"} <= names
+    est = make_estimator("atlas-convnet", ["lr=0.01", "atlas=roadmap", "n_folds=1"])
+    assert est.config.train.optim.lr == 0.01 and est.config.features.atlas == "roadmap"
+    with pytest.raises(ConfigError, match="task=regression"):
+        make_estimator("atlas-convnet", {"task": "classification"})
+    with pytest.raises(ConfigError, match="hide_fraction"):
+        make_estimator("atlas-convnet", {"hide_fraction": 1.0})
