@@ -20,7 +20,11 @@ expression plus Gaussian noise sized so that the score has R2 0.5 (about what a
 histone-only model reaches); the temperature is chosen leave-one-cell-out on the
 50 training cell types with the same noise model.
 
-Usage: ``python benchmarks/bench_atlas.py [--quick]`` (``--quick``: 300 genes, fewer trees).
+The neural rows (``ensemble``, ``atlas-convnet``) use the demo's settings
+(:data:`histexpr.workflows.demo.DEMO_NEURAL`: widths 32..256, 12 epochs).
+
+Usage: ``python benchmarks/bench_atlas.py [--quick] [--models ridge,atlas-convnet]``
+(``--quick``: 300 genes, fewer trees).
 """
 
 from __future__ import annotations
@@ -43,9 +47,13 @@ from histexpr.data.convert import load_dataset
 from histexpr.data.splits import split_genes
 from histexpr.estimators import make_estimator
 from histexpr.simulator import default_dataset
+from histexpr.workflows.demo import DEMO_NEURAL
+
+#: Neural settings: the demo's, without a progress bar.
+NEURAL = [*DEMO_NEURAL, "progress=false"]
 
 
-def demo_table(quick: bool):
+def demo_table(quick: bool, only: tuple[str, ...] = ()):
     """Yields one row per model: name, MSE of the three groups, fit seconds, atlas use."""
     data = load_dataset(default_dataset())
     unseen = list(data.meta["unseen_cells"])
@@ -75,8 +83,13 @@ def demo_table(quick: bool):
             "atlas-lightgbm",
             {**trees, "atlas": "roadmap", "atlas_exclude": excl},
         ),
+        # the neural kinds with the demo's settings (histexpr.workflows.demo.DEMO_NEURAL)
+        "ensemble": ("ensemble", NEURAL),
+        "atlas-convnet": ("atlas-convnet", NEURAL),
     }
     for name, (kind, overrides) in models.items():
+        if only and name not in only:
+            continue
         t0 = time.perf_counter()
         est = make_estimator(kind, overrides or None).fit(train)
         fit_s = time.perf_counter() - t0
@@ -135,7 +148,9 @@ def roadmap_prior_check(noise_r2: float = 0.5, seed: int = 0) -> list[tuple]:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smoke test: 300 genes, fewer trees")
+    ap.add_argument("--models", default="", help="comma-separated subset of the table's rows")
     args = ap.parse_args(argv)
+    only = tuple(m for m in args.models.split(",") if m)
     print("Roadmap matrix, 6 unseen cells from 50 training cells (score: truth + noise, R2 0.5)")
     print("| cell | gene-mean MSE | prior MSE | gene-mean R2 | prior R2 | temperature |")
     print("|---|---|---|---|---|---|")
@@ -147,7 +162,7 @@ def main(argv=None) -> None:
     )
     print("|---|---|---|---|---|---|", flush=True)
     with torch_threads(1):
-        for name, a, b, c, s, u in demo_table(args.quick):
+        for name, a, b, c, s, u in demo_table(args.quick, only):
             print(f"| {name} | {a:.3f} | {b:.3f} | {c:.3f} | {s:.1f} | {u} |", flush=True)
 
 

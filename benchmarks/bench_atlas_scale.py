@@ -60,7 +60,8 @@ def main(argv=None) -> None:
     data = simulate(SimulatorConfig(cells=cells, n_genes=args.genes))
     print(
         f"simulated {len(cells)} cell types x {args.genes} genes = {len(data)} examples "
-        f"in {time.perf_counter() - t0:.0f} s"
+        f"in {time.perf_counter() - t0:.0f} s",
+        flush=True,
     )
     oracle = oracle_for_dataset(data)
     genes = np.unique(data.gene)
@@ -75,7 +76,7 @@ def main(argv=None) -> None:
     }
     print(f"training examples: {len(train)}")
     header = f"{'model':<16}{'fit s':>8}" + "".join(f"{g + ' MSE/oracle':>28}" for g in groups)
-    print(header)
+    print(header, flush=True)
     for kind in args.models.split(","):
         sets = list(SETTINGS.get(kind, []))
         if kind in ("lightgbm", "atlas-lightgbm", "random-forest"):

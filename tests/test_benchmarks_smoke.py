@@ -99,3 +99,22 @@ def test_load_phases_on_a_tiny_npz(tmp_path):
     assert arrays_mib == pytest.approx(2 * 40 * 700 * 4 / 2**20)
     assert all(s >= 0 for s, _, _ in res.values())
     assert (tmp_path / "train.h5").is_file()
+
+
+def test_atlas_scale_benchmark_runs_on_a_tiny_size(capsys):
+    import bench_atlas_scale
+
+    bench_atlas_scale.main(
+        [
+            "--genes",
+            "60",
+            "--train-cells",
+            "3",
+            "--models",
+            "gene-mean,atlas-ridge",
+            "--n-jobs",
+            "1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "9 cell types x 60 genes" in out and "atlas-ridge" in out and "MSE/oracle" in out

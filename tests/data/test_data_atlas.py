@@ -121,3 +121,17 @@ def test_temperature_is_sharp_when_one_reference_cell_matches_and_flat_when_none
     unrelated = gene_level[:, None] + rng.normal(0, 1, size=(400, 20))
     cases = [(similarity_correlations(u, ref), ref, u) for u in unrelated.T]
     assert choose_temperature(cases) >= 0.1
+
+
+def test_gene_statistics_complete_and_gappy_rows_agree_with_nan_aware_numpy():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(200, 12))
+    v[::7, 3] = np.nan  # some rows with gaps, one with nothing known
+    v[5] = np.nan
+    got = gene_statistics(v)
+    ok = np.isfinite(v).any(axis=1)
+    want = np.full((len(v), 9), np.nan)
+    w = v[ok]
+    want[ok, 0], want[ok, 1] = np.nanmean(w, axis=1), np.nanstd(w, axis=1)
+    want[ok, 2:] = np.nanquantile(w, [0, 0.1, 0.25, 0.5, 0.75, 0.9, 1], axis=1).T
+    np.testing.assert_allclose(got, want.astype(np.float32), rtol=1e-6, equal_nan=True)

@@ -14,7 +14,7 @@ from histexpr.data.atlas import Atlas, AtlasNotice
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError
 from histexpr.estimators import load_estimator, make_estimator
-from histexpr.estimators.atlas import pooled_log1p
+from histexpr.estimators.atlas_features import pooled_log1p
 
 CELLS = ("E003", "E004", "E005", "E006", "E007")
 LGB = {"n_estimators": 40, "n_jobs": 1, "alpha": 10.0}  # fixed alpha: no CV, fast
@@ -156,3 +156,15 @@ def test_config_errors_are_one_line():
         make_estimator("atlas-ridge", {"atlas_values": "log"})
     with pytest.raises(ConfigError, match="temperature"):
         make_estimator("atlas-lightgbm", {"temperature": -1})
+
+
+def test_atlas_lightgbm_max_rows_caps_both_boosted_models():
+    data = make_planted(n_genes=60, cells=("E003", "E004", "E005"), seed=3)
+    sets = ["n_estimators=20", "n_jobs=1", "alpha=10", "max_rows=90"]
+    est = make_estimator("atlas-lightgbm", sets).fit(data)
+    assert est.metrics_["fallback_rows"] == 90 and est.metrics_["residual_rows"] == 90
+    full = make_estimator("atlas-lightgbm", [*sets[:3], "max_rows=0"]).fit(data)
+    assert full.metrics_["fallback_rows"] == len(data)
+    assert np.isfinite(est.predict(data)).all()
+    with pytest.raises(ConfigError, match="max_rows"):
+        make_estimator("atlas-lightgbm", ["max_rows=-1"])

@@ -30,8 +30,20 @@ def planted():
 def test_demo_lists_the_atlas_kinds():
     from histexpr.estimators import KINDS
 
-    assert "atlas-ridge" in demo.DEMO_MODELS and "atlas-lightgbm" in KINDS
+    atlas = {"atlas-ridge", "atlas-lightgbm", "atlas-convnet"}
+    assert atlas <= set(demo.DEMO_MODELS) and atlas <= set(KINDS)
     assert set(demo.DEFAULT_MODELS) <= set(demo.DEMO_MODELS)
+
+
+def test_demo_neural_settings_reach_atlas_convnet():
+    from histexpr.workflows.experiment import ExperimentConfig, _neural_overrides
+
+    config = ExperimentConfig(
+        models=("ensemble", "atlas-convnet", "ridge"), neural=demo.DEMO_NEURAL
+    )
+    over = _neural_overrides(config)
+    assert set(over) == {"ensemble", "atlas-convnet"}
+    assert over["atlas-convnet"] == over["ensemble"] and len(over["ensemble"]) == 4
 
 
 @pytest.mark.slow
@@ -104,3 +116,36 @@ def test_explain_still_refuses_a_plain_baseline(planted, tmp_path):
     make_estimator("ridge", {"alpha": 10.0}).fit(planted).save(tmp_path / "ridge")
     with pytest.raises(HistexprError, match="no gradients"):
         explain_run(tmp_path / "ridge", planted, show_progress=False)
+
+
+def test_explain_atlas_convnet_writes_prior_and_histone_attributions(planted, tmp_path):
+    from conftest import TINY
+    from histexpr.explain import attribute
+    from histexpr.report import write_report
+    from histexpr.workflows.explain import explain_run
+
+    train = planted.subset(planted.cell != "E071")
+    sets = {"channels": TINY, "n_folds": 1, "epochs": 2, "progress": False, "threads": 1}
+    est = make_estimator("atlas-convnet", {**sets, "alpha": 10.0}).fit(train)
+    model_dir = tmp_path / "atlas-convnet"
+    est.save(model_dir)
+    result = explain_run(
+        model_dir,
+        planted,
+        cells=["E003", "E071"],
+        methods=["input_x_gradient"],
+        n_genes=3,
+        show_progress=False,
+    )
+    table = runs.read_atlas_prior(result.out_dir)
+    assert table is not None and table["prior"].notna().any()
+    # the per-gene attributions are those of the network with the atlas features fixed
+    ga = result.genes["input_x_gradient"]
+    part = planted.select_cells(["E003", "E071"])
+    rows = np.flatnonzero(np.isin(part.gene, ga.gene) & np.isin(part.cell, ga.cell))
+    side = est.side_inputs(part)
+    again = attribute(est.model_, part.X[rows], "input_x_gradient", side=side[rows])
+    np.testing.assert_allclose(ga.values, again, rtol=1e-4, atol=1e-6)
+    assert (result.out_dir / runs.attribution_file("input_x_gradient")).is_file()
+    html = write_report(model_dir).read_text(encoding="utf-8")
+    assert 'data-kind="atlas-prior"' in html

@@ -65,6 +65,9 @@ DIFF_KINDS: dict[str, str] = {
     "diff-convnet": "histexpr.estimators.diff_neural:DiffConvNetEstimator",
 }
 NEURAL_ESTIMATOR = "histexpr.estimators.neural:NeuralEstimator"
+#: Kinds outside the network registry whose networks train with the neural training
+#: settings (``epochs``, ``batch_size``, ... and ``--resume`` for atlas-convnet).
+TORCH_KINDS = ("atlas-convnet", "diff-convnet")
 BASELINE_KINDS = tuple(BASELINES)
 
 
@@ -127,6 +130,23 @@ def load_estimator(directory) -> Estimator:
     """Load any saved model directory (dispatches on ``model.json``'s kind)."""
     header = read_header(directory)
     return _class_for(header.kind).load(directory)
+
+
+def trains_network(kind: str) -> bool:
+    """Whether ``kind`` trains a torch network (a registered one or a :data:`TORCH_KINDS`)."""
+    return kind in NETWORKS or kind in TORCH_KINDS
+
+
+def defines(kind: str, name: str) -> bool:
+    """Whether ``name`` (flat, dotted or an alias) is a ``--set`` setting of ``kind``."""
+    if kind in NETWORKS:
+        from histexpr.estimators.neural import defines as neural_defines
+
+        return neural_defines(kind, name)
+    cls = _class_for(kind)
+    if hasattr(cls, "defines"):
+        return cls.defines(name)
+    return name in {s.name for s in describe(cls.config_cls())}
 
 
 def settings(kind: str) -> list[Setting]:

@@ -33,10 +33,7 @@ and sd), ``scorer/`` (the ridge behind the histone score), ``normalization.json`
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,25 +41,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from histexpr._runtime import quiet_lightning, torch_threads
-from histexpr.config import check_range, from_dict, resolve_overrides, to_dict
+from histexpr.config import check_range, find_setting, from_dict, resolve_overrides, to_dict
 from histexpr.data.atlas import STAT_NAMES, AtlasNotice, resolve_atlas
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
-from histexpr.estimators.atlas import AtlasFeatures, check_atlas_fields, fit_scorer, pooled_log1p
+from histexpr.estimators.atlas import check_atlas_fields
+from histexpr.estimators.atlas_features import AtlasFeatures, fit_scorer, pooled_log1p
 from histexpr.estimators.bundle import InputContract
-from histexpr.estimators.neural import NEURAL_ALIASES, WEIGHTS, InferenceConfig
+from histexpr.estimators.neural import (
+    NEURAL_ALIASES,
+    InferenceConfig,
+    read_network_files,
+    write_network_files,
+)
 from histexpr.evaluate import fit_metrics
 from histexpr.models import InputNormalizer, Predictor, norm_stats
 from histexpr.models.atlasnet import AtlasConvNet, AtlasConvNetConfig, build_atlas_net
 from histexpr.predict import predict as predict_batched
 from histexpr.training.config import TrainConfig
-from histexpr.training.fingerprint import check_fingerprint
-from histexpr.training.fit import fit_member
-from histexpr.training.members import build_member, plan_specs
-from histexpr.training.plan import read_history, write_history
-from histexpr.training.runners import member_seed
+from histexpr.training.members import plan_specs
+from histexpr.training.runners import fit_members
 
 
 @dataclass(frozen=True)
@@ -158,12 +157,25 @@ class AtlasConvNetEstimator:
         self.prior_: np.ndarray | None = None
 
     @classmethod
+    def _groups(cls) -> dict:
+        d = cls.config_cls()
+        return {
+            "model": d.model,
+            "train": d.train,
+            "inference": d.inference,
+            "features": d.features,
+        }
+
+    @classmethod
     def create(cls, kind: str = "atlas-convnet", overrides=None) -> AtlasConvNetEstimator:
         """A new estimator with ``--set`` overrides (flat, dotted or neural aliases)."""
-        d = cls.config_cls()
-        groups = {"model": d.model, "train": d.train, "inference": d.inference}
-        groups["features"] = d.features
+        groups = cls._groups()
         return cls(cls.config_cls(**resolve_overrides(groups, overrides, NEURAL_ALIASES)))
+
+    @classmethod
+    def defines(cls, name: str) -> bool:
+        """Whether ``name`` (flat, dotted or a neural alias) is one of its settings."""
+        return find_setting(cls._groups(), name, NEURAL_ALIASES) is not None
 
     @property
     def atlas_(self):
@@ -197,41 +209,27 @@ class AtlasConvNetEstimator:
         return Predictor(InputNormalizer(len(c.marks)), net)
 
     def _fit_members(self, model, train, valid, sources, run_dir, resume, callbacks):
-        """Each member in turn, as :func:`histexpr.training.runners.fit_members` does.
-
-        fit_members looks a kind's member plan up in the network registry, where this
-        network is not; this is the same loop (same seeds, checkpoints, history)
-        over :func:`~histexpr.training.members.plan_specs`.
-        """
+        """The members (one network, or one per cell-type fold) on the shared runner."""
         cfg = self.config.train
         plan = "single" if self.config.model.n_folds == 1 else "folds"
         cells = list(self.contract_.cells)
         specs = plan_specs(plan, self.kind, model.net, train, valid, cfg, cells)
         arch = {"kind": self.kind, "config": to_dict(self.config.model)}
         arch["features"] = to_dict(self.config.features)
-        with contextlib.ExitStack() as stack:
-            if run_dir is None:
-                run_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="histexpr-"))
-            run_dir = Path(run_dir)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            check_fingerprint(run_dir, train, valid, cells, cfg, arch, resume)
-            stack.enter_context(torch_threads(cfg.device.threads))
-            stack.enter_context(quiet_lightning())
-            results, rows = [], []
-            for i, spec in enumerate(specs):
-                result, member_rows = fit_member(
-                    build_member(spec, model, sources),
-                    cfg,
-                    member_seed(cfg, i),
-                    run_dir / "checkpoints" / spec.name,
-                    resume,
-                    callbacks,
-                    max_minutes=cfg.optim.max_minutes / len(specs),
-                )
-                results.append(result)
-                rows.extend(member_rows)
-                write_history(run_dir / "history.csv", rows)
-        return results, rows
+        return fit_members(
+            self.kind,
+            model,
+            train,
+            valid,
+            cfg,
+            cells,
+            Path(run_dir) if run_dir is not None else None,
+            resume,
+            callbacks,
+            arch=arch,
+            sources=sources,
+            specs=specs,
+        )
 
     # -- the surface -----------------------------------------------------------------
     def fit(self, train: HistoneDataset, valid=None, run_dir=None, resume=False, callbacks=()):
@@ -342,18 +340,27 @@ class AtlasConvNetEstimator:
         self.atlas_used_, self.prior_ = used, prior
         return (out.reshape(len(data)) + _base(prior, used, self.base_mean_)).astype(np.float32)
 
+    def side_inputs(self, data: HistoneDataset) -> np.ndarray:
+        """The atlas side features ``predict`` feeds the network, shape (n, n_side).
+
+        With them held fixed, gradients of ``model_(X, side)`` are those of the
+        histone part of the prediction (what ``explain`` attributes); ``data`` must
+        already have the model's marks in order.
+        """
+        if self.model_ is None:
+            raise HistexprError(f"{self.kind} model is not fitted")
+        S, self.atlas_used_, self.prior_ = self._side(data, canonical_gene_ids(data.gene), False)
+        return S
+
     # -- saving ----------------------------------------------------------------------
     def save(self, directory) -> Path:
         """Write the model directory (atomically, with checksums) and return its path."""
-        from safetensors.torch import save_file
-
         if self.model_ is None:
             raise HistexprError(f"{self.kind}: cannot save an unfitted model")
         directory = Path(directory)
-        stats = self.model_.normalizer.stats()
         with bundle.bundle_dir(directory) as tmp:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.model_.state_dict().items()}
-            save_file(state, tmp / WEIGHTS)
+            marks = self.contract_.marks
+            write_network_files(tmp, self.model_, marks, self.metrics_, self.history_)
             bundle.write_header(
                 tmp, self.kind, to_dict(self.config), contract=self.contract_, genes=self.genes_
             )
@@ -364,22 +371,11 @@ class AtlasConvNetEstimator:
                 has_atlas=np.bool_(self.has_atlas_),
                 base_mean=np.float32(self.base_mean_),
             )
-            norm = {
-                "transform": "(log1p(max(x, 0)) - mean[mark]) / std[mark]",
-                "marks": list(self.contract_.marks),
-                "mean": [float(v) for v in stats.mean],
-                "std": [float(v) for v in stats.std],
-            }
-            (tmp / "normalization.json").write_text(json.dumps(norm, indent=2) + "\n")
-            bundle.save_metrics(tmp, self.metrics_)
-            write_history(tmp / "history.csv", self.history_)
         return directory
 
     @classmethod
     def load(cls, directory) -> AtlasConvNetEstimator:
         """Rebuild a saved model from its directory alone."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         header = bundle.read_header(directory)
         if header.kind != cls.kind:
@@ -396,12 +392,6 @@ class AtlasConvNetEstimator:
         est.has_atlas_ = bool(z["has_atlas"])
         est.base_mean_ = np.float32(z["base_mean"])
         model = est._build(len(est.side_mean_) + 1)
-        try:
-            model.load_state_dict(load_file(directory / WEIGHTS))
-        except (RuntimeError, OSError) as exc:
-            raise HistexprError(f"{directory / WEIGHTS}: weights do not fit ({exc})") from None
+        est.metrics_, est.history_ = read_network_files(directory, model)
         est.model_ = model.eval()
-        est.metrics_ = bundle.load_metrics(directory)
-        history = directory / "history.csv"
-        est.history_ = read_history(history) if history.is_file() else []
         return est

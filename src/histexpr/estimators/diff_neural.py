@@ -35,7 +35,6 @@ contract, ``extra``: target note, pairs, output columns), ``weights.safetensors`
 
 from __future__ import annotations
 
-import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,23 +42,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from histexpr._runtime import quiet_lightning, torch_threads
+from histexpr._runtime import preserved_mode, quiet_lightning, torch_threads
 from histexpr.config import check_range, from_dict, resolve_overrides, to_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
 from histexpr.estimators.diff import _Diff, parse_pairs, training_pairs
+from histexpr.estimators.neural import read_network_files, write_network_files
 from histexpr.models.normalize import InputNormalizer, norm_stats
 from histexpr.models.siamese import DiffConvNet, DiffConvNetConfig, PairPredictor
 from histexpr.predict import predict as predict_batched
 from histexpr.training.config import ALIASES, TrainConfig
 from histexpr.training.fit import fit_member
 from histexpr.training.members import Member
-from histexpr.training.plan import Gathered, read_history, write_history
+from histexpr.training.plan import Gathered
 
 __all__ = ["DiffConvNetEstimator", "DiffConvNetSettings", "PairSettings"]
 
-WEIGHTS = "weights.safetensors"
 #: Output columns of the network (the first is the predicted change).
 COLUMNS = {True: ["lfc", "y_a", "y_b"], False: ["lfc"]}
 
@@ -239,41 +238,35 @@ class DiffConvNetEstimator(_Diff):
         steps = self.config.diff.ig_steps
         ts = (np.arange(steps) + 0.5) / steps
         out = np.zeros(XA.shape, dtype=np.float32)
-        was_training = model.training
-        model.eval()
-        try:
-            with torch.enable_grad():
-                for start in range(0, len(XA), chunk):
-                    sl = slice(start, start + chunk)
-                    with torch.no_grad():
-                        za = model.normalizer(torch.as_tensor(XA[sl], dtype=torch.float32))
-                        zb = model.normalizer(torch.as_tensor(XB[sl], dtype=torch.float32))
-                    mid, d = 0.5 * (za + zb), 0.5 * (za - zb)
-                    total = torch.zeros_like(d)
-                    for t in ts:
-                        pa = (mid + float(t) * d).requires_grad_(True)
-                        pb = (mid - float(t) * d).requires_grad_(True)
-                        lfc = model.net(pa, pb)[:, 0]
-                        ga, gb = torch.autograd.grad(lfc.sum(), (pa, pb))
-                        total += ga - gb
-                    out[sl] = (d * total / steps).numpy()
-        finally:
-            model.train(was_training)
+        # eval mode for the passes, every module's flag restored afterwards
+        with preserved_mode(model), torch.enable_grad():
+            for start in range(0, len(XA), chunk):
+                sl = slice(start, start + chunk)
+                with torch.no_grad():
+                    za = model.normalizer(torch.as_tensor(XA[sl], dtype=torch.float32))
+                    zb = model.normalizer(torch.as_tensor(XB[sl], dtype=torch.float32))
+                mid, d = 0.5 * (za + zb), 0.5 * (za - zb)
+                total = torch.zeros_like(d)
+                for t in ts:
+                    pa = (mid + float(t) * d).requires_grad_(True)
+                    pb = (mid - float(t) * d).requires_grad_(True)
+                    lfc = model.net(pa, pb)[:, 0]
+                    ga, gb = torch.autograd.grad(lfc.sum(), (pa, pb))
+                    total += ga - gb
+                out[sl] = (d * total / steps).numpy()
         return out.reshape(len(XA), -1), 0.0
 
     def save(self, directory) -> Path:
-        from safetensors.torch import save_file
-
         model = self._require_model()
-        stats = model.normalizer.stats()
         extra = {
             "target": self.metrics_.get("target", f"log fold change of {self.contract_.target}"),
             "pairs": [f"{a}:{b}" for a, b in self.pairs_],
             "outputs": COLUMNS[self.config.model.aux],
         }
         with bundle.bundle_dir(directory) as tmp:
-            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, tmp / WEIGHTS)
+            # the normaliser (its statistics in normalization.json) serves both cells
+            marks = self.contract_.marks
+            write_network_files(tmp, model, marks, self.metrics_, self.history_)
             bundle.write_header(
                 tmp,
                 self.kind,
@@ -282,20 +275,10 @@ class DiffConvNetEstimator(_Diff):
                 contract=self.contract_,
                 genes=self.genes_,
             )
-            norm = {
-                "transform": "(log1p(max(x, 0)) - mean[mark]) / std[mark], both cells",
-                "marks": list(self.contract_.marks),
-                "mean": [float(v) for v in stats.mean],
-                "std": [float(v) for v in stats.std],
-            }
-            (tmp / "normalization.json").write_text(json.dumps(norm, indent=2) + "\n")
-            bundle.save_metrics(tmp, self.metrics_)
-            write_history(tmp / "history.csv", self.history_)
         return Path(directory)
 
     @classmethod
     def load(cls, directory):
-        from safetensors.torch import load_file
 
         directory = Path(directory)
         header = bundle.read_header(directory)
@@ -307,15 +290,6 @@ class DiffConvNetEstimator(_Diff):
         est.contract_, est.genes_ = header.contract, list(header.train_genes or ())
         est.pairs_ = pairs
         model = est._build()
-        weights = directory / WEIGHTS
-        if not weights.is_file():
-            raise HistexprError(f"{directory}: no {WEIGHTS}")
-        try:
-            model.load_state_dict(load_file(weights))
-        except (RuntimeError, OSError) as exc:
-            raise HistexprError(f"{weights}: weights do not fit the model ({exc})") from None
+        est.metrics_, est.history_ = read_network_files(directory, model)
         est.model_ = model.eval()
-        est.metrics_ = bundle.load_metrics(directory)
-        history = directory / "history.csv"
-        est.history_ = read_history(history) if history.is_file() else []
         return est

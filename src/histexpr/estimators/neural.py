@@ -68,6 +68,45 @@ class InferenceConfig:
         check_choice("inference.precision", self.precision, tuple(PRECISIONS))
 
 
+def write_network_files(tmp: Path, model: Predictor, marks, metrics: dict, history) -> None:
+    """The files every network model directory holds, written into ``tmp``.
+
+    ``weights.safetensors`` (the whole state dict, normaliser included),
+    ``normalization.json`` (the per-mark statistics, for people), ``metrics.json`` and
+    ``history.csv``. The caller writes ``model.json`` (:func:`bundle.write_header`).
+    """
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, tmp / WEIGHTS)
+    stats = model.normalizer.stats()
+    norm = {
+        "transform": "(log1p(max(x, 0)) - mean[mark]) / std[mark]",
+        "marks": list(marks),
+        "mean": [float(v) for v in stats.mean],
+        "std": [float(v) for v in stats.std],
+    }
+    (tmp / "normalization.json").write_text(json.dumps(norm, indent=2) + "\n")
+    bundle.save_metrics(tmp, metrics)
+    write_history(tmp / "history.csv", history)
+
+
+def read_network_files(directory: Path, model: torch.nn.Module) -> tuple[dict, list[dict]]:
+    """Load ``weights.safetensors`` into ``model`` (one-line error when they do not fit);
+    return the directory's metrics and history rows."""
+    from safetensors.torch import load_file
+
+    weights = directory / WEIGHTS
+    if not weights.is_file():
+        raise HistexprError(f"{directory}: no {WEIGHTS}")
+    try:
+        model.load_state_dict(load_file(weights))
+    except (RuntimeError, OSError) as exc:
+        raise HistexprError(f"{weights}: weights do not fit the model ({exc})") from None
+    history = directory / "history.csv"
+    return bundle.load_metrics(directory), read_history(history) if history.is_file() else []
+
+
 def neural_configs(kind: str, overrides=None) -> dict:
     """``{"model", "train", "inference"}`` configs of ``kind`` with ``--set`` overrides applied.
 
@@ -289,18 +328,14 @@ class NeuralEstimator:
 
         Under DDP only the global-zero process writes (all hold the same model).
         """
-        from safetensors.torch import save_file
-
         from histexpr.training.ddp import is_global_zero
 
         model = self._require_fitted()
         directory = Path(directory)
         if not is_global_zero():
             return directory
-        stats = model.normalizer.stats()
         with bundle.bundle_dir(directory) as tmp:
-            state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-            save_file(state, tmp / WEIGHTS)
+            write_network_files(tmp, model, self.marks_, self.metrics_, self.history_)
             config = {
                 "model": to_dict(self.model_cfg),
                 "train": to_dict(self.train_cfg),
@@ -314,22 +349,11 @@ class NeuralEstimator:
                 task=self.train_cfg.task,
                 genes=self.genes_,
             )
-            norm = {
-                "transform": "(log1p(max(x, 0)) - mean[mark]) / std[mark]",
-                "marks": list(self.marks_),
-                "mean": [float(v) for v in stats.mean],
-                "std": [float(v) for v in stats.std],
-            }
-            (tmp / "normalization.json").write_text(json.dumps(norm, indent=2) + "\n")
-            bundle.save_metrics(tmp, self.metrics_)
-            write_history(tmp / "history.csv", self.history_)
         return directory
 
     @classmethod
     def load(cls, directory) -> NeuralEstimator:
         """Rebuild a saved model from its directory alone (format version 1 or 2)."""
-        from safetensors.torch import load_file
-
         directory = Path(directory)
         header = bundle.read_header(directory)
         if header.kind not in NETWORKS:
@@ -350,15 +374,6 @@ class NeuralEstimator:
         est.contract_ = header.contract
         est.genes_ = list(header.train_genes or ())
         model = est._build()
-        weights = directory / WEIGHTS
-        if not weights.is_file():
-            raise HistexprError(f"{directory}: no {WEIGHTS}")
-        try:
-            model.load_state_dict(load_file(weights))
-        except (RuntimeError, OSError) as exc:
-            raise HistexprError(f"{weights}: weights do not fit the model ({exc})") from None
+        est.metrics_, est.history_ = read_network_files(directory, model)
         est.model_ = model.eval()
-        est.metrics_ = bundle.load_metrics(directory)
-        history = directory / "history.csv"
-        est.history_ = read_history(history) if history.is_file() else []
         return est

@@ -222,6 +222,7 @@ def fit_members(
     callbacks=(),
     arch: dict | None = None,
     sources: dict | None = None,
+    specs: list[MemberSpec] | None = None,
 ) -> tuple[list[MemberResult], list[dict]]:
     """Train every member of ``model``; return results and history rows.
 
@@ -229,10 +230,14 @@ def fit_members(
     ``cfg.runner.workers`` or ``cfg.runner.scheduler`` is set (:mod:`histexpr.training.runners`;
     ``arch`` then describes the model so workers can rebuild it); both give the
     same weights. ``sources`` (default :func:`input_sources`) gives the inputs of a
-    network of several inputs as tuples of row-aligned arrays.
+    network of several inputs as tuples of row-aligned arrays; ``specs`` (default: the
+    kind's registered plan, :func:`~histexpr.training.members.member_specs`) the
+    members of a network outside the registry
+    (:func:`~histexpr.training.members.plan_specs`).
     """
     check_config(cfg)
-    specs = member_specs(kind, model, train, valid, cfg, cells)
+    if specs is None:
+        specs = member_specs(kind, model, train, valid, cfg, cells)
     if run_dir is not None and is_global_zero():
         check_fingerprint(Path(run_dir), train, valid, cells, cfg, arch, resume)
     if cfg.parallel:

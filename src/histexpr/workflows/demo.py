@@ -21,11 +21,10 @@ DEMO_NEURAL = (
     "patience=4",
     "batch_size=256",
 )
-#: The demo's models: the defaults and atlas-ridge (a reference panel of the other cell
-#: types as a prior; scored in the same three groups). atlas-lightgbm fits two boosted
-#: models (fallback + residual) and took over 5 CPU-minutes on the demo data, so it is
-#: left to ``histexpr demo --models ...,atlas-lightgbm``.
-DEMO_MODELS = (*DEFAULT_MODELS, "atlas-ridge")
+#: The demo's models: the defaults and the three atlas kinds (the other cell types'
+#: expression as a prior; scored in the same three groups). atlas-convnet takes the
+#: demo's neural settings above, like the ensemble.
+DEMO_MODELS = (*DEFAULT_MODELS, "atlas-ridge", "atlas-lightgbm", "atlas-convnet")
 
 
 def run_demo(

@@ -29,7 +29,7 @@ import numpy as np
 from histexpr.config import to_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators import KINDS, NEURAL_KINDS, make_estimator
+from histexpr.estimators import KINDS, defines, make_estimator, trains_network
 from histexpr.evaluate import Evaluation, assign_groups, evaluate_predictions
 from histexpr.runs import write_run
 
@@ -114,13 +114,13 @@ def _neural_overrides(config: ExperimentConfig) -> dict[str, list[str]]:
     """The ``config.neural`` overrides that each requested neural kind defines.
 
     Names are matched by the one resolver (:func:`histexpr.config.resolve_overrides`
-    through :func:`histexpr.estimators.neural.defines`): flat, dotted or old aliases.
+    through :func:`histexpr.estimators.defines`): flat, dotted or old aliases. The kinds
+    are those that train a network (:func:`histexpr.estimators.trains_network`).
     """
     from histexpr.config import parse_overrides
-    from histexpr.estimators.neural import defines
 
     overrides = parse_overrides(list(config.neural))
-    kinds = [k for k in config.models if k in NEURAL_KINDS]
+    kinds = [k for k in config.models if trains_network(k)]
     out, used = {}, set()
     for kind in kinds:
         names = [k for k in overrides if defines(kind, k)]

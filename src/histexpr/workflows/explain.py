@@ -8,8 +8,11 @@ non-empty folder that is not an explanation; the folder is replaced atomically.
 
 The folder receives (names from :mod:`histexpr.runs`) ``attributions_<method>.npz`` and
 ``.png`` (per-cell-type means), ``genes_<method>.npz`` (per-gene maps), ``attention.npz`` and
-``.png`` for attention models, and ``explain.json``. An atlas model (no gradients) gets
-``atlas_prior.csv`` instead: per gene its atlas prior, final prediction and observed value.
+``.png`` for attention models, and ``explain.json``. An atlas model gets ``atlas_prior.csv``
+(per gene its atlas prior, final prediction and observed value,
+:mod:`histexpr.workflows.explain_atlas`): instead of attributions for atlas-ridge and
+atlas-lightgbm (no gradients), beside them for atlas-convnet, whose attributions are those
+of its histone part (the atlas features held fixed).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from histexpr.explain import (
     save_gene_attributions,
 )
 from histexpr.plot import attribution_figure, figure_grid, heatmap, save_figure
+from histexpr.workflows.explain_atlas import atlas_prior_table, explain_atlas_prior, prior_note
 
 #: Per-gene attributions written by default: the first genes of each cell type.
 DEFAULT_GENES_PER_CELL = 10
@@ -257,13 +261,20 @@ def explain_run(
         cells, more = default_cells(target, data)
         notes += more
     est = estimators.load_estimator(target.model_dir)
+    part = data.select_cells(cells)
+    side = prior_table = None
     if is_atlas_kind(target.kind):
-        return _explain_atlas(target, est, data.select_cells(cells), out_dir, notes)
+        if not hasattr(est, "side_inputs"):  # atlas-ridge, atlas-lightgbm: no gradients
+            return explain_atlas_prior(target, est, part, out_dir, notes)
+        # atlas-convnet: its prior per gene, and the gradients of its histone part with
+        # the atlas features held fixed
+        prior_table = atlas_prior_table(est, part)
+        side = est.side_inputs(part)
+        notes.append(prior_note(target.name, prior_table))
     # NeuralEstimator keeps its fitted Predictor (raw counts in) as ``model_``.
     module = getattr(est, "module", None) or getattr(est, "model_", None)
     if not isinstance(module, nn.Module):
         raise HistexprError(f"{target.model_dir}: the loaded model exposes no torch module")
-    part = data.select_cells(cells)
     labels = target.run.labels(cells) if target.run is not None else {c: c for c in cells}
     gene_rows = _gene_rows(part, cells, list(genes or ()), n_genes)
     result = ExplainResult(target.name, out_dir, {}, notes=notes)
@@ -279,6 +290,7 @@ def explain_run(
                 max_per_cell,
                 seed,
                 on_cell=lambda n: bar.update(1),
+                side=side,
                 batch_size=batch_size,
                 n_steps=n_steps,
             )
@@ -293,7 +305,12 @@ def explain_run(
             names += [name, str(Path(name).with_suffix(".png"))]
             if gene_rows.size:
                 values = attribute(
-                    module, part.X[gene_rows], method, batch_size=batch_size, n_steps=n_steps
+                    module,
+                    part.X[gene_rows],
+                    method,
+                    batch_size=batch_size,
+                    n_steps=n_steps,
+                    side=None if side is None else side[gene_rows],
                 )
                 ga = GeneAttributions(
                     method, tuple(data.marks), part.cell[gene_rows], part.gene[gene_rows], values
@@ -302,6 +319,9 @@ def explain_run(
                 save_gene_attributions(tmp / runs.gene_attribution_file(method), ga)
                 names.append(runs.gene_attribution_file(method))
                 bar.update(1)
+        if prior_table is not None:
+            prior_table.to_csv(tmp / runs.ATLAS_PRIOR, index=False, float_format="%.6g")
+            names.append(runs.ATLAS_PRIOR)
         if has_attention(module):
             result.attention = _attention(
                 module, part, cells, labels, max_per_cell, seed, batch_size, tmp
@@ -325,6 +345,7 @@ def explain_run(
             "genes": sorted({str(g) for g in part.gene[gene_rows]}),
             "baseline": "zeros (no reads)",
             "attention": result.attention is not None,
+            **({"atlas_prior": runs.ATLAS_PRIOR} if prior_table is not None else {}),
             "notes": result.notes,
             "histexpr_version": histexpr_version(),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -332,67 +353,6 @@ def explain_run(
         (tmp / runs.EXPLAIN_JSON).write_text(json.dumps(summary, indent=2) + "\n")
         names.append(runs.EXPLAIN_JSON)
     result.files = [out_dir / n for n in names]
-    report = ["histexpr", "report", target.path]
-    if out_dir != target.default_out:
-        report += ["--explain", out_dir]
-    result.hints.append(_hint(*report))
-    return result
-
-
-def _explain_atlas(target: ExplainTarget, est, part: HistoneDataset, out_dir: Path, notes):
-    """An atlas model's two sources per gene: the atlas prior and the final prediction.
-
-    Writes ``atlas_prior.csv`` (columns :data:`histexpr.runs.ATLAS_PRIOR_COLUMNS`; ``prior``
-    is empty where the gene is not in the atlas, ``observed`` where the data has no target)
-    and ``explain.json``. The histone part of the prediction is ``prediction - prior``.
-    """
-    import warnings
-
-    import pandas as pd
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # per-cell "atlas column excluded" notices
-        prediction = np.asarray(est.predict(part), dtype=np.float64)
-    prior = getattr(est, "prior_", None)
-    prior = np.full(len(part), np.nan) if prior is None else np.asarray(prior, np.float64)
-    observed = part.y if part.has_target else np.full(len(part), np.nan)
-    table = pd.DataFrame(
-        {
-            "cell": part.cell.astype(str),
-            "gene": part.gene.astype(str),
-            "prior": prior,
-            "prediction": prediction,
-            "observed": np.asarray(observed, np.float64),
-        }
-    )
-    used = int(np.isfinite(prior).sum())
-    notes = [
-        *notes,
-        f"{target.name} is an atlas model: no gradients; wrote its prior and prediction per "
-        f"gene ({used} of {len(part)} examples use the atlas)",
-    ]
-    result = ExplainResult(target.name, out_dir, {}, notes=notes)
-    with atomic_dir(out_dir) as tmp:
-        table.to_csv(tmp / runs.ATLAS_PRIOR, index=False, float_format="%.6g")
-        summary = {
-            "format": runs.EXPLAIN_FORMAT,
-            "format_version": runs.EXPLAIN_FORMAT_VERSION,
-            "model": target.name,
-            "model_kind": target.kind,
-            "model_dir": str(target.model_dir.resolve()),
-            "source": "run" if target.run is not None else "model",
-            "methods": [],
-            "cells": [str(c) for c in part.cells],
-            "marks": list(part.marks),
-            "baseline": "atlas prior (no gradients)",
-            "attention": False,
-            "atlas_prior": runs.ATLAS_PRIOR,
-            "notes": notes,
-            "histexpr_version": histexpr_version(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        (tmp / runs.EXPLAIN_JSON).write_text(json.dumps(summary, indent=2) + "\n")
-    result.files = [out_dir / runs.ATLAS_PRIOR, out_dir / runs.EXPLAIN_JSON]
     report = ["histexpr", "report", target.path]
     if out_dir != target.default_out:
         report += ["--explain", out_dir]
