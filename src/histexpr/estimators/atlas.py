@@ -92,7 +92,7 @@ class AtlasLightGBMConfig(LightGBMConfig, AtlasRidgeConfig):
     scale (50 cell types x 16,000 genes = 800,000 rows) the cap keeps a fit within
     minutes on 2 cores, while the atlas features and the prior still use every row."""
 
-    max_rows: int = 200_000
+    max_rows: int = 150_000
 
     def __post_init__(self):
         LightGBMConfig.__post_init__(self)

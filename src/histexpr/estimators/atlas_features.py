@@ -108,14 +108,18 @@ class AtlasFeatures:
 
     def cases(self, data: HistoneDataset, genes: np.ndarray, training: bool):
         """Per cell type: its rows, atlas rows found, reference values, correlations, scores."""
+        own = [c for c in data.cells if c in set(self.atlas.cells)]
+        if not training and own:
+            # one notice per call, however many cell types: each is predicted without
+            # its own atlas column
+            shown = ", ".join(own[:5]) + (f" and {len(own) - 5} more" if len(own) > 5 else "")
+            warnings.warn(
+                f"atlas column(s) of {shown} excluded while predicting them (no leakage)",
+                AtlasNotice,
+                stacklevel=4,
+            )
         for c in data.cells:
             idx = np.flatnonzero(data.cell == c)
-            if not training and c in set(self.atlas.cells):
-                warnings.warn(
-                    f"atlas column {c} excluded while predicting {c} (no leakage)",
-                    AtlasNotice,
-                    stacklevel=4,
-                )
             atlas = self.atlas.without([c])
             rows, found = atlas.rows(genes[idx])
             ref = atlas.values[rows[found]]
