@@ -102,3 +102,16 @@ def run_cli(*args) -> int:
     except SystemExit as exc:
         return int(exc.code or 0)
     return 0
+
+
+def atlas_parts(cells=("E003", "E004", "E005", "E006", "E007"), new_cell="E007"):
+    """Planted data split for the atlas kinds: training cells x 90 known genes, and the
+    new cell type on those known genes and on 30 new ones."""
+    data = make_planted(n_genes=120, cells=cells, seed=3)
+    known = np.isin(data.gene, np.unique(data.gene)[:90])
+    new = data.cell == new_cell
+    return {
+        "train": data.subset(~new & known),
+        "unseen_known": data.subset(new & known),
+        "unseen_new": data.subset(new & ~known),
+    }

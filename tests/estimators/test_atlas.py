@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import make_planted
+from conftest import atlas_parts, make_planted
 from histexpr.data.atlas import Atlas, AtlasNotice
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError
@@ -22,14 +22,7 @@ LGB = {"n_estimators": 40, "n_jobs": 1, "alpha": 10.0}  # fixed alpha: no CV, fa
 
 @pytest.fixture(scope="module")
 def parts():
-    data = make_planted(n_genes=120, cells=CELLS, seed=3)
-    known = np.isin(data.gene, np.unique(data.gene)[:90])
-    new_cell = data.cell == "E007"
-    return {
-        "train": data.subset(~new_cell & known),
-        "unseen_known": data.subset(new_cell & known),
-        "unseen_new": data.subset(new_cell & ~known),
-    }
+    return atlas_parts(CELLS)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import FAST, make_planted
+from conftest import FAST, atlas_parts
 from histexpr.data.atlas import Atlas, AtlasNotice
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError
@@ -21,14 +21,7 @@ SETS = {**FAST, "epochs": 20, "n_folds": 1, "alpha": 10.0}
 
 @pytest.fixture(scope="module")
 def parts():
-    data = make_planted(n_genes=120, cells=CELLS, seed=3)
-    known = np.isin(data.gene, np.unique(data.gene)[:90])
-    new_cell = data.cell == "E007"
-    return {
-        "train": data.subset(~new_cell & known),
-        "unseen_known": data.subset(new_cell & known),
-        "unseen_new": data.subset(new_cell & ~known),
-    }
+    return atlas_parts(CELLS)
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,12 @@ from histexpr.explain import (
     save_gene_attributions,
 )
 from histexpr.plot import attribution_figure, figure_grid, heatmap, save_figure
-from histexpr.workflows.explain_atlas import atlas_prior_table, explain_atlas_prior, prior_note
+from histexpr.workflows.explain_atlas import (
+    atlas_prior_table,
+    explain_atlas_prior,
+    prior_note,
+    summary_head,
+)
 
 #: Per-gene attributions written by default: the first genes of each cell type.
 DEFAULT_GENES_PER_CELL = 10
@@ -330,12 +335,7 @@ def explain_run(
         else:
             result.notes.append(f"{target.name} has no attention weights to export")
         summary = {
-            "format": runs.EXPLAIN_FORMAT,
-            "format_version": runs.EXPLAIN_FORMAT_VERSION,
-            "model": target.name,
-            "model_kind": target.kind,
-            "model_dir": str(target.model_dir.resolve()),
-            "source": "run" if target.run is not None else "model",
+            **summary_head(target),
             "methods": list(methods),
             "cells": cells,
             "marks": list(data.marks),

@@ -25,7 +25,7 @@ from histexpr.atomic import atomic_dir
 from histexpr.data.dataset import HistoneDataset
 from histexpr.explain import ExplainResult
 
-__all__ = ["atlas_prior_table", "explain_atlas_prior", "prior_note"]
+__all__ = ["atlas_prior_table", "explain_atlas_prior", "prior_note", "summary_head"]
 
 
 def atlas_prior_table(est, part: HistoneDataset) -> pd.DataFrame:
@@ -47,6 +47,18 @@ def atlas_prior_table(est, part: HistoneDataset) -> pd.DataFrame:
             "observed": np.asarray(observed, np.float64),
         }
     )
+
+
+def summary_head(target) -> dict:
+    """The first fields of every ``explain.json``: format, model and where it came from."""
+    return {
+        "format": runs.EXPLAIN_FORMAT,
+        "format_version": runs.EXPLAIN_FORMAT_VERSION,
+        "model": target.name,
+        "model_kind": target.kind,
+        "model_dir": str(target.model_dir.resolve()),
+        "source": "run" if target.run is not None else "model",
+    }
 
 
 def prior_note(name: str, table: pd.DataFrame) -> str:
@@ -71,12 +83,7 @@ def explain_atlas_prior(target, est, part: HistoneDataset, out_dir: Path, notes)
     with atomic_dir(out_dir) as tmp:
         table.to_csv(tmp / runs.ATLAS_PRIOR, index=False, float_format="%.6g")
         summary = {
-            "format": runs.EXPLAIN_FORMAT,
-            "format_version": runs.EXPLAIN_FORMAT_VERSION,
-            "model": target.name,
-            "model_kind": target.kind,
-            "model_dir": str(target.model_dir.resolve()),
-            "source": "run" if target.run is not None else "model",
+            **summary_head(target),
             "methods": [],
             "cells": [str(c) for c in part.cells],
             "marks": list(part.marks),
