@@ -34,7 +34,7 @@ from histexpr.data.atlas import (
 )
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators.atlas_features import AtlasFeatures, fit_scorer, pooled_log1p
+from histexpr.estimators.atlas_features import AtlasFeatures, fit_scorer
 from histexpr.estimators.baselines import (
     LightGBMBaseline,
     LightGBMConfig,
@@ -44,6 +44,7 @@ from histexpr.estimators.baselines import (
     _load_arrays,
     lightgbm_params,
     log1p_features,
+    pooled_log1p,
 )
 
 
@@ -164,10 +165,10 @@ class _AtlasEstimator(_Baseline):
             self.scorer_ = self.fallback_
         else:
             self.scorer_ = fit_scorer(train, c.alpha, c.cv_folds)
-        self.features_, cases = AtlasFeatures.fit(
-            train, atlas, self.scorer_, c.pool_bins, c.temperature
-        )
         P = pooled_log1p(train.X, c.pool_bins)
+        self.features_, cases = AtlasFeatures.fit(
+            train, atlas, self.scorer_, c.pool_bins, c.temperature, P
+        )
         F, order, prior, used = self._features(train, genes, True, P, cases)
         self.has_model_ = len(order) > 0
         if not self.has_model_:

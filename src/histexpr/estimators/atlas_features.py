@@ -26,26 +26,9 @@ from histexpr.data.atlas import (
     weighted_prior,
 )
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
-from histexpr.estimators.baselines import RidgeBaseline, RidgeConfig, _load_arrays
+from histexpr.estimators.baselines import RidgeBaseline, RidgeConfig, _load_arrays, pooled_log1p
 
-__all__ = ["AtlasFeatures", "fit_scorer", "pooled_log1p"]
-
-
-def pooled_log1p(X: np.ndarray, pool_bins: int) -> np.ndarray:
-    """log1p counts averaged over ``pool_bins`` equal groups of bins per mark.
-
-    Parameters
-    ----------
-    X : np.ndarray, shape (n, n_marks, n_bins)
-
-    Returns
-    -------
-    np.ndarray, shape (n, n_marks * pool_bins), float32
-    """
-    L = np.log1p(np.asarray(X, dtype=np.float32))
-    edges = np.linspace(0, L.shape[2], min(pool_bins, L.shape[2]) + 1).astype(int)
-    pooled = np.add.reduceat(L, edges[:-1], axis=2) / np.diff(edges)[None, None, :]
-    return pooled.reshape(L.shape[0], -1).astype(np.float32)
+__all__ = ["AtlasFeatures", "fit_scorer"]
 
 
 def _gene_sums(genes: np.ndarray, P: np.ndarray):
@@ -88,14 +71,17 @@ class AtlasFeatures:
         self.temperature = float(temperature)
 
     @classmethod
-    def fit(cls, train, atlas, scorer, pool_bins, temperature=0.0):
+    def fit(cls, train, atlas, scorer, pool_bins, temperature=0.0, P=None):
         """The features of ``train``; returns ``(features, cases of train)``.
 
         ``temperature`` 0 means: choose it leave-one-cell-out (each training cell's
-        prior from the other cells' columns) with :func:`choose_temperature`.
+        prior from the other cells' columns) with :func:`choose_temperature`. ``P``:
+        :func:`pooled_log1p` of ``train.X`` when the caller has it already (the
+        callers pass the same array on to :meth:`features`).
         """
         genes = canonical_gene_ids(train.gene)
-        P = pooled_log1p(train.X, pool_bins)
+        if P is None:
+            P = pooled_log1p(train.X, pool_bins)
         ref_genes, ref_sum, ref_count = _gene_sums(genes, P)
         feats = cls(atlas, scorer, pool_bins, ref_genes, ref_sum, ref_count, np.inf)
         cases = list(feats.cases(train, genes, True))

@@ -47,7 +47,8 @@ from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_ma
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
 from histexpr.estimators.atlas import check_atlas_fields
-from histexpr.estimators.atlas_features import AtlasFeatures, fit_scorer, pooled_log1p
+from histexpr.estimators.atlas_features import AtlasFeatures, fit_scorer
+from histexpr.estimators.baselines import pooled_log1p
 from histexpr.estimators.bundle import InputContract
 from histexpr.estimators.neural import (
     NEURAL_ALIASES,
@@ -244,8 +245,10 @@ class AtlasConvNetEstimator:
         genes = canonical_gene_ids(train.gene)
         atlas = resolve_atlas(f.atlas, f.atlas_values, train).without(f.atlas_exclude)
         scorer = fit_scorer(train, f.alpha, f.cv_folds)
-        self.features_, cases = AtlasFeatures.fit(train, atlas, scorer, f.pool_bins, f.temperature)
         P = pooled_log1p(train.X, f.pool_bins)
+        self.features_, cases = AtlasFeatures.fit(
+            train, atlas, scorer, f.pool_bins, f.temperature, P
+        )
         F, order, prior, used = self.features_.features(train, genes, True, P, None, cases)
         self.has_atlas_ = len(order) > 0
         if self.has_atlas_:

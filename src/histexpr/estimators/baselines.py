@@ -59,6 +59,29 @@ def log1p_features(X: np.ndarray) -> np.ndarray:
     return np.log1p(X.reshape(X.shape[0], -1))
 
 
+def pool_edges(n_bins: int, pool_bins: int) -> np.ndarray:
+    """Bin edges of ``min(pool_bins, n_bins)`` near-equal groups of ``n_bins`` bins."""
+    return np.linspace(0, n_bins, min(pool_bins, n_bins) + 1).astype(int)
+
+
+def pooled_log1p(X: np.ndarray, pool_bins: int) -> np.ndarray:
+    """log1p counts averaged over ``pool_bins`` equal groups of bins per mark
+    (:func:`pool_edges`).
+
+    Parameters
+    ----------
+    X : np.ndarray, shape (n, n_marks, n_bins)
+
+    Returns
+    -------
+    np.ndarray, shape (n, n_marks * groups), float32
+    """
+    L = np.log1p(np.asarray(X, dtype=np.float32))
+    edges = pool_edges(L.shape[2], pool_bins)
+    pooled = np.add.reduceat(L, edges[:-1], axis=2) / np.diff(edges)[None, None, :]
+    return pooled.reshape(L.shape[0], -1).astype(np.float32)
+
+
 class _Baseline:
     """Shared bundle plumbing: config, input contract, save/load."""
 

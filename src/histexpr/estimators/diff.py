@@ -37,7 +37,13 @@ import numpy as np
 
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators.baselines import _Baseline, _load_arrays, log1p_features
+from histexpr.estimators.baselines import (
+    _Baseline,
+    _load_arrays,
+    log1p_features,
+    pool_edges,
+    pooled_log1p,
+)
 
 __all__ = [
     "DiffConfig",
@@ -327,7 +333,7 @@ class DiffLightGBM(_Diff):
         # Both cells' levels pooled to pool_bins per mark, their difference at full
         # resolution: the change is in the difference, the levels say where a change
         # matters; 600 features instead of 1,500 make boosting 2-3x cheaper.
-        pa, pb = _pooled(XA, self.config.pool_bins), _pooled(XB, self.config.pool_bins)
+        pa, pb = pooled_log1p(XA, self.config.pool_bins), pooled_log1p(XB, self.config.pool_bins)
         return np.concatenate([pa, pb, log1p_features(XA) - log1p_features(XB)], axis=1)
 
     def _fit_rows(self, F, y, gene):
@@ -404,21 +410,9 @@ class DiffLightGBM(_Diff):
         self.pairs_ = list(parse_pairs((directory / "pairs.txt").read_text().split()))
 
 
-def _pool_edges(n_bins: int, pool_bins: int) -> np.ndarray:
-    return np.linspace(0, n_bins, min(pool_bins, n_bins) + 1).astype(int)
-
-
-def _pooled(X: np.ndarray, pool_bins: int) -> np.ndarray:
-    """log1p counts averaged over ``pool_bins`` groups of bins per mark, (n, marks * groups)."""
-    L = np.log1p(np.asarray(X, dtype=np.float32))
-    edges = _pool_edges(L.shape[2], pool_bins)
-    pooled = np.add.reduceat(L, edges[:-1], axis=2) / np.diff(edges)[None, None, :]
-    return pooled.reshape(L.shape[0], -1).astype(np.float32)
-
-
 def _pool_spread(n_marks: int, n_bins: int, pool_bins: int) -> np.ndarray:
     """Matrix (n_marks * groups, n_marks * n_bins) spreading a pooled value over its bins."""
-    edges = _pool_edges(n_bins, pool_bins)
+    edges = pool_edges(n_bins, pool_bins)
     groups = len(edges) - 1
     out = np.zeros((n_marks * groups, n_marks * n_bins))
     for m in range(n_marks):
