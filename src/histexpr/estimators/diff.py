@@ -53,6 +53,7 @@ __all__ = [
     "PairPrediction",
     "diff_from_model",
     "pair_examples",
+    "pair_rows",
     "parse_pairs",
     "training_pairs",
 ]
@@ -104,6 +105,25 @@ def parse_pairs(pairs) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def pair_rows(data: HistoneDataset, a: str, b: str):
+    """The genes shared by cell types ``a`` and ``b`` and their rows in ``data``, aligned.
+
+    Returns
+    -------
+    gene : np.ndarray, shape (n,), sorted
+    ia, ib : np.ndarray, shape (n,), int
+        Rows of ``a`` and of ``b`` holding each gene.
+    """
+    for c in (a, b):
+        if c not in data.cells:
+            raise HistexprError(f"cell type {c} not in the data (it has {', '.join(data.cells)})")
+    ia, ib = np.flatnonzero(data.cell == a), np.flatnonzero(data.cell == b)
+    gene, pa, pb = np.intersect1d(data.gene[ia], data.gene[ib], return_indices=True)
+    if not len(gene):
+        raise HistexprError(f"cell types {a} and {b} share no gene")
+    return gene, ia[pa], ib[pb]
+
+
 def pair_examples(data: HistoneDataset, a: str, b: str):
     """The genes shared by cell types ``a`` and ``b`` and their inputs, aligned.
 
@@ -114,14 +134,7 @@ def pair_examples(data: HistoneDataset, a: str, b: str):
     lfc : np.ndarray, shape (n,) or None
         ``yA - yB`` when the data has targets.
     """
-    for c in (a, b):
-        if c not in data.cells:
-            raise HistexprError(f"cell type {c} not in the data (it has {', '.join(data.cells)})")
-    ia, ib = np.flatnonzero(data.cell == a), np.flatnonzero(data.cell == b)
-    gene, pa, pb = np.intersect1d(data.gene[ia], data.gene[ib], return_indices=True)
-    if not len(gene):
-        raise HistexprError(f"cell types {a} and {b} share no gene")
-    ia, ib = ia[pa], ib[pb]
+    gene, ia, ib = pair_rows(data, a, b)
     lfc = None if data.y is None else (data.y[ia] - data.y[ib]).astype(np.float32)
     return gene, data.X[ia], data.X[ib], lfc
 

@@ -44,10 +44,9 @@ import torch
 
 from histexpr._runtime import preserved_mode, quiet_lightning, torch_threads
 from histexpr.config import check_range, from_dict, resolve_overrides, to_dict
-from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
-from histexpr.estimators.diff import _Diff, parse_pairs, training_pairs
+from histexpr.estimators.diff import _Diff, pair_rows, parse_pairs, training_pairs
 from histexpr.estimators.neural import read_network_files, write_network_files
 from histexpr.models.normalize import InputNormalizer, norm_stats
 from histexpr.models.siamese import DiffConvNet, DiffConvNetConfig, PairPredictor
@@ -109,15 +108,6 @@ class DiffConvNetSettings:
             raise ConfigError("diff-convnet trains one model in this process (devices=1, no Dask)")
 
 
-def _pair_index(data: HistoneDataset, a: str, b: str):
-    """Rows of ``data`` of the genes shared by ``a`` and ``b``, aligned: (gene, ia, ib)."""
-    ia, ib = np.flatnonzero(data.cell == a), np.flatnonzero(data.cell == b)
-    gene, pa, pb = np.intersect1d(data.gene[ia], data.gene[ib], return_indices=True)
-    if not len(gene):
-        raise HistexprError(f"cell types {a} and {b} share no gene")
-    return gene, ia[pa], ib[pb]
-
-
 class DiffConvNetEstimator(_Diff):
     """``diff-convnet``: the surface of :class:`histexpr.estimators.diff._Diff`, a siamese net.
 
@@ -155,7 +145,7 @@ class DiffConvNetEstimator(_Diff):
         keep = np.isin(data.gene, genes)
         ias, ibs = [], []
         for a, b in pairs:
-            _, ia, ib = _pair_index(data, a, b)
+            _, ia, ib = pair_rows(data, a, b)
             ok = keep[ia]
             ias += [ia[ok], ib[ok]]
             ibs += [ib[ok], ia[ok]]
