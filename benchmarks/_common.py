@@ -187,3 +187,35 @@ def peak_rss_mib() -> float:
 def gflops(flops: float, seconds: float) -> float:
     """``flops / seconds`` in GFLOP/s."""
     return flops / max(seconds, 1e-12) / 1e9
+
+
+def demo_split(quick: bool):
+    """The embedded demo data split as the atlas and differential benchmarks score it.
+
+    Genes split 80/20 at random (seed 0); ``quick`` keeps a random 300 of them.
+
+    Returns
+    -------
+    data : HistoneDataset
+        Every cell type on the kept genes.
+    train : HistoneDataset
+        The training cell types x the 80% genes.
+    split : GeneSplit
+    unseen : list of str
+        The cell types never trained on.
+    """
+    import numpy as np
+
+    from histexpr.data.convert import load_dataset
+    from histexpr.data.splits import split_genes
+    from histexpr.simulator import default_dataset
+
+    data = load_dataset(default_dataset())
+    unseen = list(data.meta["unseen_cells"])
+    genes = np.unique(data.gene)
+    if quick:
+        genes = genes[np.random.default_rng(1).permutation(len(genes))[:300]]
+        data = data.select_genes(genes)
+    split = split_genes(genes, "random", valid_fraction=0.0, test_fraction=0.2, seed=0)
+    train = data.subset(~np.isin(data.cell, unseen) & np.isin(data.gene, split.train))
+    return data, train, split, unseen

@@ -34,6 +34,7 @@ import time
 import warnings
 
 import numpy as np
+from _common import demo_split
 
 from histexpr._runtime import torch_threads
 from histexpr.data.atlas import (
@@ -43,10 +44,7 @@ from histexpr.data.atlas import (
     softmax_weights,
     weighted_prior,
 )
-from histexpr.data.convert import load_dataset
-from histexpr.data.splits import split_genes
 from histexpr.estimators import make_estimator
-from histexpr.simulator import default_dataset
 from histexpr.workflows.demo import DEMO_NEURAL
 
 #: Neural settings: the demo's, without a progress bar.
@@ -55,16 +53,9 @@ NEURAL = [*DEMO_NEURAL, "progress=false"]
 
 def demo_table(quick: bool, only: tuple[str, ...] = ()):
     """Yields one row per model: name, MSE of the three groups, fit seconds, atlas use."""
-    data = load_dataset(default_dataset())
-    unseen = list(data.meta["unseen_cells"])
-    genes = np.unique(data.gene)
-    if quick:
-        genes = genes[np.random.default_rng(1).permutation(len(genes))[:300]]
-        data = data.select_genes(genes)
-    split = split_genes(genes, "random", valid_fraction=0.0, test_fraction=0.2, seed=0)
+    data, train, split, unseen = demo_split(quick)
     seen = ~np.isin(data.cell, unseen)
     known = np.isin(data.gene, split.train)
-    train = data.subset(seen & known)
     groups = {
         "seen x new genes": data.subset(seen & ~known),
         "unseen x known genes": data.subset(~seen & known),

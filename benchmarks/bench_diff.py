@@ -35,14 +35,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import demo_split
 
 from histexpr._runtime import torch_threads
 from histexpr.data.convert import load_dataset
-from histexpr.data.splits import split_genes
 from histexpr.estimators import make_estimator
 from histexpr.estimators.diff import diff_from_model
 from histexpr.evaluate import diff_metrics
-from histexpr.simulator import default_dataset
 
 SEEN_PAIRS = (("E003", "E004"), ("E005", "E066"), ("E027", "E116"), ("E050", "E122"))
 UNSEEN_PAIRS = (("E071", "E003"), ("E096", "E005"), ("E113", "E066"), ("E071", "E113"))
@@ -75,16 +74,9 @@ def settings(quick: bool) -> dict[str, list[str]]:
 
 
 def split_data(quick: bool):
-    data = load_dataset(default_dataset())
-    unseen = list(data.meta["unseen_cells"])
-    genes = np.unique(data.gene)
-    if quick:
-        genes = genes[np.random.default_rng(1).permutation(len(genes))[:300]]
-        data = data.select_genes(genes)
-    split = split_genes(genes, "random", valid_fraction=0.0, test_fraction=0.2, seed=0)
-    train = data.subset(~np.isin(data.cell, unseen) & np.isin(data.gene, split.train))
-    test = data.select_genes(split.test)
-    return data, train, test, split
+    """The demo data, its training part, the held-out genes of every cell type, the split."""
+    data, train, split, _ = demo_split(quick)
+    return data, train, data.select_genes(split.test), split
 
 
 def score(predict, test) -> dict[str, tuple[float, float]]:

@@ -115,3 +115,28 @@ def atlas_parts(cells=("E003", "E004", "E005", "E006", "E007"), new_cell="E007")
         "unseen_known": data.subset(new & known),
         "unseen_new": data.subset(new & ~known),
     }
+
+
+def quiet_predict(est, data):
+    """``est.predict(data)`` without the atlas kinds' "column excluded" notices."""
+    import warnings
+
+    from histexpr.data.atlas import AtlasNotice
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AtlasNotice)
+        return est.predict(data)
+
+
+def atlas_with_truth(atlas, data):
+    """``atlas`` plus a column holding the true values of ``data``'s (single) cell: the
+    leakage tests plant it and check that predictions do not change."""
+    import dataclasses
+
+    from histexpr.data.dataset import canonical_gene_ids
+
+    rows, found = atlas.rows(canonical_gene_ids(data.gene))
+    col = np.full((len(atlas.genes), 1), np.nan, np.float32)
+    col[rows[found], 0] = data.y[found]
+    cells = np.append(atlas.cells, data.cells[0])
+    return dataclasses.replace(atlas, cells=cells, values=np.hstack([atlas.values, col]))

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import atlas_parts, make_planted
-from histexpr.data.atlas import Atlas, AtlasNotice
+from conftest import atlas_parts, atlas_with_truth, make_planted, quiet_predict
+from histexpr.data.atlas import AtlasNotice
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError
 from histexpr.estimators import load_estimator, make_estimator
-from histexpr.estimators.atlas_features import pooled_log1p
+from histexpr.estimators.baselines import pooled_log1p
 
 CELLS = ("E003", "E004", "E005", "E006", "E007")
 LGB = {"n_estimators": 40, "n_jobs": 1, "alpha": 10.0}  # fixed alpha: no CV, fast
@@ -30,31 +30,16 @@ def ridge(parts):
     return make_estimator("atlas-ridge", {"alpha": 10.0}).fit(parts["train"])
 
 
-def _quiet_predict(est, data):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AtlasNotice)
-        return est.predict(data)
-
-
 def own_rows(data, cell):
     return np.flatnonzero(data.cell == cell)
-
-
-def _with_column(atlas: Atlas, data) -> Atlas:
-    """``atlas`` plus a column holding the true values of ``data``'s (single) cell."""
-    rows, found = atlas.rows(canonical_gene_ids(data.gene))
-    col = np.full((len(atlas.genes), 1), np.nan, np.float32)
-    col[rows[found], 0] = data.y[found]
-    cells = np.append(atlas.cells, data.cells[0])
-    return dataclasses.replace(atlas, cells=cells, values=np.hstack([atlas.values, col]))
 
 
 @pytest.mark.parametrize("kind", ["atlas-ridge", "atlas-lightgbm"])
 def test_planted_target_column_has_no_effect_on_its_own_prediction(parts, ridge, kind):
     est = ridge if kind == "atlas-ridge" else make_estimator(kind, LGB).fit(parts["train"])
     target = parts["unseen_known"]
-    before = _quiet_predict(est, target)
-    est.atlas_ = _with_column(est.atlas_, target)
+    before = quiet_predict(est, target)
+    est.atlas_ = atlas_with_truth(est.atlas_, target)
     with pytest.warns(
         AtlasNotice, match=r"atlas column\(s\) of E007 excluded while predicting them"
     ):
@@ -89,11 +74,11 @@ def test_training_features_of_a_cell_never_see_its_own_column(parts, ridge):
 def test_atlas_beats_histone_only_on_known_genes_and_falls_back_on_new_ones(parts, ridge):
     plain = make_estimator("ridge", {"alpha": 10.0}).fit(parts["train"])
     known, new = parts["unseen_known"], parts["unseen_new"]
-    mse = lambda est, d: float(np.mean((_quiet_predict(est, d) - d.y) ** 2))  # noqa: E731
+    mse = lambda est, d: float(np.mean((quiet_predict(est, d) - d.y) ** 2))  # noqa: E731
     assert mse(ridge, known) < 0.8 * mse(plain, known)
     assert ridge.atlas_used_ is not None
     # genes absent from the atlas: exactly the histone-only model of the same family
-    np.testing.assert_allclose(_quiet_predict(ridge, new), plain.predict(new), rtol=1e-5)
+    np.testing.assert_allclose(quiet_predict(ridge, new), plain.predict(new), rtol=1e-5)
     assert not ridge.atlas_used_.any() and np.isnan(ridge.prior_).all()
 
 
@@ -106,7 +91,7 @@ def test_save_load_round_trip(parts, ridge, kind, tmp_path):
     back = load_estimator(tmp_path / "m")
     assert back.kind == kind
     for d in (parts["unseen_known"], parts["unseen_new"]):
-        np.testing.assert_allclose(_quiet_predict(back, d), _quiet_predict(est, d), rtol=1e-5)
+        np.testing.assert_allclose(quiet_predict(back, d), quiet_predict(est, d), rtol=1e-5)
         np.testing.assert_array_equal(back.atlas_used_, est.atlas_used_)
 
 
@@ -142,7 +127,7 @@ def test_roadmap_source_and_exclusion_by_config():
     )
     est.fit(data.select_cells(["E003", "E004"]))
     assert len(est.atlas_.cells) == 54 and "E005" not in est.atlas_.cells
-    pred = _quiet_predict(est, data.select_cells(["E005"]))
+    pred = quiet_predict(est, data.select_cells(["E005"]))
     assert est.atlas_used_.all() and pred.shape == (80,)
 
 

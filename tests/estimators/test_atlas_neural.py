@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 import pytest
 
-from conftest import FAST, atlas_parts
-from histexpr.data.atlas import Atlas, AtlasNotice
-from histexpr.data.dataset import canonical_gene_ids
+from conftest import FAST, atlas_parts, atlas_with_truth, quiet_predict
+from histexpr.data.atlas import AtlasNotice
 from histexpr.errors import ConfigError
 from histexpr.estimators import load_estimator, make_estimator, settings
 from histexpr.models.atlasnet import AtlasConvNet, AtlasConvNetConfig, AtlasFoldEnsemble
@@ -29,23 +27,8 @@ def fitted(parts):
     return make_estimator("atlas-convnet", SETS).fit(parts["train"])
 
 
-def _quiet_predict(est, data):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AtlasNotice)
-        return est.predict(data)
-
-
 def _mse(pred, data):
     return float(np.mean((pred - data.y) ** 2))
-
-
-def _with_column(atlas: Atlas, data) -> Atlas:
-    """``atlas`` plus a column holding the true values of ``data``'s (single) cell."""
-    rows, found = atlas.rows(canonical_gene_ids(data.gene))
-    col = np.full((len(atlas.genes), 1), np.nan, np.float32)
-    col[rows[found], 0] = data.y[found]
-    cells = np.append(atlas.cells, data.cells[0])
-    return dataclasses.replace(atlas, cells=cells, values=np.hstack([atlas.values, col]))
 
 
 def test_network_shapes_and_fold_members():
@@ -68,16 +51,16 @@ def test_save_load_gives_identical_predictions(fitted, parts, tmp_path):
     back = load_estimator(tmp_path / "m")
     assert back.kind == "atlas-convnet"
     for d in (parts["unseen_known"], parts["unseen_new"], parts["train"]):
-        np.testing.assert_array_equal(_quiet_predict(back, d), _quiet_predict(fitted, d))
+        np.testing.assert_array_equal(quiet_predict(back, d), quiet_predict(fitted, d))
         np.testing.assert_array_equal(back.atlas_used_, fitted.atlas_used_)
         np.testing.assert_array_equal(back.prior_, fitted.prior_)
 
 
 def test_planted_target_column_has_no_effect_on_its_own_prediction(fitted, parts):
     target = parts["unseen_known"]  # E007 was never trained on
-    before = _quiet_predict(fitted, target)
+    before = quiet_predict(fitted, target)
     atlas = fitted.atlas_
-    fitted.atlas_ = _with_column(atlas, target)
+    fitted.atlas_ = atlas_with_truth(atlas, target)
     try:
         with pytest.warns(
             AtlasNotice, match=r"atlas column\(s\) of E007 excluded while predicting them"
@@ -95,16 +78,16 @@ def test_atlas_helps_on_unseen_cell_and_known_genes(fitted, parts):
     known = parts["unseen_known"]
     gene_mean = make_estimator("gene-mean").fit(parts["train"]).predict(known)
     hidden = dataclasses.replace(known, gene=np.char.add("NEW", known.gene.astype(str)))
-    with_atlas = _mse(_quiet_predict(fitted, known), known)
+    with_atlas = _mse(quiet_predict(fitted, known), known)
     assert with_atlas < 0.8 * _mse(gene_mean, known)
     # the histone signal of make_planted is strong on its own, so the margin is smaller
-    assert with_atlas < 0.9 * _mse(_quiet_predict(fitted, hidden), known)
+    assert with_atlas < 0.9 * _mse(quiet_predict(fitted, hidden), known)
     assert not fitted.atlas_used_.any()  # the renamed genes are absent from the atlas
 
 
 def test_genes_absent_from_the_atlas_get_histone_predictions(fitted, parts):
     new = parts["unseen_new"]
-    pred = _quiet_predict(fitted, new)
+    pred = quiet_predict(fitted, new)
     assert np.isfinite(pred).all() and not fitted.atlas_used_.any()
     assert np.isnan(fitted.prior_).all()
     # the fallback reads the histone signal: far better than the training mean
