@@ -12,6 +12,10 @@ Supported inputs
 ``"deepdiff"``
     a DeepDiffChrome folder: ``NAME.{train,valid,test}.csv`` plus ``NAME.expr.csv``
     per cell type (:mod:`histexpr.data.deepdiff`; option ``names={"NAME": "CELL"}``).
+``"deeptools"``
+    a deepTools ``computeMatrix reference-point`` matrix (``-out`` gz or
+    ``--outFileNameMatrix`` text), or a folder of them (:mod:`histexpr.data.deeptools`;
+    options ``marks``, ``cell``, ``regions``, ``expression``, ``nan``, ``missing``).
 
 Conversion streams one cell type at a time into :class:`~histexpr.data.hdf5.H5Writer`,
 validating every block, so peak memory is about one cell type. DeepChrome's
@@ -27,12 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from histexpr._runtime import progress as progress_bar
-from histexpr.data.dataset import HistoneDataset
+from histexpr.data.dataset import BIN_SIZE, HistoneDataset
 from histexpr.data.hdf5 import H5Writer, is_h5, open_h5
 from histexpr.data.validate import check_keys, validate_dataset
 from histexpr.errors import DataError
 
-FORMATS: tuple[str, ...] = ("h5", "npz", "deepchrome", "deepdiff")
+FORMATS: tuple[str, ...] = ("h5", "npz", "deepchrome", "deepdiff", "deeptools")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
@@ -86,13 +90,17 @@ def detect_format(path) -> str:
     if path.is_dir():
         from histexpr.data.deepchrome import is_deepchrome_folder
         from histexpr.data.deepdiff import is_deepdiff
+        from histexpr.data.deeptools import is_deeptools
 
         if is_deepdiff(path):  # NAME.train.csv + NAME.expr.csv per cell type
             return "deepdiff"
         if is_deepchrome_folder(path):  # <cell>/*.csv or <cell>/classification/*.csv
             return "deepchrome"
+        if is_deeptools(path):  # computeMatrix files, one per mark or cell type
+            return "deeptools"
         raise DataError(
-            "folder holds no DeepChrome train.csv/valid.csv/test.csv (directly or per cell type)",
+            "folder holds no DeepChrome train.csv/valid.csv/test.csv (directly or per cell type) "
+            "and no deepTools computeMatrix file",
             path,
         )
     if is_h5(path):
@@ -101,10 +109,16 @@ def detect_format(path) -> str:
         head = fh.read(4)
     if head in _ZIP_MAGIC:
         return "npz"
+    from histexpr.data.deeptools import sniff
+
+    if sniff(path) is not None:
+        return "deeptools"
     if path.suffix.lower() in (".npz", ".h5", ".hdf5"):
         raise DataError(f"file extension says {path.suffix} but the content is not", path)
     raise DataError(
-        "unrecognised format (expected a histexpr .h5, a course .npz or a DeepChrome folder)", path
+        "unrecognised format (expected a histexpr .h5, a course .npz, a DeepChrome folder or a "
+        "deepTools computeMatrix file)",
+        path,
     )
 
 
@@ -136,6 +150,16 @@ def _plan(
     path: Path, fmt: str, cells: Sequence[str] | None, target: str | None, opts: dict
 ) -> tuple[list[str], Iterator[HistoneDataset]]:
     """Cell types to read and an iterator of one block per cell type."""
+    from histexpr.data.deeptools import OPTIONS
+
+    foreign = sorted(k for k in opts if k in OPTIONS and opts[k] is not None)
+    if foreign and fmt != "deeptools":
+        raise DataError(f"option(s) {', '.join(foreign)} apply to deepTools matrices only", path)
+    opts = {k: v for k, v in opts.items() if v is not None}
+    if fmt == "deeptools":
+        from histexpr.data.deeptools import deeptools_blocks
+
+        return deeptools_blocks(path, cells, target, **opts)
     if fmt == "npz":
         from histexpr.data.npz import iter_npz, npz_keys
 
@@ -192,6 +216,7 @@ def load_dataset(
     """
     path = Path(path)
     fmt = _resolve(path, fmt)
+    opts = {k: v for k, v in opts.items() if v is not None}
     if fmt == "h5" and _h5_target(target, path) is None and not opts:
         from histexpr.data.hdf5 import read_h5
 
@@ -291,6 +316,7 @@ def convert(
                         meta=meta,
                         compression=compression,
                         has_split=block.split is not None,
+                        bin_size=int(block.meta.get("bin_size", BIN_SIZE)),
                     )
                 elif block.target != writer_target:
                     raise DataError("target transform differs between cell types", src)

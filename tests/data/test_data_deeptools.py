@@ -1,0 +1,198 @@
+"""deepTools computeMatrix reference-point matrices as datasets (histexpr.data.deeptools).
+
+The helpers write the files exactly as deepTools 3.5 does (heatmapper.save_matrix for
+``-out``, save_matrix_values for ``--outFileNameMatrix``, save_BED for
+``--outFileSortedRegions``): header line(s) included, ``%f`` / ``%.4g`` values, ``nan``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from histexpr.data.convert import convert, detect_format, load_dataset
+from histexpr.data.dataset import TARGET_LOG2_RPKM, log2_rpkm
+from histexpr.data.deeptools import read_deeptools, sample_key
+from histexpr.data.hdf5 import read_h5
+from histexpr.errors import DataError
+
+GENES = ["ENSG00000000003", "ENSG00000000005", "ENSG00000000419", "ENSG00000000457"]
+STRANDS = ["-", "+", "-", "+"]
+
+
+def _params(labels, n_bins, n_regions, up=200, down=200, size=100, body=0, ref="TSS"):
+    """The parameter dict of computeMatrix reference-point, in deepTools 3.5's key order."""
+    n = len(labels)
+    return {
+        "upstream": [up] * n,
+        "downstream": [down] * n,
+        "body": [body] * n,
+        "bin size": [size] * n,
+        "ref point": [ref] * n,
+        "verbose": False,
+        "bin avg type": "mean",
+        "missing data as zero": False,
+        "min threshold": None,
+        "max threshold": None,
+        "scale": 1,
+        "skip zeros": False,
+        "nan after end": False,
+        "proc number": 1,
+        "sort regions": "keep",
+        "sort using": "mean",
+        "unscaled 5 prime": [0] * n,
+        "unscaled 3 prime": [0] * n,
+        "group_labels": ["genes.bed"],
+        "group_boundaries": [0, n_regions],
+        "sample_labels": list(labels),
+        "sample_boundaries": [i * n_bins for i in range(n + 1)],
+    }
+
+
+def write_gz(path, samples: dict, genes=GENES, strands=STRANDS, **layout):
+    """``computeMatrix reference-point -out path``: samples = {label: (n_regions, n_bins)}."""
+    first = next(iter(samples.values()))
+    params = _params(list(samples), first.shape[1], len(genes), **layout)
+    matrix = np.concatenate(list(samples.values()), axis=1)
+    with gzip.open(path, "wb") as fh:
+        fh.write(("@" + json.dumps(params, separators=(",", ":")) + "\n").encode())
+        for i, (g, s) in enumerate(zip(genes, strands, strict=True)):
+            values = "\t".join(np.char.mod("%f", matrix[i, :]))
+            row = f"chr1\t{1000 * (i + 1)}\t{1000 * (i + 1) + 1}\t{g}\t.\t{s}\t{values}\n"
+            fh.write(row.encode())
+    return path
+
+
+def write_text(path, samples: dict, genes=GENES, strands=STRANDS, up=200, down=200, size=100):
+    """``--outFileNameMatrix path`` plus ``--outFileSortedRegions`` (path with .bed)."""
+    first = next(iter(samples.values()))
+    n = len(samples)
+    info = [f"genes.bed:{len(genes)}"]
+    with open(path, "w") as fh:
+        fh.write("#{}\n".format("\t".join(info)))
+        fh.write(
+            f"#downstream:{[down] * n}\tupstream:{[up] * n}\tbody:{[0] * n}\tbin size:"
+            f"{[size] * n}\tunscaled 5 prime:{[0] * n}\tunscaled 3 prime:{[0] * n}\n"
+        )
+        for label in samples:
+            info.extend([label] * first.shape[1])
+        fh.write("{}\n".format("\t".join(info)))
+    with open(path, "a") as fh:
+        np.savetxt(fh, np.concatenate(list(samples.values()), axis=1), fmt="%.4g", delimiter="\t")
+    with open(path.with_suffix(".bed"), "w") as fh:
+        fh.write(
+            "#chrom\tstart\tend\tname\tscore\tstrand\tthickStart\tthickEnd\titemRGB\t"
+            "blockCount\tblockSizes\tblockStart\tdeepTools_group\n"
+        )
+        for i, (g, s) in enumerate(zip(genes, strands, strict=True)):
+            a, b = 1000 * (i + 1), 1000 * (i + 1) + 1
+            fh.write(f"chr1\t{a}\t{b}\t{g}\t.\t{s}\t{a}\t{b}\t0\t1\t1\t0\tgenes.bed\n")
+    return path
+
+
+def _signal(seed, n=len(GENES), n_bins=4):
+    return np.random.default_rng(seed).integers(0, 9, (n, n_bins)).astype(float)
+
+
+def test_gz_matrix_several_samples(tmp_path):
+    k4, k27 = _signal(1), _signal(2)
+    k4[0, 3] = np.nan  # deepTools writes nan for a bin without data
+    path = write_gz(tmp_path / "E003.matrix.gz", {"E003-H3K4me3.pval": k4, "H3K27ME3": k27})
+    assert detect_format(path) == "deeptools"
+    ds = load_dataset(path)
+    assert ds.marks == ("H3K27me3", "H3K4me3")  # normalised, house order
+    assert ds.cells == ["E003"] and ds.n_bins == 4 and not ds.has_target
+    assert ds.meta["bin_size"] == 100 and ds.meta["upstream"] == 200
+    np.testing.assert_array_equal(ds.gene, GENES)
+    np.testing.assert_array_equal(ds.X[:, 1], np.nan_to_num(k4))  # nan -> 0
+    # minus-strand rows are already upstream -> downstream in deepTools: never flipped
+    np.testing.assert_array_equal(ds.X[0, 0], k27[0])
+    with pytest.raises(DataError, match="nan value for region ENSG00000000003"):
+        read_deeptools(path, nan="error")
+
+
+def test_text_matrix_with_sorted_regions_equals_gz(tmp_path):
+    samples = {"H3K4me3": _signal(3), "H3K27me3": _signal(4)}
+    text = write_text(tmp_path / "m.tab", samples)
+    gz = write_gz(tmp_path / "m.gz", samples)
+    a, b = load_dataset(text, cell="E005"), load_dataset(gz, cell="E005")
+    np.testing.assert_array_equal(a.X, b.X)
+    np.testing.assert_array_equal(a.gene, b.gene)
+    assert a.cells == ["E005"]
+    (tmp_path / "m.bed").unlink()
+    with pytest.raises(DataError, match="no region names"):
+        load_dataset(text)
+
+
+def test_folder_one_file_per_mark_merged_by_name_with_expression(tmp_path):
+    folder = tmp_path / "E004"
+    folder.mkdir()
+    write_gz(folder / "1_k4.gz", {"sig_a": _signal(5)})
+    # the second mark in another region order and one region fewer
+    order = [2, 0, 1]
+    write_gz(
+        folder / "2_k27.gz",
+        {"sig_b": _signal(6)[order]},
+        genes=[GENES[i] for i in order],
+        strands=[STRANDS[i] for i in order],
+    )
+    rpkm = pd.DataFrame({"gene_id": GENES, "E004": [1.0, 3.0, 7.0, 15.0]})
+    rpkm.to_csv(tmp_path / "rpkm.tsv", sep="\t", index=False)
+    with pytest.warns(UserWarning, match="1 region"):
+        ds = load_dataset(
+            folder, marks="sig_a=H3K4me3,sig_b=h3k27me3", expression=tmp_path / "rpkm.tsv"
+        )
+    assert ds.marks == ("H3K27me3", "H3K4me3") and ds.cells == ["E004"]
+    np.testing.assert_array_equal(ds.gene, GENES[:3])
+    np.testing.assert_array_equal(ds.X[:, 0], _signal(6)[:3])  # aligned by region name
+    np.testing.assert_array_equal(ds.X[:, 1], _signal(5)[:3])
+    assert ds.target == TARGET_LOG2_RPKM
+    np.testing.assert_allclose(ds.y, log2_rpkm(np.array([1.0, 3.0, 7.0])))
+    with pytest.raises(DataError, match="names no known mark"):
+        load_dataset(folder)
+    with pytest.raises(DataError, match="no column E004"):
+        rpkm.rename(columns={"E004": "E005"}).to_csv(tmp_path / "other.tsv", sep="\t", index=False)
+        load_dataset(
+            folder, marks="sig_a=H3K4me3,sig_b=H3K27me3", expression=tmp_path / "other.tsv"
+        )
+
+
+def test_convert_keeps_bin_size_and_targets(tmp_path):
+    path = write_gz(tmp_path / "m.gz", {"E006_H3K4me3": _signal(7)}, size=50, up=100, down=100)
+    rpkm = pd.DataFrame({"gene_id": GENES, "E006": [0.0, 1.0, 2.0, 3.0]})
+    rpkm.to_csv(tmp_path / "rpkm.csv", index=False)
+    res = convert(path, tmp_path / "out.h5", progress=False, expression=tmp_path / "rpkm.csv")
+    assert res.source_format == "deeptools" and res.has_target and res.cells == ("E006",)
+    back = read_h5(tmp_path / "out.h5")
+    assert back.meta["bin_size"] == 50 and back.marks == ("H3K4me3",)
+    np.testing.assert_array_equal(back.X[:, 0], _signal(7))
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [({"body": 1000}, "scale-regions"), ({"ref": "TES"}, "reference point TES")],
+)
+def test_refuses_other_layouts(tmp_path, layout, message):
+    path = write_gz(tmp_path / "m.gz", {"H3K4me3": _signal(8)}, **layout)
+    with pytest.raises(DataError, match=message):
+        load_dataset(path)
+
+
+def test_sample_labels_and_options():
+    assert sample_key("E017-H3K9ac.fc.signal", {}, None, "x") == ("E017", "H3K9ac")
+    assert sample_key("foo", {"foo": "E008:dnase"}, None, "x") == ("E008", "DNase")
+    assert sample_key("H3K4me1_rep1", {}, "K562", "x") == ("K562", "H3K4me1")
+    with pytest.raises(DataError, match="several marks"):
+        sample_key("H3K4me1_vs_H3K4me3", {}, None, "x")
+
+
+def test_options_refused_for_other_formats(tmp_path, planted):
+    from histexpr.data.hdf5 import write_h5
+
+    write_h5(planted, tmp_path / "d.h5")
+    with pytest.raises(DataError, match="apply to deepTools matrices only"):
+        load_dataset(tmp_path / "d.h5", marks="a=H3K4me3")
