@@ -36,6 +36,8 @@ _EXPLAIN_FILE = re.compile(
     r"^(explain\.json|attention\.npz|(attributions|genes)_\w+\.npz|[\w.-]+\.png)$"
 )
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+#: ``uns["histexpr"]["format"]`` of the AnnData predictions (histexpr.data.h5ad.FORMAT).
+_H5AD_FORMAT = "histexpr-predictions"
 _ZIP_COMMENT = b"histexpr"
 
 
@@ -114,8 +116,9 @@ def is_histexpr_file(path: str | os.PathLike, kind: str) -> bool:
     """Whether the existing file ``path`` is a ``kind`` output histexpr wrote.
 
     dataset-file: a histexpr HDF5 dataset (``format`` attribute) or an npz that
-    histexpr wrote (zip comment); table-file: a Parquet file or a CSV whose
-    header starts like ours (``id,``, ``cell,``, ``model,``); report-file: a histexpr HTML report.
+    histexpr wrote (zip comment); table-file: a Parquet file, an AnnData file of
+    predictions histexpr wrote, or a CSV whose header starts like ours (``id,``,
+    ``cell,``, ``model,``); report-file: a histexpr HTML report.
     """
     path = Path(path)
     head = _head(path)
@@ -139,6 +142,8 @@ def is_histexpr_file(path: str | os.PathLike, kind: str) -> bool:
         return False
     if kind == "table-file" and head.startswith(_PARQUET_MAGIC):
         return True
+    if kind == "table-file" and head.startswith(_HDF5_MAGIC):
+        return _is_our_h5ad(path)
     if b"\0" in head:
         return False
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
@@ -147,6 +152,19 @@ def is_histexpr_file(path: str | os.PathLike, kind: str) -> bool:
     if kind == "report-file":
         return text.startswith("<!DOCTYPE html>") and "<title>histexpr report" in text
     return False
+
+
+def _is_our_h5ad(path: Path) -> bool:
+    """An AnnData file of predictions histexpr wrote (``uns/histexpr/format``)."""
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            value = f["uns/histexpr/format"][()] if "uns/histexpr/format" in f else b""
+    except (OSError, ValueError, KeyError, TypeError, ImportError):
+        return False
+    value = value.decode() if isinstance(value, bytes) else str(value)
+    return value == _H5AD_FORMAT
 
 
 # --------------------------------------------------------------------------- the guard

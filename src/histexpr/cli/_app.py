@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -35,3 +36,22 @@ def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ):
     _STATE["debug"] = debug
+
+
+#: Reader options of deepTools computeMatrix input (histexpr.data.deeptools).
+Marks = Annotated[
+    str | None,
+    typer.Option(help="deepTools matrix: sample label -> mark, LABEL=MARK[,...] (or CELL:MARK)."),
+]
+Cell = Annotated[
+    str | None, typer.Option(help="deepTools matrix: cell type of its samples (default: label).")
+]
+Expression = Annotated[
+    Path | None,
+    typer.Option(help="deepTools matrix: RPKM table (gene_id + one column per cell type)."),
+]
+
+
+def reader_options(**opts) -> dict:
+    """The reader options given (None: not given), for ``load_dataset(**opts)``."""
+    return {k: v for k, v in opts.items() if v is not None}

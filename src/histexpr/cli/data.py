@@ -12,7 +12,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from histexpr.atomic import guard_output
-from histexpr.cli._app import Force, _csv_list, app, console, err_console
+from histexpr.cli._app import (
+    Cell,
+    Expression,
+    Force,
+    Marks,
+    _csv_list,
+    app,
+    console,
+    err_console,
+    reader_options,
+)
 from histexpr.errors import HistexprError
 
 
@@ -66,7 +76,10 @@ def info(
 
 @app.command()
 def convert(
-    src: Annotated[Path, typer.Argument(help="Input: course npz, DeepChrome CSV folder or HDF5.")],
+    src: Annotated[
+        Path,
+        typer.Argument(help="Input: course npz, DeepChrome folder, HDF5 or deepTools matrix."),
+    ],
     dst: Annotated[Path, typer.Argument(help="Output HDF5 dataset.")],
     fmt: Annotated[
         str | None, typer.Option("--format", help="Input format (default: detect).")
@@ -82,13 +95,22 @@ def convert(
     compression: Annotated[
         str, typer.Option(help="HDF5 filter of X: lzf, or gzip (readable everywhere, e.g. R).")
     ] = "lzf",
+    marks: Marks = None,
+    cell: Cell = None,
+    expression: Expression = None,
+    regions: Annotated[
+        Path | None,
+        typer.Option(help="deepTools text matrix: its --outFileSortedRegions BED (default: .bed)."),
+    ] = None,
     force: Force = False,
 ):
-    """Convert any supported format to the HDF5 dataset."""
+    """Convert any supported format (a deepTools computeMatrix file too) to the HDF5 dataset."""
     from histexpr.data.convert import convert as _convert
 
-    guard_output(dst, "dataset-file", [src], force=force)
-    opts = {"missing": missing} if missing else {}
+    guard_output(dst, "dataset-file", [src, expression, regions], force=force)
+    opts = reader_options(
+        missing=missing, marks=marks, cell=cell, expression=expression, regions=regions
+    )
     result = _convert(
         src,
         dst,

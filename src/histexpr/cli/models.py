@@ -12,7 +12,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from histexpr.atomic import guard_output
-from histexpr.cli._app import Force, _csv_list, app, console, err_console
+from histexpr.cli._app import (
+    Cell,
+    Expression,
+    Force,
+    Marks,
+    _csv_list,
+    app,
+    console,
+    err_console,
+    reader_options,
+)
 from histexpr.cli.tables import per_cell_table, results_table
 from histexpr.errors import HistexprError
 
@@ -148,6 +158,9 @@ def train(
         str | None,
         typer.Option(help="Values of an --atlas table: rpkm (log2(x+1) applied) or transformed."),
     ] = None,
+    marks: Marks = None,
+    cell: Cell = None,
+    expression: Expression = None,
     force: Force = False,
 ):
     """Train one model and save it as a directory."""
@@ -169,7 +182,7 @@ def train(
     if atlas_file is not None and not atlas_file.is_file():
         raise HistexprError(f"{atlas_file}: atlas table not found")
     if is_global_zero():
-        inputs = [data] + ([atlas_file] if atlas_file is not None else [])
+        inputs = [data, expression] + ([atlas_file] if atlas_file is not None else [])
         guard_output(out, "model-dir", inputs, force=force or resume)
     if not 0 <= valid_fraction < 1:
         raise HistexprError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
@@ -227,6 +240,7 @@ def train(
         train_split=train_split,
         valid_split=valid_split,
         missing=missing,
+        reader_opts=reader_options(marks=marks, cell=cell, expression=expression),
     )
     if result.valid_metrics is not None:
         console.print(results_table(result.valid_metrics, title="validation (held-out genes)"))
@@ -358,7 +372,8 @@ def predict(
     model_dir: Annotated[Path, typer.Argument(help="Saved model directory.")],
     data: Annotated[Path, typer.Argument(help="Data to predict (expression not needed).")],
     out: Annotated[
-        Path, typer.Option("-o", "--out", help="Output table (.csv, or .parquet for Parquet).")
+        Path,
+        typer.Option("-o", "--out", help="Output table (.csv; .parquet: Parquet; .h5ad: AnnData)."),
     ],
     fmt: Annotated[
         str,
@@ -379,6 +394,8 @@ def predict(
     names: Annotated[
         str | None, typer.Option(help="DeepDiff folder: NAME=CELL,... cell ids of file names.")
     ] = None,
+    marks: Marks = None,
+    cell: Cell = None,
     force: Force = False,
 ):
     """Predict expression: a tidy table (cell, gene, prediction) or the course submission.
@@ -407,5 +424,6 @@ def predict(
         progress=progress and sys.stderr.isatty(),  # a bar on a terminal, never in a log
         log=console.print,
         split=split,
+        reader_opts=reader_options(marks=marks, cell=cell),
     )
     console.print(f"wrote {n} predictions to {out}")

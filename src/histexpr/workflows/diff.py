@@ -168,7 +168,16 @@ def _one_pair(pair) -> tuple[str, str]:
 
 
 def predict_diff(model_dir, data_path, pair, out, names=None, split=None) -> int:
-    """Write ``gene, cell_a, cell_b, predicted_lfc`` of one pair to ``out`` (CSV); rows."""
+    """Write ``gene, cell_a, cell_b, predicted_lfc`` of one pair to ``out`` (CSV); rows.
+
+    An ``out`` ending in ``.h5ad`` gets an AnnData file instead (:mod:`histexpr.data.h5ad`):
+    one observation per pair (several pairs allowed there, ``A:B,C:D``), layers
+    ``predicted`` and, when the data has expression, ``observed``.
+    """
+    from histexpr.data.h5ad import is_h5ad
+
+    if is_h5ad(out):
+        return _predict_diff_h5ad(model_dir, data_path, pair, out, names, split)
     a, b = _one_pair(pair)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
@@ -176,6 +185,29 @@ def predict_diff(model_dir, data_path, pair, out, names=None, split=None) -> int
     table = pd.DataFrame({"gene": p.gene, "cell_a": a, "cell_b": b, "predicted_lfc": p.predicted})
     with atomic_path(Path(out)) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
+    return len(table)
+
+
+def _predict_diff_h5ad(model_dir, data_path, pair, out, names, split) -> int:
+    from histexpr.data.h5ad import write_anndata
+    from histexpr.estimators.bundle import read_header
+    from histexpr.workflows.predict import model_uns
+
+    pairs = parse_pairs(pair)
+    if not pairs:
+        raise HistexprError("give at least one pair (--pair A:B)")
+    est = load_estimator(model_dir)
+    data = load_pair_data(data_path, names, split, target="auto")
+    parts = []
+    for a, b in pairs:
+        p = pair_prediction(est, data, a, b)
+        part = pd.DataFrame({"cell_a": a, "cell_b": b, "gene": p.gene})
+        part["predicted_lfc"] = np.asarray(p.predicted, dtype=np.float64)
+        if p.observed is not None:
+            part["observed_lfc"] = np.asarray(p.observed, dtype=np.float64)
+        parts.append(part)
+    table = pd.concat(parts, ignore_index=True)
+    write_anndata(table, out, obs_keys=("cell_a", "cell_b"), uns=model_uns(read_header(model_dir)))
     return len(table)
 
 

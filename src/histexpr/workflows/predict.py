@@ -89,6 +89,8 @@ def _stream(
     est=None,
     split: str | None = None,
     target: str = "auto",
+    reader_opts: dict | None = None,
+    keep_target: bool = False,
 ):
     """Yield (block, prediction) over a data file, block by block.
 
@@ -111,6 +113,12 @@ def _stream(
     split : str, optional
         Only the examples of this published split (``HistoneDataset.split``, e.g.
         "test"); an error when the data has no split field or no such split.
+    reader_opts : dict, optional
+        Reader options of a non-HDF5 input (e.g. a deepTools matrix's ``marks``).
+    keep_target : bool
+        Without ``need_target``: keep the expression values the data has (to report
+        them beside the predictions); data whose targets cannot be read are
+        predicted without them.
     """
     from histexpr._runtime import progress as progress_bar
     from histexpr.data.hdf5 import is_h5, open_h5
@@ -118,6 +126,8 @@ def _stream(
     est = _load_model(model_dir) if est is None else est
     header = read_header(model_dir)
     if is_h5(data_path):
+        if reader_opts:
+            raise HistexprError(f"{data_path}: option(s) {', '.join(reader_opts)} do not apply")
         with open_h5(data_path) as h:
             check_input(header, h, source=str(data_path), targets=need_target)
             if need_target and not h.has_target:
@@ -131,7 +141,7 @@ def _stream(
                 names: set[str] = set()
                 kept = 0
                 for block in h.iter_batches(rows):
-                    block = block if need_target else block.without_target()
+                    block = block if need_target or keep_target else block.without_target()
                     validate_dataset(block, data_path, marks=None, n_bins=None, unique=False)
                     n_read = len(block)
                     if split is not None:
@@ -144,7 +154,15 @@ def _stream(
                 _in_split(None, split, names, data_path)
         return
     # predict never uses the expression column: NaN there must not stop it (issue 12).
-    data = load_dataset(data_path, target=target if need_target else "no")
+    opts = reader_opts or {}
+    data = None
+    if keep_target and not need_target:
+        try:
+            data = load_dataset(data_path, target="auto", **opts)
+        except HistexprError:
+            data = None  # e.g. NaN in an expression column: predict without it
+    if data is None:
+        data = load_dataset(data_path, target=target if need_target else "no", **opts)
     check_input(header, data, source=str(data_path), targets=need_target)
     if need_target and not data.has_target:
         raise HistexprError(f"{data_path}: no expression values to evaluate against")
@@ -227,6 +245,7 @@ def predict_file(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     split: str | None = None,
+    reader_opts: dict | None = None,
 ) -> int:
     """Predict every example of a data file and write the predictions.
 
@@ -241,13 +260,17 @@ def predict_file(
     fmt : {"tidy", "submission"}
         "tidy": columns ``cell``, ``gene``, ``prediction`` (``probability_high`` for a
         classifier) and any flag columns the model reports; Parquet when ``out`` ends in
-        ``.parquet``, else CSV. "submission": the course CSV (``id``, ``expression``).
+        ``.parquet``, AnnData when it ends in ``.h5ad`` (:mod:`histexpr.data.h5ad`, with
+        the observed values when the data has them), else CSV. "submission": the course
+        CSV (``id``, ``expression``).
     progress : bool
         Show a progress bar over the examples.
     log : callable, optional
         Receives one line per flag column: how many predictions it marks.
     split : str, optional
         Predict only the examples of this published split (e.g. "test").
+    reader_opts : dict, optional
+        Reader options of a non-HDF5 input (e.g. a deepTools matrix's ``marks``).
 
     Returns
     -------
@@ -265,11 +288,14 @@ def predict_file(
 
     if fmt not in FORMATS:
         raise HistexprError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt == "submission" and is_parquet(out):
+    from histexpr.data.h5ad import is_h5ad
+
+    anndata_out = is_h5ad(out)
+    if fmt == "submission" and (is_parquet(out) or anndata_out):
         raise HistexprError(f"{out}: the submission format is CSV; use a .csv name")
     _refuse_input_as_output(data_path, out)
     est = _load_model(model_dir)
-    preds, cells, genes, flags = [], [], [], []
+    preds, cells, genes, flags, observed = [], [], [], [], []
     for block, pred in _stream(
         model_dir,
         data_path,
@@ -278,8 +304,11 @@ def predict_file(
         progress=progress,
         est=est,
         split=split,
+        reader_opts=reader_opts,
+        keep_target=anndata_out,
     ):
         preds.append(pred)
+        observed.append(block.y)
         cells.append(block.cell)
         # Gene ids are canonical (ENSG...) in memory; course npz input keeps its integer ids.
         course = block.meta.get("source_format") == "npz"
@@ -299,9 +328,29 @@ def predict_file(
     for name, column in columns.items():
         if log is not None and column.dtype == bool:
             log(f"{name}: {int(column.sum())} of {len(column)} predictions")
-    value = VALUE_COLUMNS[model_task(read_header(model_dir))]
-    write_predictions(prediction_table(pred, cell, gene, value, columns), out)
+    header = read_header(model_dir)
+    value = VALUE_COLUMNS[model_task(header)]
+    table = prediction_table(pred, cell, gene, value, columns)
+    if not anndata_out:
+        write_predictions(table, out)
+        return len(pred)
+    from histexpr.data.h5ad import write_anndata
+
+    if all(y is not None for y in observed):
+        table["observed"] = np.concatenate(observed).astype(np.float64)
+    write_anndata(table, out, uns=model_uns(header))
     return len(pred)
+
+
+def model_uns(header) -> dict:
+    """What an AnnData output records of the model: kind, task, input contract."""
+    from dataclasses import asdict
+
+    return {
+        "model_kind": header.kind,
+        "task": model_task(header),
+        "contract": asdict(header.contract),
+    }
 
 
 def _refuse_input_as_output(data_path, out) -> None:

@@ -38,6 +38,7 @@ def train_model(
     train_split: str | None = None,
     valid_split: str | None = None,
     missing: str | None = None,
+    reader_opts: dict | None = None,
 ) -> TrainResult:
     """Train one model on a data file.
 
@@ -45,11 +46,13 @@ def train_model(
     train on ``train_split``, choose on ``valid_split``), else ``valid_fraction`` of the
     genes held out at random. ``train_split`` restricts training to one split of the
     data's ``split`` field; ``missing`` ("error"/"drop") is the DeepChrome RPKM join's
-    choice for genes without RPKM.
+    choice for genes without RPKM; ``reader_opts`` go to the reader (e.g. a deepTools
+    matrix's ``marks``, ``cell``, ``expression``).
     """
     from histexpr.data.splits import hold_out_genes
 
     opts = {"missing": missing} if missing else {}
+    opts.update(reader_opts or {})
     data = load_dataset(data_path, target=target, **opts)  # auto|yes|no, see load_dataset
     if cells:
         data = data.select_cells(check_cells(cells, data.cells, "--cells"))
