@@ -119,3 +119,13 @@ def test_options_refused_for_other_formats(tmp_path, planted):
     write_h5(planted, tmp_path / "d.h5")
     with pytest.raises(DataError, match="apply to deepTools matrices only"):
         load_dataset(tmp_path / "d.h5", marks="a=H3K4me3")
+
+
+def test_infinite_or_negative_values_refused_naming_the_gene(tmp_path):
+    k4 = _signal(9)
+    k4[2, 1] = np.inf
+    with pytest.raises(DataError, match="infinite count at gene ENSG00000000419"):
+        load_dataset(write_gz(tmp_path / "a.gz", {"H3K4me3": k4}))
+    k4[2, 1] = -1.0  # e.g. a bigwigCompare log2 ratio: not a count
+    with pytest.raises(DataError, match="negative count at gene ENSG00000000419"):
+        load_dataset(write_gz(tmp_path / "b.gz", {"H3K4me3": k4}))

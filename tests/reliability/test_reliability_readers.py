@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import make_planted
+from deeptools_files import write_gz
 from histexpr.cli import main
 from histexpr.data.deepchrome import write_deepchrome
 from histexpr.data.hdf5 import write_h5
@@ -54,7 +55,14 @@ def budget(n: int) -> settings:
 
 
 #: Examples per reader: the whole file runs in about 20 s on 2 idle cores.
-BUDGET = {"npz": 120, "h5": 100, "deepchrome": 120, "model": 50, "submission": 60}
+BUDGET = {
+    "npz": 120,
+    "h5": 100,
+    "deepchrome": 120,
+    "deeptools": 40,
+    "model": 50,
+    "submission": 60,
+}
 
 
 def cli(*args) -> tuple[int, str]:
@@ -488,6 +496,92 @@ def test_deepchrome_corruptions_fail_cleanly(data, models, deepchrome_template):
         code, err = cli(*args)
         assert_one_line_error(code, err, [out], f"deepchrome {case} ({command})")
     CASES["deepchrome"] += 1
+
+
+# ---------------------------------------------------------------- deepTools matrix
+
+
+def deeptools_matrix(path: Path) -> Path:
+    """The E003 block of the reader data as a computeMatrix -out file (5 marks x 100 bins)."""
+    ds = reader_data().select_cells(["E003"])
+    samples = {f"E003-{m}": ds.X[:, j].astype(float) for j, m in enumerate(ds.marks)}
+    return write_gz(path, samples, genes=list(ds.gene), strands=["+", "-"] * (N_GENES // 2),
+                    up=5000, down=5000)  # fmt: skip
+
+
+def deeptools_corruption(draw, path: Path) -> str:
+    """Corrupt a computeMatrix -out file in place; return the case name."""
+    import gzip
+
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    header = json.loads(lines[0][1:])
+    kind = draw(st.sampled_from(["header", "param", "value", "ragged", "empty", "bytes", "labels"]))
+    i = draw(st.integers(1, len(lines) - 1))
+    fields = lines[i].split("\t")
+    if kind == "header":
+        lines[0] = lines[0][: draw(st.integers(2, len(lines[0]) - 1))]
+    elif kind == "param":
+        key, value = draw(
+            st.sampled_from(
+                [
+                    ("body", [1000] * 5),
+                    ("ref point", ["TES"] * 5),
+                    ("bin size", [0] * 5),
+                    ("bin size", [300] * 5),
+                    ("upstream", "many"),
+                    ("upstream", [5000] * 4),
+                    ("sample_boundaries", [0, 100, 200]),
+                    ("sample_labels", ["a", "b", "c", "d", "e"]),
+                ]
+            )
+        )
+        header[key] = value
+        lines[0] = "@" + json.dumps(header, separators=(",", ":"))
+        kind = f"param:{key}={value!r}"
+    elif kind == "value":
+        fields[draw(st.integers(6, len(fields) - 1))] = draw(
+            st.sampled_from(["abc", "-1.000000", "inf", "", "1e400"])
+        )
+    elif kind == "ragged":
+        fields = fields[:-1] if draw(st.booleans()) else [*fields, "1.000000"]
+    elif kind == "empty":
+        lines = lines[:1]
+    elif kind == "labels":
+        header["sample_labels"][1] = header["sample_labels"][0]  # a mark given twice
+        lines[0] = "@" + json.dumps(header, separators=(",", ":"))
+    if kind in ("value", "ragged"):
+        lines[i] = "\t".join(fields)
+    raw = gzip.compress(("\n".join(lines) + "\n").encode())
+    if kind == "bytes":  # a gzip stream cut short
+        raw = raw[: draw(st.integers(20, len(raw) - 1))]
+    path.write_bytes(raw)
+    return kind
+
+
+@budget(BUDGET["deeptools"])
+@given(data=st.data())
+def test_deeptools_corruptions_fail_cleanly(data, models):
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        matrix = deeptools_matrix(d / "m.gz")
+        case = deeptools_corruption(data.draw, matrix)
+        command = data.draw(st.sampled_from(["convert", "predict"]))
+        out = d / ("out.h5" if command == "convert" else "pred.h5ad")
+        args = (
+            ["convert", matrix, out, "--no-progress"]
+            if command == "convert"
+            else ["predict", models["ridge"], matrix, "-o", out]
+        )
+        code, err = cli(*args)
+        assert_one_line_error(code, err, [out], f"deeptools {case} ({command})")
+    CASES["deeptools"] += 1
+
+
+def test_valid_deeptools_matrix_predicts(models, tmp_path):
+    """The uncorrupted matrix of the corruption cases predicts (so they test the reader)."""
+    matrix = deeptools_matrix(tmp_path / "m.gz")
+    code, err = cli("predict", models["ridge"], matrix, "-o", tmp_path / "p.csv")
+    assert code == 0, err
 
 
 # ---------------------------------------------------------------- saved model directory

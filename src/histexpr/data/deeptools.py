@@ -38,7 +38,7 @@ from histexpr.data.dataset import (
     order_marks,
 )
 from histexpr.data.deeptools_matrix import is_deeptools, matrix_files, read_matrix, sniff
-from histexpr.data.validate import check_keys
+from histexpr.data.validate import check_counts, check_keys
 from histexpr.errors import DataError
 
 __all__ = [
@@ -172,7 +172,8 @@ def read_deeptools(
             if key in tracks:
                 raise DataError(f"mark {key[1]} of cell {key[0]} given twice", f, label)
             genes = canonical_gene_ids(m.names[rows])
-            tracks[key] = (genes, np.nan_to_num(m.values[rows, j], nan=0.0))
+            values = m.values[rows, j]
+            tracks[key] = (genes, np.where(np.isnan(values), 0.0, values))  # inf stays: refused
     up, down, size = layouts.pop()
     names = order_marks([mk for _, mk in tracks])
     found = list(dict.fromkeys(c for c, _ in tracks))
@@ -228,6 +229,7 @@ def _cell_block(cell, marks, tracks, atlas, missing: str, path: Path) -> Histone
                 raise DataError(msg, path, cell)
             warnings.warn(f"{path} [{cell}]: {msg}; dropped", stacklevel=4)
         genes, X, y = genes[ok], X[ok], col[pos[ok]]
+    check_counts(X, path, cell, n_marks=None, n_bins=None, genes=genes)  # float64: no silent inf
     return HistoneDataset(
         X=X.astype(np.float32),
         y=y,
