@@ -5,6 +5,8 @@ The matrices are written exactly as deepTools 3.5 does (tests/deeptools_files.py
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -129,3 +131,12 @@ def test_infinite_or_negative_values_refused_naming_the_gene(tmp_path):
     k4[2, 1] = -1.0  # e.g. a bigwigCompare log2 ratio: not a count
     with pytest.raises(DataError, match="negative count at gene ENSG00000000419"):
         load_dataset(write_gz(tmp_path / "b.gz", {"H3K4me3": k4}))
+
+
+def test_expression_in_the_roadmap_layout(tmp_path):
+    """57epigenomes.RPKM.pc.gz: tab-separated, every data row ends with a tab."""
+    rows = "".join(f"{g}\t1.0\t{i}.0\t\n" for i, g in enumerate(GENES))
+    (tmp_path / "rpkm.pc.gz").write_bytes(gzip.compress(f"gene_id\tE000\tE003\n{rows}".encode()))
+    path = write_gz(tmp_path / "m.gz", {"E003.H3K4me3": _signal(10)})
+    ds = load_dataset(path, expression=tmp_path / "rpkm.pc.gz")
+    np.testing.assert_allclose(ds.y, log2_rpkm(np.arange(4.0)))

@@ -180,7 +180,8 @@ def read_atlas_table(path, values: str = "rpkm") -> Atlas:
             df = pd.read_parquet(path)
         else:
             sep = "," if name.endswith((".csv", ".csv.gz")) else "\t"
-            df = pd.read_csv(path, sep=sep)
+            # index_col=False: the Roadmap RPKM matrix ends every data row with a tab
+            df = pd.read_csv(path, sep=sep, index_col=False)
     except (OSError, ValueError, ImportError) as exc:
         raise DataError(f"unreadable atlas table ({exc})", path) from None
     if df.shape[1] < 2 and not isinstance(df.index, pd.RangeIndex):
