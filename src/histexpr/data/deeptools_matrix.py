@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,14 +63,15 @@ class Matrix:
     bin_size: int
 
 
-def _first_lines(path: Path, n: int) -> list[str]:
+def _first_lines(path: Path, n: int, limit: int = -1) -> list[str]:
+    """The first ``n`` lines (each cut at ``limit`` characters; -1: whole); [] when unreadable."""
     try:
         with open(path, "rb") as fh:
             gz = fh.read(2) == _GZIP_MAGIC
         opener = gzip.open if gz else open
         with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-            return [fh.readline() for _ in range(n)]
-    except (OSError, EOFError, UnicodeDecodeError):
+            return [fh.readline(limit) for _ in range(n)]
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error):
         return []
 
 
@@ -78,7 +80,7 @@ def sniff(path) -> str | None:
     path = Path(path)
     if not path.is_file():
         return None
-    lines = _first_lines(path, 2)
+    lines = _first_lines(path, 2, limit=1 << 20)  # never a whole binary file
     if lines and lines[0].startswith("@{"):
         return "gz"
     if len(lines) == 2 and lines[0].startswith("#") and lines[1].startswith("#downstream:"):
@@ -172,7 +174,7 @@ def _read_table(path: Path, skip: int, compression: str | None) -> pd.DataFrame:
         )
     except pd.errors.EmptyDataError:
         raise DataError("no regions (only the header)", path) from None
-    except (OSError, EOFError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, ValueError, zlib.error, pd.errors.ParserError) as exc:
         raise DataError(f"malformed matrix ({str(exc).splitlines()[0]})", path) from None
 
 
