@@ -6,6 +6,7 @@ The matrices are written exactly as deepTools 3.5 does (tests/deeptools_files.py
 from __future__ import annotations
 
 import gzip
+import json
 
 import numpy as np
 import pandas as pd
@@ -140,3 +141,27 @@ def test_expression_in_the_roadmap_layout(tmp_path):
     path = write_gz(tmp_path / "m.gz", {"E003.H3K4me3": _signal(10)})
     ds = load_dataset(path, expression=tmp_path / "rpkm.pc.gz")
     np.testing.assert_allclose(ds.y, log2_rpkm(np.arange(4.0)))
+
+
+def test_before_deeptools_3_single_values_and_two_groups(tmp_path):
+    """deepTools 2.x wrote one upstream/downstream/bin size for all samples."""
+    k4 = _signal(11)
+    path = write_gz(tmp_path / "new.gz", {"H3K4me3": k4})
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    header = json.loads(lines[0][1:])
+    for key in ("upstream", "downstream", "body", "bin size", "ref point"):
+        header[key] = header[key][0]
+    header["group_labels"], header["group_boundaries"] = ["up", "down"], [0, 2, 4]
+    lines[0] = "@" + json.dumps(header, separators=(",", ":"))
+    old = tmp_path / "old.gz"
+    old.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    np.testing.assert_array_equal(load_dataset(old).X, load_dataset(path).X)
+    text = tmp_path / "t.tab"
+    write_text(text, {"H3K4me3": k4})
+    body = text.read_text().splitlines()
+    body[0] = "#up:2\tdown:2"
+    body[1] = "#downstream:200\tupstream:200\tbody:0\tbin size:100\tunscaled 5 prime:0\t"
+    body[1] += "unscaled 3 prime:0"
+    body[2] = "up:2\tdown:2\t" + "\t".join(["H3K4me3"] * 4)
+    text.write_text("\n".join(body) + "\n")
+    np.testing.assert_array_equal(load_dataset(text).X, load_dataset(path).X)
