@@ -165,3 +165,11 @@ def test_before_deeptools_3_single_values_and_two_groups(tmp_path):
     body[2] = "up:2\tdown:2\t" + "\t".join(["H3K4me3"] * 4)
     text.write_text("\n".join(body) + "\n")
     np.testing.assert_array_equal(load_dataset(text).X, load_dataset(path).X)
+
+
+def test_cell_option_refused_where_it_means_nothing(tmp_path, planted):
+    from histexpr.data.npz import write_npz
+
+    write_npz(planted, tmp_path / "d.npz")
+    with pytest.raises(DataError, match="option cell applies to deepTools"):
+        load_dataset(tmp_path / "d.npz", cell="X")

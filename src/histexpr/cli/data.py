@@ -90,7 +90,10 @@ def convert(
     ] = "auto",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     missing: Annotated[
-        str | None, typer.Option(help="DeepChrome --target rpkm: genes without RPKM: error|drop.")
+        str | None,
+        typer.Option(
+            help="Genes without RPKM (DeepChrome --target rpkm, --expression): error|drop."
+        ),
     ] = None,
     compression: Annotated[
         str, typer.Option(help="HDF5 filter of X: lzf, or gzip (readable everywhere, e.g. R).")

@@ -120,7 +120,7 @@ def train(
     ] = None,
     missing: Annotated[
         str | None,
-        typer.Option(help="DeepChrome genes without RPKM: error or drop."),
+        typer.Option(help="Genes without RPKM (DeepChrome, --expression): error or drop."),
     ] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Config override field=value (repeatable).")
@@ -405,6 +405,9 @@ def predict(
     """
     if pair:
         from histexpr.workflows.diff import predict_diff
+
+        if marks or cell:
+            raise HistexprError("--marks and --cell do not apply with --pair; convert first")
 
         guard_output(out, "table-file", [model_dir, data], force=force)
         n = predict_diff(model_dir, data, pair, out, names, split)

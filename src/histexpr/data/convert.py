@@ -156,6 +156,8 @@ def _plan(
     if foreign and fmt != "deeptools":
         raise DataError(f"option(s) {', '.join(foreign)} apply to deepTools matrices only", path)
     opts = {k: v for k, v in opts.items() if v is not None}
+    if "cell" in opts and fmt not in ("deeptools", "deepchrome"):
+        raise DataError("option cell applies to deepTools matrices and DeepChrome folders", path)
     if fmt == "deeptools":
         from histexpr.data.deeptools import deeptools_blocks
 
