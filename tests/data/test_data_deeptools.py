@@ -78,7 +78,7 @@ def test_folder_one_file_per_mark_merged_by_name_with_expression(tmp_path):
     np.testing.assert_array_equal(ds.X[:, 1], _signal(5)[:3])
     assert ds.target == TARGET_LOG2_RPKM
     np.testing.assert_allclose(ds.y, log2_rpkm(np.array([1.0, 3.0, 7.0])))
-    with pytest.raises(DataError, match="names no known mark"):
+    with pytest.raises(DataError, match=r"1_k4.gz \[marks\]: sample label 'sig_a' names no"):
         load_dataset(folder)
     rpkm.rename(columns={"E004": "E005"}).to_csv(tmp_path / "other.tsv", sep="\t", index=False)
     with pytest.raises(DataError, match="no column E004"), pytest.warns(UserWarning):

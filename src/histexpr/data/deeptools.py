@@ -71,8 +71,10 @@ def parse_marks(spec) -> dict[str, str]:
     return out
 
 
-def sample_key(label: str, marks: Mapping[str, str], cell: str | None, default_cell: str):
-    """(cell, mark) of a sample label; see the module docstring."""
+def sample_key(
+    label: str, marks: Mapping[str, str], cell: str | None, default_cell: str, path=None
+) -> tuple[str, str]:
+    """(cell, mark) of a sample label (of the file ``path``); see the module docstring."""
     known = {m.lower(): m for m in KNOWN_MARKS}
     words = [w for w in _WORDS.split(label) if w]
     mapped = marks.get(label)
@@ -84,7 +86,7 @@ def sample_key(label: str, marks: Mapping[str, str], cell: str | None, default_c
     if len(hits) != 1:
         what = "names no known mark" if not hits else f"names several marks ({', '.join(hits)})"
         raise DataError(
-            f"sample label {label!r} {what}; map it with --marks {label}=MARK", key="marks"
+            f"sample label {label!r} {what}; map it with --marks {label}=MARK", path, "marks"
         )
     return cell or _eid(words, default_cell), hits[0]
 
@@ -168,7 +170,7 @@ def read_deeptools(
             raise DataError(f"nan value for region {m.names[row]} (nan='zero' reads 0)", f)
         rows = _dedupe(m.names, f)
         for j, label in enumerate(m.labels):
-            key = sample_key(label, mapping, cell, default_cell)
+            key = sample_key(label, mapping, cell, default_cell, f)
             if key in tracks:
                 raise DataError(f"mark {key[1]} of cell {key[0]} given twice", f, label)
             genes = canonical_gene_ids(m.names[rows])
