@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from histexpr.atomic import atomic_path
 from histexpr.data.dataset import BIN_SIZE, MARKS, HistoneDataset
@@ -222,6 +223,7 @@ def plot_loss_curves(
             for m, c in zip(members, colors, strict=True)
         ]
     ax.legend(handles=handles, fontsize=7, frameon=False, ncols=2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss (training objective)")
     if log:
@@ -440,7 +442,7 @@ def plot_model_scores(
     span = (top - low) or 1.0
     for p, v in zip(pos, values, strict=True):
         text = f"{v:.3g}" if np.isfinite(v) else "n/a"
-        ax.text(max(v, 0.0) if np.isfinite(v) else 0.0, p, " " + text, va="center", fontsize=8)
+        ax.text(max(v, 0.0) if np.isfinite(v) else 0.0, p, " " + text, va="center", fontsize=9)
     ax.set_xlim(low - 0.02 * span if low < 0 else 0.0, top + 0.22 * span)
     ax.set_ylim(len(names) - 0.5, -1.0)  # room above the bars for the reference's name
     if reference is not None and np.isfinite(reference):
@@ -451,7 +453,7 @@ def plot_model_scores(
             reference_label,
             ha="center",
             va="center",
-            fontsize=7,
+            fontsize=8,
             bbox={"fc": "white", "lw": 0, "pad": 1},
         )
     ax.set_xlabel(xlabel)
@@ -476,7 +478,7 @@ def model_comparison_figure(
         Legend of the reference lines.
     """
     n_models = max((len(p[0]) for p in panels), default=1)
-    fig, axes = figure_grid(len(panels), len(panels), panel=(3.6, 0.36 * n_models + 1.5))
+    fig, axes = figure_grid(len(panels), len(panels), panel=(3.1, 0.36 * n_models + 1.5))
     for ax, (scores, xlabel, best, reference) in zip(axes, panels, strict=True):
         plot_model_scores(scores, ax, best, reference, reference_label, xlabel)
     for ax in axes[1:]:

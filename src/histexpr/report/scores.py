@@ -131,10 +131,15 @@ def comparison_section(page: Page, results: pd.DataFrame) -> None:
     """
     page.section("comparison", "Model comparison")
     table, best, scores = rank_results(results)
-    models = table["model"].nunique()
+    models = [m for m in pd.unique(table["model"]) if m != ORACLE]
+    oracle = (
+        " and the oracle (the best any model could do)"
+        if len(models) < table["model"].nunique()
+        else ""
+    )
     page.text(
-        f"{models} models scored on held-out examples, one figure per evaluation group; "
-        "the best model of each group is highlighted and in bold in the table."
+        f"{len(models)} models{oracle} scored on held-out examples, one figure per evaluation "
+        "group; the best model of each group is highlighted and in bold in the table."
     )
     for group in scores:
         if group == TRAINING_GROUP:
@@ -166,12 +171,10 @@ def _group_figure(page: Page, rows: pd.DataFrame, group: str, score: str) -> Non
     ]
     title = "Models on " + group_label(group, "\n")
     fig = plot.model_comparison_figure(panels, title=title)
-    aim = "lowest MSE over the oracle (1 = as good as the oracle)" if lower else "highest R²"
-    ref = "; the dashed line is the oracle" if len(oracle) else ""
+    aim = "lowest MSE over the oracle (1 = the oracle's)" if lower else "highest R²"
+    ref = "; dashed line: the oracle" if len(oracle) else ""
     page.figure(
-        fig,
-        "model-comparison",
-        f"{group}: the highlighted bar is the best model, {aim} and highest Pearson r{ref}.",
+        fig, "model-comparison", f"{group}: best highlighted, {aim} and highest Pearson r{ref}."
     )
 
 
@@ -185,6 +188,7 @@ def _best(values: Mapping[str, float], lower: bool) -> str | None:
 def predictions_section(page: Page, run: runs.Run, max_points: int) -> None:
     """Predicted against observed per model and group; constant predictions left out.
 
+    Models come in the order of the comparison's first group (best first, the oracle last).
     A panel whose predictions are constant within each cell type
     (:func:`constant_predictions`) is dropped, and a model with no panel left gets no
     figure; a note names what was left out.
@@ -194,6 +198,9 @@ def predictions_section(page: Page, run: runs.Run, max_points: int) -> None:
     if not models:
         page.note(f"{runs.PREDICTIONS} has no model columns.")
         return
+    ranked = list(pd.unique(rank_results(run.results())[0]["model"]))  # best of the first group
+    order = {m: i for i, m in enumerate(ranked)}
+    models = sorted(models, key=lambda m: (m == ORACLE, order.get(m, len(order))))
     unit = run.header.target or "log2(RPKM+1)"
     if "group" in preds.columns:  # runs that record the evaluation group of each example
         group = preds["group"].astype(str).to_numpy()
