@@ -199,6 +199,7 @@ def test_table_cells_bold_rows_and_scrolling():
     page.table(pd.DataFrame({"model": ["a", "b"], "r": [0.5, 0.25]}), bold=[False, True])
     (html,) = page.body
     assert html.startswith('<div class="scroll"><table>')
-    assert '<tr class="best"><td>b</td><td>0.25</td></tr>' in html
+    assert '<tr class="best"><td>b</td><td class="num">0.25</td></tr>' in html
+    assert '<th>model</th><th class="num">r</th>' in html  # numbers right, names left
     with pytest.raises(ValueError, match="bold"):
         page.table(pd.DataFrame({"a": [1]}), bold=[True, False])

@@ -6,6 +6,12 @@ opens offline and can be mailed as one file. A run directory is read through
 ``predictions.csv``, ``data_summary.json``, ``models/<name>/``, ``explain/``); a model
 directory through :mod:`histexpr.estimators.bundle` (see :mod:`histexpr.report.model`).
 
+A run's page is the list :data:`RUN_SECTIONS`, pictures of the scores first: the model
+comparison per evaluation group and its ranked table, prediction intervals
+(``intervals.csv``) and the automatic model choice (``model.json`` ``extra["auto"]``)
+when recorded, predicted vs observed, then training, data, interpretation, the run
+header and the configuration (see :mod:`histexpr.report.scores`).
+
 Optional pieces are decided by explicit checks and get a note: no explanation yet, no
 training history (baselines record none), no data summary. A piece that is there but
 malformed (a renamed column, a damaged archive) fails the report with a one-line

@@ -27,9 +27,9 @@ padding:1em 2em;color:#222;line-height:1.4}
 h1{border-bottom:2px solid #446;padding-bottom:.2em}h2{margin-top:1.6em;color:#334}
 .scroll{overflow-x:auto;max-width:100%;margin:.5em 0}
 table{border-collapse:collapse;font-size:.85em}
-th,td{border:1px solid #ccd;padding:.2em .5em;text-align:right;white-space:nowrap}
+th,td{border:1px solid #ccd;padding:.2em .5em;text-align:left;white-space:nowrap}
+th.num,td.num{text-align:right}
 th{background:#eef}
-td:first-child,th:first-child{text-align:left}
 tr.best td{font-weight:bold;background:#fff3d6}
 figure{margin:1em 0}img{max-width:100%;height:auto}figcaption{font-size:.85em;color:#555}
 .note{background:#fff7e0;border-left:4px solid #e0a800;padding:.3em .8em;font-size:.9em}
@@ -106,10 +106,22 @@ class Page:
         bold = [False] * len(df) if bold is None else [bool(b) for b in bold]
         if len(bold) != len(df):
             raise ValueError(f"bold has {len(bold)} entries for {len(df)} rows")
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+        # numeric columns right-aligned; text (names, paths) left, so it shows when scrolled
+        num = [
+            ' class="num"'
+            if pd.api.types.is_numeric_dtype(t) and not pd.api.types.is_bool_dtype(t)
+            else ""
+            for t in df.dtypes
+        ]
+        head = "".join(
+            f"<th{k}>{html.escape(str(c))}</th>" for c, k in zip(df.columns, num, strict=True)
+        )
         rows = []
         for best, values in zip(bold, df.itertuples(index=False, name=None), strict=True):
-            cells = "".join(f"<td>{html.escape(format_value(v, digits))}</td>" for v in values)
+            cells = "".join(
+                f"<td{k}>{html.escape(format_value(v, digits))}</td>"
+                for v, k in zip(values, num, strict=True)
+            )
             rows.append(f'<tr class="best">{cells}</tr>' if best else f"<tr>{cells}</tr>")
         table = (
             f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'

@@ -297,35 +297,30 @@ def intervals_section(page: Page, intervals, source: str = "intervals") -> None:
     )
     df = df.assign(group=df["group"].astype(str))
     order = {g: i for i, g in enumerate(ordered_groups(df["group"]))}
-    df = df.assign(_g=df["group"].map(order)).sort_values(["_g", "level", "width"])
+    df = df.assign(_g=df["group"].map(order)).sort_values(["_g", "level", "width"], kind="stable")
     df = df.drop(columns="_g")
-    for group, rows in df.groupby("group", sort=False):
-        levels = sorted(set(rows["level"].astype(float)))
-        names = [
-            f"{m} ({lv:.0%})" if len(levels) > 1 else str(m)
-            for m, lv in zip(rows["model"], rows["level"].astype(float), strict=True)
-        ]
+    several = df["level"].nunique() > 1
+    for (group, level), rows in df.groupby(["group", "level"], sort=False):
+        names = [str(m) for m in rows["model"]]
         cover = dict(zip(names, rows["coverage"].astype(float), strict=True))
         width = dict(zip(names, rows["width"].astype(float), strict=True))
-        reach = rows["coverage"].astype(float) >= rows["level"].astype(float) - 1e-9
-        reached = [n for n, ok in zip(names, reach, strict=True) if ok]
-        # the best reaches its nominal level with the narrowest interval; if none does,
+        reached = [n for n in names if cover[n] >= float(level) - 1e-9]
+        # the best reaches the nominal level with the narrowest interval; if none does,
         # the best coverage and the narrowest width are highlighted apart
         best_width = _best({n: width[n] for n in reached or names}, True)
         best_cover = best_width if reached else _best(cover, False)
-        nominal = levels[0] if len(levels) == 1 else None
         panels = [
-            (cover, "coverage (fraction of observed inside)", best_cover, nominal),
+            (cover, "coverage (fraction of observed inside)", best_cover, float(level)),
             (width, "mean width (log2(RPKM+1))", best_width, None),
         ]
-        title = "Intervals on " + group_label(group, "\n")
+        at = f" at {float(level):.0%}" if several else ""
+        title = f"Intervals{at} on " + group_label(group, "\n")
         fig = plot.model_comparison_figure(panels, title, reference_label="nominal level")
-        nominal = ", ".join(f"{lv:.0%}" for lv in levels)
         page.figure(
             fig,
             "intervals",
-            f"{group}: coverage should reach the nominal {nominal} (dashed line); the "
-            "highlighted model reaches it with the narrowest interval.",
+            f"{group}: coverage should reach the nominal {float(level):.0%} (dashed line); "
+            "the highlighted model reaches it with the narrowest interval.",
         )
     page.table(df[[c for c in (*INTERVAL_COLUMNS, "n") if c in df.columns]])
 
