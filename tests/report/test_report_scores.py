@@ -153,6 +153,16 @@ def test_gene_mean_keeps_only_the_panels_where_it_varies(tmp_path, figures):
     assert len(_plot_axes(scatter["ridge"])) == 3
 
 
+def test_comparison_of_results_without_scores_is_a_table_only():
+    from histexpr.report.scores import comparison_section
+
+    page = Page()
+    results = pd.DataFrame({"model": ["b", "a"], "group": ["all", "all"], "mse": [2.0, 1.0]})
+    comparison_section(page, results)
+    assert page.figure_kinds == [] and page.toc == [("comparison", "Model comparison")]
+    assert "<td>b</td>" in "".join(page.body)
+
+
 def test_constant_predictions():
     cell = np.array(["a", "a", "b", "b"])
     assert constant_predictions(np.full(4, 2.0))

@@ -42,7 +42,7 @@ def group_label(group: str, sep: str = ": ") -> str:
 
 
 def ordered_groups(groups) -> list[str]:
-    """ "all", then :data:`~histexpr.evaluate.GROUP_ORDER`, others, the flagged group last."""
+    """Groups in table order: "all", :data:`~histexpr.evaluate.GROUP_ORDER`, others, flagged."""
     groups = list(dict.fromkeys(str(g) for g in groups))
     known = [g for g in ("all", *GROUP_ORDER) if g in groups]
     rest = [g for g in groups if g not in known and g != TRAINING_GROUP]
@@ -103,8 +103,8 @@ def rank_results(results: pd.DataFrame) -> tuple[pd.DataFrame, list[bool], dict[
         rows = results[results["group"].astype(str) == group].copy()
         score = scores[group] = score_of(rows)
         lower = SCORES[score][1]
-        key = pd.to_numeric(rows[score], "coerce") * (1 if lower else -1)
-        pearson = -pd.to_numeric(rows.get("pearson", pd.Series(np.nan, rows.index)), "coerce")
+        key = _column(rows, score) * (1 if lower else -1)
+        pearson = -_column(rows, "pearson")
         rows = rows.assign(
             _oracle=rows["model"] == ORACLE, _key=key, _r=pearson, _none=key.isna()
         ).sort_values(["_oracle", "_none", "_key", "_r"], kind="stable")
@@ -118,6 +118,13 @@ def rank_results(results: pd.DataFrame) -> tuple[pd.DataFrame, list[bool], dict[
     first = [c for c in ("group", "model", *lead, *_FIRST) if c in table.columns]
     first = list(dict.fromkeys(first))
     return table[first + [c for c in table.columns if c not in first]], best, scores
+
+
+def _column(rows: pd.DataFrame, name: str) -> pd.Series:
+    """A numeric column, NaN where missing or not a number (an older results.csv)."""
+    if name not in rows.columns:
+        return pd.Series(np.nan, index=rows.index)
+    return pd.to_numeric(rows[name], "coerce").astype(np.float64)
 
 
 def comparison_section(page: Page, results: pd.DataFrame) -> None:
@@ -160,10 +167,12 @@ def _group_figure(page: Page, rows: pd.DataFrame, group: str, score: str) -> Non
     rows = rows[rows["model"] != ORACLE]
     if rows.empty:
         return
-    values = dict(zip(rows["model"], pd.to_numeric(rows[score], "coerce"), strict=True))
-    pearson = dict(zip(rows["model"], pd.to_numeric(rows["pearson"], "coerce"), strict=True))
+    values = dict(zip(rows["model"], _column(rows, score), strict=True))
+    pearson = dict(zip(rows["model"], _column(rows, "pearson"), strict=True))
+    if not np.isfinite([*values.values(), *pearson.values()]).any():
+        return  # nothing to compare (a results.csv without these metrics)
     ref_score = 1.0 if score == "mse_over_oracle" and len(oracle) else None
-    ref_r = float(oracle["pearson"].iloc[0]) if len(oracle) else None
+    ref_r = float(_column(oracle, "pearson").iloc[0]) if len(oracle) else None
     best_score = _best(values, lower)
     panels = [
         (values, label, best_score, ref_score),
