@@ -131,3 +131,73 @@ def make_fake_run(root: Path, data_path: str | None = None, summary: bool = True
     if summary:
         write_data_summary(data, run)
     return run
+
+
+def make_scored_run(root: Path, intervals: bool = True, auto: bool = True) -> Path:
+    """A run scored by :func:`histexpr.evaluate.evaluate_predictions` with four groups.
+
+    Models: ``ridge`` and ``convnet`` (informative), ``global-mean`` (one value everywhere),
+    ``gene-mean`` (each training gene's mean; the global mean on new genes) and the
+    ``oracle``. With ``intervals``, ``intervals.csv``; with ``auto``, an automatic model
+    choice in ``models/convnet/model.json`` (``extra["auto"]``).
+    """
+    from histexpr.evaluate import assign_groups, evaluate_predictions
+
+    rng = np.random.default_rng(2)
+    run = Path(root)
+    data = synthetic_data()
+    genes = np.unique(data.gene)
+    train_genes = genes[: len(genes) // 2]
+    truth = data.y + rng.normal(scale=0.3, size=len(data))
+    known = np.isin(data.gene, train_genes)
+    gene_means = pd.Series(data.y).groupby(data.gene).transform("mean").to_numpy()
+    preds = {
+        "ridge": truth + rng.normal(scale=1.2, size=len(data)),
+        "convnet": truth + rng.normal(scale=0.7, size=len(data)),
+        "global-mean": np.full(len(data), float(data.y.mean())),
+        "gene-mean": np.where(known, gene_means, float(data.y.mean())),
+        "oracle": truth,
+    }
+    group = assign_groups(data.cell, data.gene, train_cells=TRAIN, train_genes=train_genes)
+    ev = evaluate_predictions(
+        data.y, data.cell, preds, gene=data.gene, train_cells=TRAIN, train_genes=train_genes
+    )
+    write_run(
+        run,
+        results=ev.table,
+        per_cell=ev.per_cell,
+        cell=data.cell,
+        gene=data.gene,
+        y=data.y,
+        predictions=preds,
+        config={"seed": 0, "models": list(preds)},
+        n_examples=len(data),
+        cells=CELLS,
+        train_cells=TRAIN,
+        unseen_cells=UNSEEN,
+        target=data.target,
+        command="experiment",
+        group=group,
+    )
+    for model in ("ridge", "convnet"):
+        d = run / "models" / model
+        d.mkdir(parents=True, exist_ok=True)
+        extra = {}
+        if auto and model == "convnet":
+            extra["auto"] = [
+                {"candidate": c, "score": s, "spread": 0.02, "fit_seconds": t, "chosen": k}
+                for c, s, t, k in (
+                    ("convnet", 0.61, 42.0, True),
+                    ("ridge", 0.55, 1.5, False),
+                    ("lightgbm", 0.58, 8.25, False),
+                )
+            ]
+        write_header(d, model, {"lr": 1e-3}, MARKS, N_BINS, extra=extra)
+    if intervals:
+        rows = [
+            {"group": g, "model": m, "level": 0.9, "coverage": c, "width": w, "n": 40}
+            for g in ("all", "seen/new", "unseen/new")
+            for m, c, w in (("ridge", 0.93, 4.1), ("convnet", 0.88, 2.6))
+        ]
+        pd.DataFrame(rows).to_csv(run / "intervals.csv", index=False)
+    return run

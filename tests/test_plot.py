@@ -121,3 +121,28 @@ def test_heatmaps_take_any_marks_and_window():
     tall = plot.input_heatmaps_figure(signal, marks)
     short = plot.input_heatmaps_figure({k: v[:2] for k, v in signal.items()}, marks[:2])
     assert tall.get_size_inches()[1] > short.get_size_inches()[1]  # room for every row label
+
+
+def test_model_scores_highlight_the_best_and_mark_the_reference():
+    scores = {"convnet": 1.2, "ridge": 1.9, "global-mean": float("nan")}
+    ax = plot.plot_model_scores(scores, best="convnet", reference=1.0, xlabel="MSE / oracle")
+    bars = ax.patches
+    assert len(bars) == 3 and bars[0].get_facecolor() != bars[1].get_facecolor()
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(scores)  # first on top
+    assert ax.yaxis_inverted()
+    weights = {t.get_text(): t.get_fontweight() for t in ax.get_yticklabels()}
+    assert weights["convnet"] == "bold" and weights["ridge"] == "normal"
+    texts = [t.get_text() for t in ax.texts]
+    assert " 1.2" in texts and " n/a" in texts and "oracle" in texts
+    assert [line.get_xdata()[0] for line in ax.get_lines()] == [1.0]
+    assert ax.get_xlabel() == "MSE / oracle" and ax.get_ylabel() == "model"
+
+
+def test_model_comparison_figure_titles_and_labels_every_panel():
+    panels = [({"a": 0.5, "b": 0.7}, "R²", "b", None), ({"a": 0.9, "b": 0.8}, "r", "a", 0.95)]
+    fig = plot.model_comparison_figure(panels, title="Models on all")
+    assert fig._suptitle.get_text() == "Models on all"
+    assert [ax.get_xlabel() for ax in fig.axes] == ["R²", "r"]
+    fig = plot.pred_vs_obs_figure({"seen": ([1.0, 2.0], [1.0, 3.0])}, model="ridge", unit="u")
+    assert fig._suptitle.get_text() == "ridge: predicted vs observed expression"
+    assert fig.axes[0].get_xlabel() == "observed expression (u)"

@@ -23,6 +23,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from histexpr.atomic import atomic_path
 from histexpr.data.dataset import BIN_SIZE, MARKS, HistoneDataset
@@ -105,6 +106,7 @@ def heatmap(
         **lims,
     )
     ax.set_yticks(range(len(marks)), labels=list(marks))
+    ax.set_ylabel("histone mark")
     ax.set_xlabel("position relative to TSS (kb)")
     ax.axvline(0.0, color="0.5", lw=0.6, ls=":")
     if title:
@@ -155,7 +157,7 @@ def plot_expression_histogram(
     ax: Axes | None = None,
     bins: int | np.ndarray = 40,
     title: str | None = None,
-    xlabel: str = "log2(RPKM+1)",
+    xlabel: str = "expression (log2(RPKM+1))",
 ) -> Axes:
     """Overlaid histograms of expression values, one outline per cell type.
 
@@ -182,7 +184,7 @@ def plot_expression_histogram(
             counts, edges = np.histogram(v[np.isfinite(v)], bins=bins)
         ax.stairs(counts, edges, label=name or None, lw=1.3)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("genes")
+    ax.set_ylabel("genes (count)")
     if len(values) > 1:
         ax.legend(fontsize=8, frameon=False)
     if title:
@@ -221,8 +223,9 @@ def plot_loss_curves(
             for m, c in zip(members, colors, strict=True)
         ]
     ax.legend(handles=handles, fontsize=7, frameon=False, ncols=2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (training objective)")
     if log:
         ax.set_yscale("log")
     if title:
@@ -238,6 +241,7 @@ def plot_pred_vs_obs(
     title: str | None = None,
     max_points: int = 5000,
     seed: int = 0,
+    unit: str = "log2(RPKM+1)",
 ) -> Axes:
     """Predicted against observed expression, with the metrics in a corner.
 
@@ -248,6 +252,8 @@ def plot_pred_vs_obs(
         Shown as ``name = value``; computed from ``y`` and ``yhat`` when omitted.
     max_points : int
         Points drawn (a random subset); metrics always use every point.
+    unit : str
+        Unit of the expression axes (empty for none).
     """
     y = np.asarray(y, dtype=np.float64)
     yhat = np.asarray(yhat, dtype=np.float64)
@@ -280,8 +286,9 @@ def plot_pred_vs_obs(
         fontsize=8,
         bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8, "lw": 0},
     )
-    ax.set_xlabel("observed")
-    ax.set_ylabel("predicted")
+    suffix = f" ({unit})" if unit else ""
+    ax.set_xlabel("observed expression" + suffix)
+    ax.set_ylabel("predicted expression" + suffix)
     if title:
         ax.set_title(title, fontsize=10)
     return ax
@@ -317,14 +324,15 @@ def input_heatmaps_figure(
     marks: Sequence[str] = MARKS,
     bin_size: int = BIN_SIZE,
     labels: Mapping[str, str] | None = None,
+    title: str | None = None,
 ) -> Figure:
-    """One input heatmap per cell type, sharing one colour scale."""
+    """One input heatmap per cell type, sharing one colour scale (``title`` above them)."""
     labels = labels or {}
     fig, axes = figure_grid(len(mean_signal), 2, panel=heatmap_panel(len(marks)))
     top = max((float(np.nanmax(v)) for v in mean_signal.values()), default=1.0)
     for ax, (cell, values) in zip(axes, mean_signal.items(), strict=False):
         plot_input_heatmap(values, marks, ax, labels.get(cell, cell), bin_size, vmax=top)
-    return fig
+    return _suptitle(fig, title)
 
 
 def attribution_figure(
@@ -335,6 +343,7 @@ def attribution_figure(
     method: str = "",
     labels: Mapping[str, str] | None = None,
     bin_size: int = BIN_SIZE,
+    title: str | None = None,
 ) -> Figure:
     """Signed (left) and absolute (right) mean attribution maps, one row per cell type.
 
@@ -366,7 +375,7 @@ def attribution_figure(
             bin_size,
             vmax=vmax_a or None,
         )
-    return fig
+    return _suptitle(fig, title)
 
 
 def pred_vs_obs_figure(
@@ -374,6 +383,8 @@ def pred_vs_obs_figure(
     metrics: Mapping[str, Mapping[str, float] | None] | None = None,
     model: str = "",
     max_points: int = 5000,
+    title: str | None = None,
+    unit: str = "log2(RPKM+1)",
 ) -> Figure:
     """One predicted-vs-observed panel per group (e.g. seen and unseen cell types).
 
@@ -382,12 +393,102 @@ def pred_vs_obs_figure(
     groups : mapping of str to (y, yhat)
     metrics : mapping of str to metrics, optional
         Per group; missing groups get metrics computed from the points.
+    title : str, optional
+        Figure title above the panels; default "MODEL: predicted vs observed expression".
+    unit : str
+        Unit of the expression axes.
     """
     metrics = metrics or {}
-    fig, axes = figure_grid(len(groups), len(groups), panel=(3.8, 3.6))
+    fig, axes = figure_grid(len(groups), min(len(groups), 3), panel=(3.8, 3.6))
     for ax, (group, (y, yhat)) in zip(axes, groups.items(), strict=False):
-        title = f"{model}: {group} cell types" if model else f"{group} cell types"
-        plot_pred_vs_obs(y, yhat, ax, metrics.get(group), title, max_points)
+        plot_pred_vs_obs(y, yhat, ax, metrics.get(group), group, max_points, unit=unit)
+    if title is None and model:
+        title = f"{model}: predicted vs observed expression"
+    return _suptitle(fig, title)
+
+
+def plot_model_scores(
+    scores: Mapping[str, float],
+    ax: Axes | None = None,
+    best: str | None = None,
+    reference: float | None = None,
+    reference_label: str = "oracle",
+    xlabel: str = "",
+    title: str | None = None,
+) -> Axes:
+    """Horizontal bars of one score per model, the first on top, ``best`` highlighted.
+
+    Parameters
+    ----------
+    scores : mapping of str to float
+        Model -> score, in the order to draw (NaN: no bar, "n/a" written instead).
+    best : str, optional
+        The model drawn in the highlight colour with a bold label.
+    reference : float, optional
+        A dashed vertical line (e.g. the oracle's score), labelled ``reference_label``.
+    """
+    names = list(scores)
+    values = np.array([scores[n] for n in names], dtype=np.float64)
+    ax = _axes(ax, figsize=(4.0, 0.4 * len(names) + 1.2))
+    colors = ["C1" if n == best else "#9bb0c8" for n in names]
+    pos = np.arange(len(names))
+    ax.barh(pos, np.nan_to_num(values), color=colors, height=0.7)
+    ax.set_yticks(pos, labels=names)
+    for label in ax.get_yticklabels():
+        label.set_fontweight("bold" if label.get_text() == best else "normal")
+    finite = values[np.isfinite(values)]
+    top = max([0.0, *finite.tolist(), reference if reference is not None else 0.0])
+    low = min([0.0, *finite.tolist()])
+    span = (top - low) or 1.0
+    for p, v in zip(pos, values, strict=True):
+        text = f"{v:.3g}" if np.isfinite(v) else "n/a"
+        ax.text(max(v, 0.0) if np.isfinite(v) else 0.0, p, " " + text, va="center", fontsize=9)
+    ax.set_xlim(low - 0.02 * span if low < 0 else 0.0, top + 0.22 * span)
+    ax.set_ylim(len(names) - 0.5, -1.0)  # room above the bars for the reference's name
+    if reference is not None and np.isfinite(reference):
+        ax.axvline(reference, color="0.3", ls="--", lw=0.9)
+        ax.text(
+            reference,
+            -0.75,
+            reference_label,
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox={"fc": "white", "lw": 0, "pad": 1},
+        )
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("model")
+    if title:
+        ax.set_title(title, fontsize=10)
+    return ax
+
+
+def model_comparison_figure(
+    panels: Sequence[tuple[Mapping[str, float], str, str | None, float | None]],
+    title: str | None = None,
+    reference_label: str = "oracle",
+) -> Figure:
+    """Side-by-side :func:`plot_model_scores` panels sharing the model order.
+
+    Parameters
+    ----------
+    panels : sequence of (scores, xlabel, best, reference)
+        One panel each, e.g. MSE over the oracle and Pearson r of every model in a group.
+    reference_label : str
+        Legend of the reference lines.
+    """
+    n_models = max((len(p[0]) for p in panels), default=1)
+    fig, axes = figure_grid(len(panels), len(panels), panel=(3.1, 0.36 * n_models + 1.5))
+    for ax, (scores, xlabel, best, reference) in zip(axes, panels, strict=True):
+        plot_model_scores(scores, ax, best, reference, reference_label, xlabel)
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+    return _suptitle(fig, title)
+
+
+def _suptitle(fig: Figure, title: str | None) -> Figure:
+    if title:
+        fig.suptitle(title, fontsize=11)
     return fig
 
 

@@ -1,8 +1,12 @@
 """The report renders offline in headless Chromium with every image decoded.
 
 Uses Debian's ``chromium``; when it is missing the session installs it once with
-apt (only as root, with a time limit) and otherwise skips with the reason. The
-screenshot is kept as an artefact in ``tests/artifacts/report_screenshot.png``.
+apt (only as root, with a time limit) and otherwise skips with the reason. Screenshots
+are kept as artefacts in ``tests/report/artifacts/``: ``report_screenshot.png`` (1,200 px),
+``report_1400.png`` and ``report_phone.png`` (390 px).
+
+Headless Chromium will not open a window narrower than 500 px, so the phone check loads
+the report in a 390 px wide iframe (file access between the two pages allowed).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_run import make_fake_run
+from fake_run import make_fake_run, make_scored_run
 from histexpr.report import write_report
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -98,3 +102,52 @@ def test_report_renders_in_headless_chromium(chromium, tmp_path):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
+
+
+PHONE = 390
+_PHONE_PAGE = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="{src}" style="width:{width}px;height:12000px;border:0"></iframe>
+<script>window.addEventListener("load", function () {{
+  var f = document.getElementById("f"), b = f.contentDocument.body;
+  document.body.dataset.inner = b.dataset.imagesDecoded + "|" + b.dataset.pageWidth + "|" +
+    f.contentWindow.innerWidth;
+}});</script></body></html>"""
+
+
+def test_report_fits_a_phone_and_a_wide_screen(chromium, tmp_path):
+    from PIL import Image
+
+    report = write_report(make_scored_run(tmp_path / "run"))
+    n_figures = report.read_text(encoding="utf-8").count("<img ")
+    phone = tmp_path / "phone.html"
+    phone.write_text(_PHONE_PAGE.format(src=report.resolve().as_uri(), width=PHONE))
+    url = phone.resolve().as_uri()
+    common = ("--allow-file-access-from-files", "--virtual-time-budget=5000")
+    dom = _run(chromium, tmp_path / "p-dom", *common, "--window-size=500,900", "--dump-dom", url)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    match = re.search(r'data-inner="(\d+)/(\d+)\|(\d+)\|(\d+)"', dom.stdout)
+    assert match, "the report's load script did not run in the frame: " + dom.stdout[-500:]
+    ok, total, page_width, window = map(int, match.groups())
+    assert window == PHONE and ok == total == n_figures >= 10
+    assert page_width <= PHONE  # images shrink, tables scroll in their box: nothing overflows
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    for name, size, target in (
+        ("report_phone.png", "500,6000", url),
+        ("report_1400.png", "1400,6000", report.resolve().as_uri()),
+    ):
+        shot = ARTIFACTS / name
+        shot.unlink(missing_ok=True)
+        result = _run(
+            chromium,
+            tmp_path / f"p-{name}",
+            *common,
+            f"--window-size={size}",
+            f"--screenshot={shot}",
+            target,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        if name == "report_phone.png":
+            with Image.open(shot) as image:
+                image.crop((0, 0, PHONE, image.height)).save(shot)
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000

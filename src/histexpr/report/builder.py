@@ -6,6 +6,12 @@ opens offline and can be mailed as one file. A run directory is read through
 ``predictions.csv``, ``data_summary.json``, ``models/<name>/``, ``explain/``); a model
 directory through :mod:`histexpr.estimators.bundle` (see :mod:`histexpr.report.model`).
 
+A run's page is the list :data:`RUN_SECTIONS`, pictures of the scores first: the model
+comparison per evaluation group and its ranked table, prediction intervals
+(``intervals.csv``) and the automatic model choice (``model.json`` ``extra["auto"]``)
+when recorded, predicted vs observed, then training, data, interpretation, the run
+header and the configuration (see :mod:`histexpr.report.scores`).
+
 Optional pieces are decided by explicit checks and get a note: no explanation yet, no
 training history (baselines record none), no data summary. A piece that is there but
 malformed (a renamed column, a damaged archive) fails the report with a one-line
@@ -17,7 +23,8 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,9 +37,19 @@ from histexpr.data.dataset import BIN_SIZE, HistoneDataset
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import HEADER
 from histexpr.report.page import Page
+from histexpr.report.scores import (
+    INTERVALS,
+    auto_section,
+    comparison_section,
+    intervals_section,
+    predictions_section,
+    read_intervals,
+)
 from histexpr.report.sections import (
+    Explanation,
     interpretation_section,
     model_configs,
+    read_auto,
     read_explanation,
     read_history,
     training_section,
@@ -98,7 +115,35 @@ def _choose_cells(run: runs.Run, available: Sequence[str], requested, limit: int
     return chosen + [c for c in available if c not in chosen][: limit - len(chosen)]
 
 
-def _overview(page: Page, run: runs.Run) -> None:
+@dataclass
+class RunInputs:
+    """Every piece of a run, read and checked before the first figure is drawn."""
+
+    run: runs.Run
+    cells: list[str] | None
+    max_points: int
+    histories: dict[str, pd.DataFrame]
+    summary: dict | None
+    explanation: Explanation | None
+    explain_folder: Path
+    intervals: pd.DataFrame | None
+    auto: dict[str, object]
+
+
+def _comparison(page: Page, r: RunInputs) -> None:
+    comparison_section(page, r.run.results())
+
+
+def _intervals(page: Page, r: RunInputs) -> None:
+    intervals_section(page, r.intervals, str(r.run.dir / INTERVALS))
+
+
+def _auto(page: Page, r: RunInputs) -> None:
+    auto_section(page, r.auto)
+
+
+def _overview(page: Page, r: RunInputs) -> None:
+    run = r.run
     page.section("overview", "Run")
     h = run.header
     rows = [
@@ -117,37 +162,19 @@ def _overview(page: Page, run: runs.Run) -> None:
     page.table(pd.DataFrame(rows, columns=["field", "value"]))
 
 
-def _metrics(page: Page, run: runs.Run) -> None:
-    page.section("metrics", "Metrics")
-    page.text("Test-set metrics per model on seen and unseen cell types.")
-    page.table(run.results().sort_values(["group", "model"], kind="stable"))
-    wide = run.per_cell().pivot_table(index="cell", columns="model", values="pearson")
+def _per_cell(page: Page, r: RunInputs) -> None:
+    wide = r.run.per_cell().pivot_table(index="cell", columns="model", values="pearson")
     wide = wide.reset_index()
     page.table(wide, details=f"Pearson r per cell type ({len(wide)} cell types)")
 
 
-def _predictions(page: Page, run: runs.Run, max_points: int) -> None:
-    page.section("predictions", "Predicted vs observed")
-    preds, models = run.predictions(), run.prediction_columns()
-    if not models:
-        page.note(f"{runs.PREDICTIONS} has no model columns.")
-        return
-    if "group" in preds.columns:  # runs that record the evaluation group of each example
-        from histexpr.evaluate import GROUP_ORDER
-
-        group = preds["group"].astype(str).to_numpy()
-        groups = {g: group == g for g in GROUP_ORDER}
-    else:  # older runs: seen / unseen cell types only
-        unseen = preds["cell"].isin(run.unseen_cells).to_numpy()
-        groups = {"seen": ~unseen, "unseen": unseen} if unseen.any() else {"all": ~unseen}
-    for model in models:
-        parts = {g: (preds["y"][m], preds[model][m]) for g, m in groups.items() if m.any()}
-        fig = plot.pred_vs_obs_figure(parts, run.model_metrics(model), model, max_points)
-        page.figure(fig, "pred-vs-obs", f"{model}: predicted vs observed expression per group")
+def _predictions(page: Page, r: RunInputs) -> None:
+    predictions_section(page, r.run, r.max_points)
 
 
-def _differential(page: Page, run: runs.Run) -> None:
+def _differential(page: Page, r: RunInputs) -> None:
     """The demo's differential table (``differential.csv``), when the run has one."""
+    run = r.run
     if not run.has_differential():
         return
     page.section("differential", "Differential expression")
@@ -204,24 +231,50 @@ def _data(page: Page, run: runs.Run, summary: dict | None, cells) -> bool:
     page.table(
         pd.DataFrame(rows), details="Per cell type: examples, target and mean reads per mark"
     )
-    fig = plot.input_heatmaps_figure(means, summary["marks"], summary.get("bin_size", BIN_SIZE))
-    page.figure(fig, "input-heatmap", "Mean reads per mark and bin around the TSS")
+    fig = plot.input_heatmaps_figure(
+        means,
+        summary["marks"],
+        summary.get("bin_size", BIN_SIZE),
+        title="Mean input signal per mark around the TSS",
+    )
+    page.figure(
+        fig,
+        "input-heatmap",
+        "Look for the peaks at the TSS (0 kb) and how they differ between cell types.",
+    )
     if hists:
         ax = plot.plot_expression_histogram(hists, title="Expression per cell type")
-        page.figure(ax.figure, "expression-histogram", "Distribution of the expression target")
+        page.figure(ax.figure, "expression-histogram", _HIST_CAPTION)
     return True
 
 
-def _expression_from_predictions(page: Page, run: runs.Run, cells) -> None:
-    # Without a data summary the test-set targets still show the expression distribution.
-    preds = run.predictions()
-    chosen = _choose_cells(run, pd.unique(preds["cell"]), cells)
-    values = {run.label(c): preds.loc[preds["cell"] == c, "y"].to_numpy() for c in chosen}
-    ax = plot.plot_expression_histogram(values, title="Expression per cell type (test genes)")
-    page.figure(ax.figure, "expression-histogram", "Distribution of the expression target")
+_HIST_CAPTION = "Compare location and spread between cell types; a spike at 0 is silent genes."
 
 
-def _config(page: Page, run: runs.Run) -> None:
+def _data_figures(page: Page, r: RunInputs) -> None:
+    if (
+        not _data(page, r.run, r.summary, r.cells)
+        or "expression-histogram" not in page.figure_kinds
+    ):
+        # Without a data summary the test-set targets still show the expression distribution.
+        run, preds = r.run, r.run.predictions()
+        chosen = _choose_cells(run, pd.unique(preds["cell"]), r.cells)
+        values = {run.label(c): preds.loc[preds["cell"] == c, "y"].to_numpy() for c in chosen}
+        ax = plot.plot_expression_histogram(values, title="Expression per cell type (test genes)")
+        page.figure(ax.figure, "expression-histogram", _HIST_CAPTION)
+
+
+def _training(page: Page, r: RunInputs) -> None:
+    training_section(page, r.histories)
+
+
+def _interpretation(page: Page, r: RunInputs) -> None:
+    note = f"No explanation in {r.explain_folder}: " + _explain_hint(r.run)
+    interpretation_section(page, r.explanation, r.run.label, note)
+
+
+def _config(page: Page, r: RunInputs) -> None:
+    run = r.run
     page.section("config", "Configuration and versions")
     if run.header.config:
         page.pre(json.dumps(run.header.config, indent=2, sort_keys=True))
@@ -244,27 +297,43 @@ def _explain_hint(run: runs.Run) -> str:
     )
 
 
+#: The sections of a run's page, in order: pictures of the scores first. Each takes the
+#: page and the checked :class:`RunInputs`; a section with nothing to show adds nothing.
+RUN_SECTIONS: list[Callable[[Page, RunInputs], None]] = [
+    _comparison,
+    _per_cell,
+    _intervals,
+    _auto,
+    _predictions,
+    _differential,
+    _training,
+    _data_figures,
+    _interpretation,
+    _overview,
+    _config,
+]
+
+
 def _run_page(run: runs.Run, cells, max_points: int, explain_dir) -> Page:
     # read and check every piece first: a damaged file fails before any figure is drawn
     run.results(), run.per_cell(), run.predictions()
     if run.has_differential():
         run.differential()
-    histories = {name: read_history(path) for name, path in run.histories().items()}
-    summary = run.data_summary() if run.has_data_summary() else None
     folder = Path(explain_dir) if explain_dir is not None else run.explain_dir
-    explanation = read_explanation(folder)
-    page = Page()
-    _overview(page, run)
-    _metrics(page, run)
-    _predictions(page, run, max_points)
-    _differential(page, run)
-    training_section(page, histories)
-    if not _data(page, run, summary, cells) or "expression-histogram" not in page.figure_kinds:
-        _expression_from_predictions(page, run, cells)
-    interpretation_section(
-        page, explanation, run.label, f"No explanation in {folder}: " + _explain_hint(run)
+    inputs = RunInputs(
+        run=run,
+        cells=cells,
+        max_points=max_points,
+        histories={name: read_history(path) for name, path in run.histories().items()},
+        summary=run.data_summary() if run.has_data_summary() else None,
+        explanation=read_explanation(folder),
+        explain_folder=folder,
+        intervals=read_intervals(run),
+        auto={n: a for n, d in run.model_dirs().items() if (a := read_auto(d)) is not None},
     )
-    _config(page, run)
+    page = Page()
+    for section in RUN_SECTIONS:
+        section(page, inputs)
     return page
 
 

@@ -1,7 +1,9 @@
 """The report page of a model directory (from ``histexpr train``).
 
 Sections: the model and its input contract (``model.json``), the metrics recorded at
-training (``metrics.json``: fit metrics and, with a gene hold-out, the held-out genes),
+training (``metrics.json``: fit metrics and, with a gene hold-out, the held-out genes), prediction
+intervals (``metrics.json`` ``intervals``) and the automatic model choice (``model.json``
+``extra["auto"]``) when recorded,
 the loss curves (``history.csv``; baselines record none), the explanation when one exists
 (``MODEL_DIR.explain/`` or the folder given) and the configuration. Baselines get every
 section except loss curves and interpretation, each replaced by a note.
@@ -19,6 +21,7 @@ from histexpr import runs
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import read_header
 from histexpr.report.page import Page
+from histexpr.report.scores import auto_section, intervals_section
 from histexpr.report.sections import (
     interpretation_section,
     model_configs,
@@ -63,7 +66,7 @@ def _metrics(page: Page, model_dir: Path, metrics: dict | None) -> None:
     rows = [(k, v) for k, v in sorted(metrics.items()) if _scalar(v)]
     if rows:
         page.table(
-            pd.DataFrame(rows, columns=["metric", "value"]).astype({"value": str}),
+            pd.DataFrame(rows, columns=["metric", "value"]),
             details="Recorded at training (fit metrics on training and validation data)",
         )
     members = metrics.get("members")
@@ -97,6 +100,9 @@ def model_page(model_dir, explain_dir=None) -> Page:
     rows = [(k, "–" if v in (None, "") else str(v)) for k, v in rows]
     page.table(pd.DataFrame(rows, columns=["field", "value"]))
     _metrics(page, model_dir, metrics)
+    intervals_section(page, (metrics or {}).get("intervals"), f"{model_dir / METRICS}: intervals")
+    auto = header.extra.get("auto")
+    auto_section(page, {} if auto is None else {model_dir.name: auto})
     training_section(page, histories)
     if neural:
         words = ["histexpr", "explain", str(model_dir)]

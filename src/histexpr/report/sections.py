@@ -47,8 +47,13 @@ def training_section(page: Page, histories: dict[str, pd.DataFrame]) -> None:
         page.note(f"No {runs.HISTORY}: no loss curves (baselines record none).")
     for name, history in histories.items():
         fig = Figure(figsize=(7, 3.5), layout="constrained")
-        plot.plot_loss_curves(history, fig.add_subplot())
-        page.figure(fig, "loss-curves", f"{name}: loss per epoch and member")
+        plot.plot_loss_curves(history, fig.add_subplot(), title=f"{name}: loss per epoch")
+        page.figure(
+            fig,
+            "loss-curves",
+            f"{name}: validation (dashed) should fall with training (solid); "
+            "a rising validation loss means overfitting.",
+        )
 
 
 @dataclass
@@ -115,8 +120,15 @@ def interpretation_section(
     )
     for a in explanation.attributions:
         names = {c: labels(c) for c in a.cells}
-        fig = plot.attribution_figure(a.cells, a.signed, a.abs, a.marks, a.method, names)
-        page.figure(fig, "attribution", f"Mean {a.method} per cell type: signed and absolute")
+        fig = plot.attribution_figure(
+            a.cells, a.signed, a.abs, a.marks, a.method, names, title=f"Mean {a.method} maps"
+        )
+        page.figure(
+            fig,
+            "attribution",
+            f"Mean {a.method} per cell type: red bins raise the prediction, blue lower it; "
+            "look for the marks and positions that matter most.",
+        )
         ga = explanation.genes.get(a.method)
         if ga is not None:
             name = runs.gene_attribution_file(a.method)
@@ -127,8 +139,19 @@ def interpretation_section(
         maps = explanation.attention
         fig, axes = plot.figure_grid(len(maps), 2)
         for ax, (cell, m) in zip(axes, maps.items(), strict=True):
-            plot.heatmap(m, info.get("marks") or MARKS, ax, title=f"{labels(cell)}: attention")
-        page.figure(fig, "attention", "Mean bin-level attention per cell type")
+            plot.heatmap(
+                m,
+                info.get("marks") or MARKS,
+                ax,
+                title=f"{labels(cell)}: attention",
+                cbar_label="attention weight (fraction)",
+            )
+        fig.suptitle("Mean bin-level attention", fontsize=11)
+        page.figure(
+            fig,
+            "attention",
+            "Bright bins are where the model looks; compare them with the attribution maps.",
+        )
 
 
 def atlas_prior_section(page: Page, table: pd.DataFrame) -> None:
@@ -148,10 +171,22 @@ def atlas_prior_section(page: Page, table: pd.DataFrame) -> None:
             "prediction": (table["observed"][observed], table["prediction"][observed]),
         }
         parts = {k: v for k, v in parts.items() if len(v[0])}
-        fig = plot.pred_vs_obs_figure(parts, None, "atlas")
-        page.figure(fig, "atlas-prior", "Atlas prior and final prediction against observed")
+        fig = plot.pred_vs_obs_figure(parts, None, title="Atlas prior and final prediction")
+        page.figure(
+            fig,
+            "atlas-prior",
+            "The histone part helps where the right panel hugs the diagonal more than the left.",
+        )
     head = table.head(20).round(3)
     page.table(head, details=f"Prior, prediction and observed value of the first {len(head)} rows")
+
+
+def read_auto(model_dir: Path):
+    """The automatic model choice recorded in ``model.json`` (``extra["auto"]``), or None.
+
+    See :func:`histexpr.report.scores.auto_section` for the rows it holds.
+    """
+    return read_header(model_dir, verify=False).extra.get("auto")
 
 
 def model_configs(page: Page, model_dirs: dict[str, Path]) -> None:
