@@ -263,7 +263,7 @@ def _read_csv(path: Path, required: Sequence[str]) -> pd.DataFrame:
     if not path.is_file():
         raise HistexprError(f"{path}: missing from the run directory")
     try:
-        df = pd.read_csv(path)
+        df = pd.read_csv(path, float_precision="round_trip")
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HistexprError(f"{path}: unreadable table ({msg})") from None

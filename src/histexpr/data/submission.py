@@ -111,7 +111,9 @@ def read_submission(path, expected_ids: Collection[str] | None = None) -> pd.Dat
     if not path.is_file():
         raise DataError("file not found", path)
     try:
-        df = pd.read_csv(path, dtype={"id": str})
+        # round_trip: pandas < 3 parses the 17 written digits to the nearest double
+        # only with this flag (its fast parser can be 1 ulp off)
+        df = pd.read_csv(path, dtype={"id": str}, float_precision="round_trip")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"malformed CSV ({str(exc).splitlines()[0]})", path) from None
     if tuple(df.columns) != COLUMNS:
@@ -225,7 +227,7 @@ def read_predictions(path) -> pd.DataFrame:
         if is_parquet(path):
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path, dtype={"cell": str, "gene": str})
+            df = pd.read_csv(path, dtype={"cell": str, "gene": str}, float_precision="round_trip")
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"unreadable prediction table ({str(exc).splitlines()[0]})", path) from None
     missing = [c for c in TIDY_KEYS if c not in df.columns]
