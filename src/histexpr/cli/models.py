@@ -80,7 +80,10 @@ def train(
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Model directory to write.")
     ] = None,
-    model: Annotated[str, typer.Option(help=f"Model kind: {', '.join(KIND_NAMES)}.")] = "ensemble",
+    model: Annotated[
+        str,
+        typer.Option(help=f"Model kind: {', '.join(KIND_NAMES)}; auto or diff-auto: chosen by CV."),
+    ] = "ensemble",
     show_settings: Annotated[
         bool,
         typer.Option(help="List every --set field of --model (default, meaning) and exit."),
@@ -164,7 +167,7 @@ def train(
     # DDP processes started by Lightning rerun this command: only the first one guards
     # (the others find the run directory that the first has started filling).
     atlas_file = Path(atlas) if atlas and atlas not in ("train", "roadmap") else None
-    if (atlas is not None or atlas_values is not None) and not model.startswith("atlas-"):
+    if (atlas is not None or atlas_values is not None) and not model.startswith(("atlas-", "auto")):
         raise HistexprError(f"--atlas and --atlas-values apply to the atlas kinds, not {model}")
     if atlas_file is not None and not atlas_file.is_file():
         raise HistexprError(f"{atlas_file}: atlas table not found")
@@ -208,7 +211,7 @@ def train(
         )
         if res.valid_metrics is not None:
             console.print(res.valid_metrics.to_string(index=False, float_format="%.3f"))
-        console.print(f"saved {model} model to {out}")
+        console.print(f"saved {res.kind} model to {out}")
         return
     if pairs or names:
         raise HistexprError("--pairs and --names apply to differential kinds (diff-*)")
@@ -231,7 +234,7 @@ def train(
     if result.valid_metrics is not None:
         console.print(results_table(result.valid_metrics, title="validation (held-out genes)"))
     _report_time_budget(out)
-    console.print(f"saved {model} model to {out}")
+    console.print(f"saved {result.kind} model to {out}")
 
 
 @app.command()
