@@ -67,16 +67,22 @@ def test_candidates_follow_the_data():
     assert auto.fold_count(20000, 1_000_000) == 3 and auto.fold_count(8, 8) == 2
 
 
-@pytest.mark.parametrize("goal", ["new-genes", "unseen-cells"])
+@pytest.mark.parametrize("goal", ["new-genes", "unseen-cells", "unseen-cells-new-genes"])
 def test_folds_hold_out_genes_and_cells(goal):
     data = make_planted(n_genes=40, cells=("A", "B", "C", "D"))
     folds = cv_folds(data, 3, goal)
-    tested = np.concatenate([np.unique(te.gene) for _, te in folds])
-    assert len(tested) == len(np.unique(tested)) == 40  # every gene scored once
+    if goal != "unseen-cells":
+        tested = np.concatenate([np.unique(te.gene) for _, te in folds])
+        assert len(tested) == len(np.unique(tested)) == 40  # every gene scored once
+    else:  # every cell type scored once, on all genes (known from the other cell types)
+        assert sorted(c for _, te in folds for c in te.cells) == ["A", "B", "C", "D"]
+        assert all(len(np.unique(te.gene)) == 40 for _, te in folds)
     for train, test in folds:
-        assert not set(train.gene) & set(test.gene)
-        if goal == "unseen-cells":
-            assert not set(train.cells) & set(test.cells) and len(test.cells) >= 1
+        assert len(test) and len(train)
+        if goal != "unseen-cells":
+            assert not set(train.gene) & set(test.gene)
+        if goal != "new-genes":
+            assert not set(train.cells) & set(test.cells)
     with pytest.raises(HistexprError, match="cell types"):
         cv_folds(make_planted(n_genes=40, cells=("A", "B")), 3, "unseen-cells")
 
@@ -143,6 +149,10 @@ def test_cli_auto_records_and_refits_like_the_named_kind(tmp_path, capsys):
     assert run_cli("info", tmp_path / "m") == 0
     shown = capsys.readouterr().out
     assert "auto: cross-validated comparison" in shown and "* " + chosen in shown
+    from histexpr.report import write_report
+
+    page = write_report(tmp_path / "m").read_text(encoding="utf-8")
+    assert "Automatic model choice" in page and "skipped_reason" in page
     # the refit winner is the named kind trained directly with the same settings
     train_model(data, tmp_path / "direct", chosen, overrides=QUICK[chosen], log=lambda s: None)
     ds = make_interaction(n_genes=200)
@@ -171,3 +181,16 @@ def test_diff_auto_chooses_among_diff_kinds(tmp_path):
     assert res.kind in ("diff-ridge", "diff-lightgbm")
     assert [r["candidate"] for r in rows if r["chosen"]] == [res.kind]
     assert any(r["candidate"] == "diff-convnet" and r["skipped_reason"] for r in rows)
+
+
+def test_unseen_cells_goal_with_an_atlas_picks_an_atlas_kind():
+    """New cell types on known genes: the atlas (the gene in other cell types) wins."""
+    from histexpr.estimators.auto import choose
+
+    data = make_planted(n_genes=100, cells=("E003", "E004", "E005", "E006"), seed=3)
+    over = {"atlas": "", "goal": "unseen-cells", "candidates": "ridge,atlas-ridge"}
+    res = choose(data, over, log=lambda s: None)
+    assert res.chosen == "atlas-ridge" and res.n_folds == 4
+    assert "4 cell-type folds" in res.summary()
+    score = {r.candidate: r.score for r in res.rows}
+    assert score["atlas-ridge"] < 0.9 * score["ridge"]

@@ -1,10 +1,19 @@
 """Automatic model choice (``--model auto``, ``--model diff-auto``): grouped cross-validation
 over the kinds that fit the data, within a time budget.
 
-The selector scores every candidate kind by k-fold cross-validation grouped by gene
-(a gene's examples in every cell type sit in one fold, so a model is never scored on a
-gene it saw), and with the goal ``unseen-cells`` also by cell type (fold ``i`` scores
-the genes of gene fold ``i`` in the cell types of cell fold ``i``, trained on neither).
+The selector scores every candidate kind by k-fold cross-validation grouped by what the
+model must predict (``goal``):
+
+``new-genes`` (default)
+    Folds of genes: a gene's examples in every cell type sit in one fold, so a model is
+    never scored on a gene it saw (the held-out genes of every histexpr table).
+``unseen-cells``
+    Folds of cell types, scored on all their genes: new cell types on genes known from the
+    training cell types (the course's 6 unseen cell types; where the atlas kinds and
+    per-gene knowledge win).
+``unseen-cells-new-genes``
+    Both: fold ``i`` scores the genes of gene fold ``i`` in the cell types of cell fold
+    ``i``, trained on neither.
 The score is the mean squared error over the held-out examples of each fold (of the log
 fold changes for the differential kinds); ``spread`` is its standard deviation over the
 folds.
@@ -43,7 +52,13 @@ from histexpr.errors import HistexprError
 from histexpr.evaluate import fit_metrics
 
 AUTO_KINDS = ("auto", "diff-auto")
-GOALS = ("new-genes", "unseen-cells")
+GOALS = ("new-genes", "unseen-cells", "unseen-cells-new-genes")
+#: How the summary line names the folds of each goal.
+FOLD_UNITS = {
+    "new-genes": "gene folds",
+    "unseen-cells": "cell-type folds",
+    "unseen-cells-new-genes": "gene x cell-type folds",
+}
 #: Simplest first; the tie rule keeps the earliest within one standard error of the best.
 ORDER = (
     "ridge",
@@ -68,8 +83,8 @@ AUTO_SETTINGS = ("folds", "goal", "candidates", "max_minutes", "optim.max_minute
 
 @dataclass(frozen=True)
 class AutoConfig:
-    """``folds``: CV folds (0: from the data size); ``goal``: new-genes or unseen-cells
-    (folds also by cell type); ``candidates``: kinds to compare (empty: from the data);
+    """``folds``: CV folds (0: from the data size, at most the cell types for the
+    unseen-cells goals); ``goal``: new-genes, unseen-cells or unseen-cells-new-genes; ``candidates``: kinds to compare (empty: from the data);
     ``max_minutes``: time budget of the whole choice (0: none); ``seed``: fold seed."""
 
     folds: int = 0
@@ -115,7 +130,7 @@ class AutoResult:
     def summary(self) -> str:
         """One line: what was chosen and why."""
         best = next(r for r in self.rows if r.chosen)
-        unit = "gene folds" if self.goal == "new-genes" else "gene x cell-type folds"
+        unit = FOLD_UNITS[self.goal]
         others = ", ".join(
             f"{r.candidate} {r.score:.3g}"
             for r in self.rows
@@ -123,7 +138,7 @@ class AutoResult:
         )
         skipped = sum(bool(r.skipped_reason) for r in self.rows)
         line = (
-            f"auto: chose {self.chosen} (MSE {best.score:.3g} ± {best.spread:.2g} over "
+            f"auto: chose {self.chosen} (MSE {best.score:.3g} ± {best.spread:.2g} sd over "
             f"{self.n_folds} {unit}{'; ' + others if others else ''}){self.why}"
         )
         return line + (f"; {skipped} kind(s) not compared (histexpr info MODEL)" if skipped else "")
@@ -171,23 +186,28 @@ def candidates(
 def cv_folds(
     data: HistoneDataset, k: int, goal: str = "new-genes", seed: int = 0
 ) -> list[tuple[HistoneDataset, HistoneDataset]]:
-    """``k`` (train, test) pairs grouped by gene (and by cell type for ``unseen-cells``)."""
-    folds = gene_folds(data.gene, k, seed)
-    if goal == "unseen-cells":
-        if len(data.cells) < k:
-            raise HistexprError(
-                f"goal unseen-cells with {k} folds needs {k} cell types, the data has "
-                f"{len(data.cells)} (--set folds=N)"
-            )
-        cfolds = cell_folds(data.cells, k, seed)
+    """``k`` (train, test) pairs grouped by gene, by cell type or by both (see ``goal``)."""
+    by_cell = goal in ("unseen-cells", "unseen-cells-new-genes")
+    if by_cell and len(data.cells) < k:
+        raise HistexprError(
+            f"goal {goal} with {k} folds needs {k} cell types, the data has "
+            f"{len(data.cells)} (--set folds=N)"
+        )
+    cfolds = cell_folds(data.cells, k, seed) if by_cell else None
+    gfolds = gene_folds(data.gene, k, seed) if goal != "unseen-cells" else None
     out = []
-    for i, genes in enumerate(folds):
-        new_gene = np.isin(data.gene, genes)
-        if goal == "unseen-cells":
+    for i in range(k):
+        new = np.ones(len(data), bool)
+        seen = np.ones(len(data), bool)
+        if cfolds is not None:
             new_cell = np.isin(data.cell, cfolds[i])
-            out.append((data.subset(~new_gene & ~new_cell), data.subset(new_gene & new_cell)))
-        else:
-            out.append((data.subset(~new_gene), data.subset(new_gene)))
+            new &= new_cell
+            seen &= ~new_cell
+        if gfolds is not None:
+            new_gene = np.isin(data.gene, gfolds[i])
+            new &= new_gene
+            seen &= ~new_gene
+        out.append((data.subset(seen), data.subset(new)))
     return out
 
 
@@ -260,9 +280,16 @@ def select(
             raise HistexprError(
                 f"auto: unknown candidate(s) {', '.join(unknown)}; from {', '.join(order)}"
             )
-        listed = [(k, r) for k, r in listed if k in config.candidates]
+        # named by the user: the size rule does not apply (the atlas and cell-type rules do)
+        listed = [
+            (k, "" if r.startswith(f"{len(data)} examples") else r)
+            for k, r in listed
+            if k in config.candidates
+        ]
     n_genes = len(np.unique(data.gene))
     k = config.folds or fold_count(n_genes, len(data))
+    if not config.folds and config.goal != "new-genes":
+        k = max(2, min(k, len(data.cells)))
     folds = cv_folds(data, k, config.goal, config.seed)
     budget = config.max_minutes * 60 or math.inf
     start = time.perf_counter()

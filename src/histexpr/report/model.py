@@ -2,6 +2,7 @@
 
 Sections: the model and its input contract (``model.json``), the metrics recorded at
 training (``metrics.json``: fit metrics and, with a gene hold-out, the held-out genes),
+the comparison of ``--model auto`` when it chose the kind,
 the loss curves (``history.csv``; baselines record none), the explanation when one exists
 (``MODEL_DIR.explain/`` or the folder given) and the configuration. Baselines get every
 section except loss curves and interpretation, each replaced by a note.
@@ -17,9 +18,10 @@ import pandas as pd
 
 from histexpr import runs
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import read_header
+from histexpr.estimators.bundle import read_auto, read_header
 from histexpr.report.page import Page
 from histexpr.report.sections import (
+    auto_section,
     interpretation_section,
     model_configs,
     read_explanation,
@@ -97,6 +99,9 @@ def model_page(model_dir, explain_dir=None) -> Page:
     rows = [(k, "–" if v in (None, "") else str(v)) for k, v in rows]
     page.table(pd.DataFrame(rows, columns=["field", "value"]))
     _metrics(page, model_dir, metrics)
+    auto_rows = read_auto(model_dir)
+    if auto_rows:
+        auto_section(page, auto_rows)
     training_section(page, histories)
     if neural:
         words = ["histexpr", "explain", str(model_dir)]

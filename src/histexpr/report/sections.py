@@ -154,6 +154,20 @@ def atlas_prior_section(page: Page, table: pd.DataFrame) -> None:
     page.table(head, details=f"Prior, prediction and observed value of the first {len(head)} rows")
 
 
+def auto_section(page: Page, rows: list[dict]) -> None:
+    """The comparison of ``--model auto`` (``model.json``'s ``auto``: one row per candidate)."""
+    page.section("auto", "Automatic model choice")
+    chosen = [r.get("candidate") for r in rows if r.get("chosen")]
+    page.text(
+        f"Chosen: {', '.join(map(str, chosen)) or '–'}, by cross-validation grouped by gene "
+        "(or cell type); score: mean MSE over the folds, spread: its standard deviation, "
+        "fit_seconds: mean fit time of one fold."
+    )
+    cols = ["candidate", "score", "spread", "fit_seconds", "folds", "chosen", "skipped_reason"]
+    table = pd.DataFrame(rows).reindex(columns=cols)
+    page.table(table.round({"score": 4, "spread": 4, "fit_seconds": 2}))
+
+
 def model_configs(page: Page, model_dirs: dict[str, Path]) -> None:
     """One collapsible block per model with its saved configuration."""
     for name, d in model_dirs.items():
