@@ -194,3 +194,36 @@ def test_unseen_cells_goal_with_an_atlas_picks_an_atlas_kind():
     assert "4 cell-type folds" in res.summary()
     score = {r.candidate: r.score for r in res.rows}
     assert score["atlas-ridge"] < 0.9 * score["ridge"]
+
+
+def test_budget_stops_a_slow_candidate_after_its_first_fold(monkeypatch):
+    """A clock that only advances in fits: lightgbm's fold takes 100 s, the others 1 s."""
+    import histexpr.estimators as registry
+
+    class Clock:
+        t = 0.0
+
+        def perf_counter(self):
+            return self.t
+
+    clock, real = Clock(), registry.make_estimator
+
+    def timed(kind, over=None):
+        est = real(kind, over)
+        fit = est.fit
+
+        def slow_fit(*a, **k):
+            clock.t += 100.0 if kind == "lightgbm" else 1.0
+            return fit(*a, **k)
+
+        est.fit = slow_fit
+        return est
+
+    monkeypatch.setattr(auto, "time", clock)
+    monkeypatch.setattr(registry, "make_estimator", timed)
+    res = select(make_planted(n_genes=60), AutoConfig(folds=3, max_minutes=2), QUICK, log=print)
+    row = {r.candidate: r for r in res.rows}
+    assert row["lightgbm"].folds == 1 and "time budget" in row["lightgbm"].skipped_reason
+    assert row["lightgbm"].spread is None and not row["lightgbm"].chosen
+    assert row["ridge"].folds == row["random-forest"].folds == 3
+    assert res.chosen in ("ridge", "random-forest")

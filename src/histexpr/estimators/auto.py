@@ -105,7 +105,7 @@ class CandidateRow:
 
     candidate: str
     score: float | None = None  # mean MSE over the folds run
-    spread: float | None = None  # standard deviation of the fold MSEs
+    spread: float | None = None  # standard deviation of the fold MSEs (None under 2 folds)
     fit_seconds: float | None = None  # mean fit time of one fold
     folds: int = 0  # folds scored
     chosen: bool = False
@@ -318,13 +318,13 @@ def select(
                 )
                 break
         row.score = float(np.mean(scores))
-        row.spread = float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0
+        row.spread = float(np.std(scores, ddof=1)) if len(scores) > 1 else None
         row.fit_seconds = float(np.mean(seconds))
         row.folds = len(scores)
         overrides[row.candidate] = over
         log(
-            f"auto: {row.candidate} MSE {row.score:.4g} ± {row.spread:.2g} "
-            f"({row.folds} folds, {row.fit_seconds:.1f}s per fit)"
+            f"auto: {row.candidate} MSE {row.score:.4g} ± {row.spread or 0:.2g} "
+            f"({row.folds} folds, {row.fit_seconds:.1f}s per fit){' ' + row.skipped_reason if row.skipped_reason else ''}"
         )
     pick, why = _choose(rows, order)
     return AutoResult(rows, pick.candidate, overrides[pick.candidate], k, config.goal, why)
