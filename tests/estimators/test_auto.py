@@ -41,12 +41,12 @@ def make_interaction(n_genes=240, cells=("A", "B", "C"), seed=0) -> HistoneDatas
 
 
 def test_linear_signal_picks_ridge():
-    res = select(make_planted(n_genes=150), AutoConfig(folds=4), QUICK, log=lambda s: None)
+    res = select(make_planted(n_genes=120), AutoConfig(folds=3), QUICK, log=lambda s: None)
     assert res.chosen == "ridge"
     done = {r.candidate: r for r in res.rows if r.folds}
     assert set(done) == {"ridge", "lightgbm", "random-forest"}
-    assert all(r.folds == 4 and r.spread >= 0 and r.fit_seconds > 0 for r in done.values())
-    assert "auto: chose ridge" in res.summary() and "4 gene folds" in res.summary()
+    assert all(r.folds == 3 and r.spread >= 0 and r.fit_seconds > 0 for r in done.values())
+    assert "auto: chose ridge" in res.summary() and "3 gene folds" in res.summary()
 
 
 def test_interaction_picks_trees():
