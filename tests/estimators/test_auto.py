@@ -227,3 +227,14 @@ def test_budget_stops_a_slow_candidate_after_its_first_fold(monkeypatch):
     assert row["lightgbm"].spread is None and not row["lightgbm"].chosen
     assert row["ridge"].folds == row["random-forest"].folds == 3
     assert res.chosen in ("ridge", "random-forest")
+
+
+def test_cli_auto_settings_and_unknown_setting(tmp_path, capsys):
+    assert run_cli("train", "--model", "auto", "--show-settings") == 0
+    out = capsys.readouterr().out
+    assert "goal" in out and "max_minutes" in out and "unseen-cells" in out
+    data = tmp_path / "d.h5"
+    write_h5(make_planted(n_genes=30), data)
+    assert run_cli("train", data, "--model", "auto", "-o", tmp_path / "m", "--set", "nope=1") == 2
+    assert "no candidate has the setting 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "model.json").exists()

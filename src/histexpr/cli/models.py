@@ -60,7 +60,16 @@ def _show_settings(kind: str) -> None:
     from rich import box
 
     from histexpr.estimators import KINDS, settings
+    from histexpr.estimators.auto import AUTO_KINDS, auto_settings
 
+    if kind in AUTO_KINDS:
+        t = Table(title=f"{kind}: settings (--set NAME=VALUE; KIND:NAME=VALUE for one candidate)")
+        for c in ("name", "default", "meaning"):
+            t.add_column(c, no_wrap=c == "name")
+        for s in auto_settings():
+            t.add_row(s.name, str(s.default), s.help)
+        console.print(t)
+        return
     if kind not in KINDS:
         raise HistexprError(f"unknown model kind {kind!r}; choose from {', '.join(KINDS)}")
     t = Table(title=f"{kind}: settings (--set NAME=VALUE)", box=box.SIMPLE_HEAD)

@@ -83,9 +83,21 @@ AUTO_SETTINGS = ("folds", "goal", "candidates", "max_minutes", "optim.max_minute
 
 @dataclass(frozen=True)
 class AutoConfig:
-    """``folds``: CV folds (0: from the data size, at most the cell types for the
-    unseen-cells goals); ``goal``: new-genes, unseen-cells or unseen-cells-new-genes; ``candidates``: kinds to compare (empty: from the data);
-    ``max_minutes``: time budget of the whole choice (0: none); ``seed``: fold seed."""
+    """Settings of the automatic choice (``--set NAME=VALUE`` with ``--model auto``).
+
+    Attributes
+    ----------
+    folds : int
+        Cross-validation folds (0: from the data size, see fold_count).
+    goal : str
+        What the folds imitate: new-genes, unseen-cells or unseen-cells-new-genes.
+    candidates : tuple of str
+        Kinds to compare (empty: those that fit the data); naming them lifts the size rule.
+    max_minutes : float
+        Time budget of the whole comparison, also --max-minutes (0: none).
+    seed : int
+        Seed of the folds (the split seed, --seed).
+    """
 
     folds: int = 0
     goal: str = "new-genes"
@@ -328,6 +340,13 @@ def select(
         )
     pick, why = _choose(rows, order)
     return AutoResult(rows, pick.candidate, overrides[pick.candidate], k, config.goal, why)
+
+
+def auto_settings() -> list:
+    """The selector's own ``--set`` settings with default and meaning (``--show-settings``)."""
+    from histexpr.config import describe
+
+    return [s for s in describe(AutoConfig()) if s.name != "seed"]
 
 
 def route_overrides(
