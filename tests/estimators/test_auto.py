@@ -181,6 +181,8 @@ def test_diff_auto_chooses_among_diff_kinds(tmp_path):
     assert res.kind in ("diff-ridge", "diff-lightgbm")
     assert [r["candidate"] for r in rows if r["chosen"]] == [res.kind]
     assert any(r["candidate"] == "diff-convnet" and r["skipped_reason"] for r in rows)
+    with pytest.raises(HistexprError, match="new-genes only"):
+        select(make_planted(n_genes=30), AutoConfig(goal="unseen-cells"), diff=True)
 
 
 def test_unseen_cells_goal_with_an_atlas_picks_an_atlas_kind():

@@ -284,6 +284,8 @@ def select(
     from histexpr.estimators import KINDS, make_estimator, trains_network
 
     overrides = dict(overrides or {})
+    if diff and config.goal != "new-genes":
+        raise HistexprError("diff-auto scores pairs of training cell types: goal new-genes only")
     order = DIFF_ORDER if diff else ORDER
     listed = candidates(data, diff=diff, atlas=atlas)
     if config.candidates:
