@@ -316,7 +316,8 @@ def select(
             row.skipped_reason = "time budget spent"
             continue
         nets_left = sum(trains_network(r.candidate) for r in runnable[idx:])
-        if trains_network(row.candidate) and budget < math.inf and "optim.max_minutes" not in over:
+        own = {"optim.max_minutes", "max_minutes"} & set(over)  # KIND:max_minutes=...
+        if trains_network(row.candidate) and budget < math.inf and not own:
             over["optim.max_minutes"] = left / 60 / max(nets_left, 1) / (k + 1)
         scores, seconds = [], []
         for i, (train, test) in enumerate(folds):
