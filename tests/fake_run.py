@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
-from histexpr.estimators.bundle import write_header
+from histexpr.estimators.bundle import record_auto, write_header
 from histexpr.explain import CellAttributions, save_attributions
 from histexpr.report import write_data_summary
 from histexpr.runs import write_run
@@ -139,7 +139,7 @@ def make_scored_run(root: Path, intervals: bool = True, auto: bool = True) -> Pa
     Models: ``ridge`` and ``convnet`` (informative), ``global-mean`` (one value everywhere),
     ``gene-mean`` (each training gene's mean; the global mean on new genes) and the
     ``oracle``. With ``intervals``, ``intervals.csv``; with ``auto``, an automatic model
-    choice in ``models/convnet/model.json`` (``extra["auto"]``).
+    choice in ``models/convnet/model.json`` (key ``auto``, :func:`bundle.record_auto`).
     """
     from histexpr.evaluate import assign_groups, evaluate_predictions
 
@@ -182,17 +182,19 @@ def make_scored_run(root: Path, intervals: bool = True, auto: bool = True) -> Pa
     for model in ("ridge", "convnet"):
         d = run / "models" / model
         d.mkdir(parents=True, exist_ok=True)
-        extra = {}
+        write_header(d, model, {"lr": 1e-3}, MARKS, N_BINS)
         if auto and model == "convnet":
-            extra["auto"] = [
-                {"candidate": c, "score": s, "spread": 0.02, "fit_seconds": t, "chosen": k}
-                for c, s, t, k in (
-                    ("convnet", 0.61, 42.0, True),
-                    ("ridge", 0.55, 1.5, False),
-                    ("lightgbm", 0.58, 8.25, False),
-                )
-            ]
-        write_header(d, model, {"lr": 1e-3}, MARKS, N_BINS, extra=extra)
+            record_auto(
+                d,
+                [
+                    {"candidate": c, "score": s, "spread": 0.02, "fit_seconds": t, "chosen": k}
+                    for c, s, t, k in (
+                        ("convnet", 0.61, 42.0, True),
+                        ("ridge", 0.55, 1.5, False),
+                        ("lightgbm", 0.58, 8.25, False),
+                    )
+                ],
+            )
     if intervals:
         rows = [
             {"group": g, "model": m, "level": 0.9, "coverage": c, "width": w, "n": 40}

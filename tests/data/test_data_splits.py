@@ -120,3 +120,17 @@ def test_apply_split():
     assert all(len(p.cells) == 3 for p in parts.values())
     cp = apply_split(ds, holdout_cells(ds.cells, ["E2"]))
     assert cp["test"].cells == ["E2"] and cp["train"].cells == ["E1", "E3"]
+
+
+def test_gene_folds_partition_distinct_genes():
+    from histexpr.data.splits import gene_folds
+
+    genes = np.repeat([f"g{i}" for i in range(23)], 3)  # one example per gene and cell
+    folds = gene_folds(genes, 5, seed=1)
+    assert sorted(len(f) for f in folds) == [4, 4, 5, 5, 5]
+    assert sorted(np.concatenate(folds)) == sorted(set(genes))
+    assert all(
+        np.array_equal(a, b) for a, b in zip(folds, gene_folds(genes[::-1], 5, 1), strict=True)
+    )
+    with pytest.raises(DataError):
+        gene_folds(genes, 24)

@@ -13,7 +13,7 @@ import pytest
 from fake_run import make_fake_run, make_scored_run
 from histexpr.data.dataset import MARKS, N_BINS
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import write_header
+from histexpr.estimators.bundle import record_auto, write_header
 from histexpr.report import write_report
 from histexpr.report.page import Page, format_value
 from histexpr.report.scores import constant_predictions
@@ -188,7 +188,8 @@ def test_model_page_shows_intervals_and_automatic_choice(tmp_path):
         {"candidate": "ridge", "score": 0.5, "spread": 0.01, "fit_seconds": 1.0, "chosen": False},
         {"candidate": "lightgbm", "score": 0.6, "spread": 0.02, "fit_seconds": 9.0, "chosen": True},
     ]
-    write_header(model, "ridge", {}, MARKS, N_BINS, extra={"auto": auto})
+    write_header(model, "ridge", {}, MARKS, N_BINS)
+    record_auto(model, auto)
     intervals = [{"group": "all", "model": "auto", "level": 0.9, "coverage": 0.91, "width": 3.0}]
     metrics = {"train_mse": 0.123456789, "intervals": intervals}
     (model / "metrics.json").write_text(json.dumps(metrics))

@@ -26,13 +26,55 @@ from histexpr.cli._app import (
 from histexpr.errors import HistexprError
 
 
+def _model_info(model_dir: Path) -> None:
+    """A saved model: kind, contract and the comparison of ``--model auto`` when recorded."""
+    from histexpr.estimators.bundle import read_auto, read_header
+
+    h = read_header(model_dir)
+    cells = ", ".join(h.contract.cells) or "unknown"
+    genes = len(h.train_genes) if h.train_genes is not None else "?"
+    console.print(f"[bold]{escape(str(model_dir))}[/bold]: {h.kind} model ({h.task})")
+    console.print(
+        f"marks: {', '.join(h.marks)}; bins: {h.n_bins} x {h.bin_size} bp; target: "
+        f"{h.target or 'unknown'}; trained on {genes} genes of cell types {cells}"
+    )
+    rows = read_auto(model_dir)
+    if not rows:
+        return
+    t = Table(title="auto: cross-validated comparison (MSE; chosen *)")
+    for c in ("candidate", "MSE", "spread", "fit s", "folds", "note"):
+        t.add_column(c)
+
+    def num(v, fmt):
+        return "-" if v is None else format(v, fmt)
+
+    for r in rows:
+        t.add_row(
+            ("* " if r.get("chosen") else "") + str(r.get("candidate")),
+            num(r.get("score"), ".4g"),
+            num(r.get("spread"), ".2g"),
+            num(r.get("fit_seconds"), ".1f"),
+            str(r.get("folds", 0)),
+            escape(str(r.get("skipped_reason") or "")),
+        )
+    console.print(t)
+
+
 @app.command()
 def info(
-    data: Annotated[Path, typer.Argument(help="Dataset file (HDF5, npz) or DeepChrome folder.")],
+    data: Annotated[
+        Path,
+        typer.Argument(help="Dataset file (HDF5, npz), DeepChrome folder or model directory."),
+    ],
 ):
-    """Summarise a dataset file."""
+    """Summarise a dataset file, or a saved model (with its auto comparison)."""
     from histexpr.data.convert import load_with_target_report
     from histexpr.data.dataset import BIN_SIZE
+    from histexpr.estimators.bundle import HEADER
+
+    if data.is_dir() and (data / HEADER).is_file():
+        _model_info(data)
+        return
 
     ds, has_y = load_with_target_report(data)
     console.print(

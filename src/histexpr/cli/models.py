@@ -70,7 +70,16 @@ def _show_settings(kind: str) -> None:
     from rich import box
 
     from histexpr.estimators import KINDS, settings
+    from histexpr.estimators.auto import AUTO_KINDS, auto_settings
 
+    if kind in AUTO_KINDS:
+        t = Table(title=f"{kind}: settings (--set NAME=VALUE; KIND:NAME=VALUE for one candidate)")
+        for c in ("name", "default", "meaning"):
+            t.add_column(c, no_wrap=c == "name")
+        for s in auto_settings():
+            t.add_row(s.name, str(s.default), s.help)
+        console.print(t)
+        return
     if kind not in KINDS:
         raise HistexprError(f"unknown model kind {kind!r}; choose from {', '.join(KINDS)}")
     t = Table(title=f"{kind}: settings (--set NAME=VALUE)", box=box.SIMPLE_HEAD)
@@ -90,7 +99,10 @@ def train(
     out: Annotated[
         Path | None, typer.Option("-o", "--out", help="Model directory to write.")
     ] = None,
-    model: Annotated[str, typer.Option(help=f"Model kind: {', '.join(KIND_NAMES)}.")] = "ensemble",
+    model: Annotated[
+        str,
+        typer.Option(help=f"Model kind: {', '.join(KIND_NAMES)}; auto or diff-auto: chosen by CV."),
+    ] = "ensemble",
     show_settings: Annotated[
         bool,
         typer.Option(help="List every --set field of --model (default, meaning) and exit."),
@@ -177,7 +189,7 @@ def train(
     # DDP processes started by Lightning rerun this command: only the first one guards
     # (the others find the run directory that the first has started filling).
     atlas_file = Path(atlas) if atlas and atlas not in ("train", "roadmap") else None
-    if (atlas is not None or atlas_values is not None) and not model.startswith("atlas-"):
+    if (atlas is not None or atlas_values is not None) and not model.startswith(("atlas-", "auto")):
         raise HistexprError(f"--atlas and --atlas-values apply to the atlas kinds, not {model}")
     if atlas_file is not None and not atlas_file.is_file():
         raise HistexprError(f"{atlas_file}: atlas table not found")
@@ -221,7 +233,7 @@ def train(
         )
         if res.valid_metrics is not None:
             console.print(res.valid_metrics.to_string(index=False, float_format="%.3f"))
-        console.print(f"saved {model} model to {out}")
+        console.print(f"saved {res.kind} model to {out}")
         return
     if pairs or names:
         raise HistexprError("--pairs and --names apply to differential kinds (diff-*)")
@@ -245,7 +257,7 @@ def train(
     if result.valid_metrics is not None:
         console.print(results_table(result.valid_metrics, title="validation (held-out genes)"))
     _report_time_budget(out)
-    console.print(f"saved {model} model to {out}")
+    console.print(f"saved {result.kind} model to {out}")
 
 
 @app.command()

@@ -226,6 +226,25 @@ def cell_folds(cells: Sequence[str], k: int = 3, seed: int = 0) -> list[tuple[st
     return [tuple(sorted(perm[i::k].tolist())) for i in range(k)]
 
 
+def gene_folds(genes: Sequence[str], k: int, seed: int = 0) -> list[np.ndarray]:
+    """Partition distinct gene ids into ``k`` folds of balanced size (cross-validation by gene).
+
+    Every example of a gene (in all cell types) lands in one fold; fold sizes differ by
+    at most one; the assignment is a seeded permutation of the sorted ids, so it does not
+    depend on the order of ``genes``.
+
+    Returns
+    -------
+    list of np.ndarray of str, length k
+        The sorted gene ids of each fold.
+    """
+    uniq = np.unique(np.asarray(genes).astype(str))
+    if k < 2 or k > len(uniq):
+        raise DataError(f"k={k} gene folds need 2 <= k <= {len(uniq)} genes", key="k")
+    perm = uniq[np.random.default_rng(seed).permutation(len(uniq))]
+    return [np.sort(perm[i::k]) for i in range(k)]
+
+
 def apply_split(ds: HistoneDataset, split: GeneSplit | CellSplit) -> dict[str, HistoneDataset]:
     """Split a dataset.
 

@@ -33,12 +33,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from histexpr._runtime import dependency_versions, histexpr_version
-from histexpr.atomic import atomic_dir
+from histexpr.atomic import atomic_dir, atomic_path
 from histexpr.data.dataset import TARGET_PASSTHROUGH
 from histexpr.errors import HistexprError
 
 BUNDLE_FORMAT_VERSION = 2
 HEADER = "model.json"
+#: Key of ``model.json`` holding the comparison of ``--model auto`` (see :func:`record_auto`).
+AUTO_KEY = "auto"
 GENES = "genes.txt"
 #: Bin width assumed for data that does not record one.
 DEFAULT_BIN_SIZE = 100
@@ -378,3 +380,27 @@ def save_metrics(directory, metrics: dict) -> None:
 def load_metrics(directory) -> dict:
     path = Path(directory) / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def record_auto(directory, rows: list[dict]) -> None:
+    """Add the comparison of an automatic model choice to ``model.json`` (key ``auto``).
+
+    ``rows`` (one per candidate: candidate, score, spread, fit_seconds, folds, chosen,
+    skipped_reason) are plain JSON values. ``model.json`` is not among the checksummed
+    files, so the directory stays sealed; the header is replaced atomically.
+    """
+    read_header(directory, verify=False)  # a model directory with a readable header
+    path = Path(directory) / HEADER
+    data = json.loads(path.read_text())
+    data[AUTO_KEY] = rows
+    with atomic_path(path) as tmp:
+        _write_json(tmp, data)
+
+
+def read_auto(directory) -> list[dict]:
+    """The automatic model choice recorded in ``model.json`` (``[]`` when none)."""
+    read_header(directory, verify=False)
+    rows = json.loads((Path(directory) / HEADER).read_text()).get(AUTO_KEY) or []
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise HistexprError(f"{Path(directory) / HEADER}: malformed model header ({AUTO_KEY})")
+    return rows

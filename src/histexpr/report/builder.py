@@ -8,7 +8,7 @@ directory through :mod:`histexpr.estimators.bundle` (see :mod:`histexpr.report.m
 
 A run's page is the list :data:`RUN_SECTIONS`, pictures of the scores first: the model
 comparison per evaluation group and its ranked table, prediction intervals
-(``intervals.csv``) and the automatic model choice (``model.json`` ``extra["auto"]``)
+(``intervals.csv``) and the automatic model choice (``model.json`` key ``auto``)
 when recorded, predicted vs observed, then training, data, interpretation, the run
 header and the configuration (see :mod:`histexpr.report.scores`).
 
@@ -35,7 +35,7 @@ from histexpr import plot, runs
 from histexpr.atomic import atomic_path
 from histexpr.data.dataset import BIN_SIZE, HistoneDataset
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import HEADER
+from histexpr.estimators.bundle import HEADER, read_auto
 from histexpr.report.page import Page
 from histexpr.report.scores import (
     INTERVALS,
@@ -49,7 +49,6 @@ from histexpr.report.sections import (
     Explanation,
     interpretation_section,
     model_configs,
-    read_auto,
     read_explanation,
     read_history,
     training_section,
@@ -329,7 +328,7 @@ def _run_page(run: runs.Run, cells, max_points: int, explain_dir) -> Page:
         explanation=read_explanation(folder),
         explain_folder=folder,
         intervals=read_intervals(run),
-        auto={n: a for n, d in run.model_dirs().items() if (a := read_auto(d)) is not None},
+        auto={n: a for n, d in run.model_dirs().items() if (a := read_auto(d))},
     )
     page = Page()
     for section in RUN_SECTIONS:

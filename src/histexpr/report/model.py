@@ -2,8 +2,8 @@
 
 Sections: the model and its input contract (``model.json``), the metrics recorded at
 training (``metrics.json``: fit metrics and, with a gene hold-out, the held-out genes), prediction
-intervals (``metrics.json`` ``intervals``) and the automatic model choice (``model.json``
-``extra["auto"]``) when recorded,
+intervals (``metrics.json`` ``intervals``) and the automatic model choice (``model.json`` key
+``auto``) when recorded,
 the loss curves (``history.csv``; baselines record none), the explanation when one exists
 (``MODEL_DIR.explain/`` or the folder given) and the configuration. Baselines get every
 section except loss curves and interpretation, each replaced by a note.
@@ -19,7 +19,7 @@ import pandas as pd
 
 from histexpr import runs
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import read_header
+from histexpr.estimators.bundle import read_auto, read_header
 from histexpr.report.page import Page
 from histexpr.report.scores import auto_section, intervals_section
 from histexpr.report.sections import (
@@ -101,8 +101,8 @@ def model_page(model_dir, explain_dir=None) -> Page:
     page.table(pd.DataFrame(rows, columns=["field", "value"]))
     _metrics(page, model_dir, metrics)
     intervals_section(page, (metrics or {}).get("intervals"), f"{model_dir / METRICS}: intervals")
-    auto = header.extra.get("auto")
-    auto_section(page, {} if auto is None else {model_dir.name: auto})
+    auto = read_auto(model_dir)
+    auto_section(page, {model_dir.name: auto} if auto else {})
     training_section(page, histories)
     if neural:
         words = ["histexpr", "explain", str(model_dir)]

@@ -344,7 +344,7 @@ def auto_section(page: Page, choices: Mapping[str, object]) -> None:
     ----------
     choices : mapping of str to rows
         Model name -> its comparison of candidates, as recorded in the model's metadata
-        (``model.json`` ``extra["auto"]``): a list of dicts (or ``{"candidates": [...]}``)
+        (``model.json`` key ``auto``): a list of dicts (or ``{"candidates": [...]}``)
         with ``candidate`` (a model kind or setting), ``score`` (its validation score),
         ``spread`` (the score's spread over folds), ``fit_seconds`` and ``chosen`` (True
         for the one kept). Models without a choice are left out of the mapping.

@@ -181,14 +181,6 @@ def atlas_prior_section(page: Page, table: pd.DataFrame) -> None:
     page.table(head, details=f"Prior, prediction and observed value of the first {len(head)} rows")
 
 
-def read_auto(model_dir: Path):
-    """The automatic model choice recorded in ``model.json`` (``extra["auto"]``), or None.
-
-    See :func:`histexpr.report.scores.auto_section` for the rows it holds.
-    """
-    return read_header(model_dir, verify=False).extra.get("auto")
-
-
 def model_configs(page: Page, model_dirs: dict[str, Path]) -> None:
     """One collapsible block per model with its saved configuration."""
     for name, d in model_dirs.items():

@@ -24,11 +24,14 @@ import numpy as np
 import pandas as pd
 
 from histexpr.atomic import atomic_path
+from histexpr.config import parse_overrides
 from histexpr.data.convert import load_dataset
 from histexpr.data.dataset import HistoneDataset
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
 from histexpr.estimators import DIFF_KINDS, load_estimator, make_estimator
+from histexpr.estimators.auto import choose
+from histexpr.estimators.bundle import record_auto
 from histexpr.estimators.diff import PairPrediction, diff_from_model, parse_pairs
 from histexpr.evaluate import diff_metrics
 
@@ -50,8 +53,8 @@ SCORE_COLUMNS = ("model", "pair", "cells", "n", "pearson", "spearman", "mse", "a
 
 
 def is_diff_kind(kind: str | None) -> bool:
-    """Whether ``kind`` is a differential model kind."""
-    return kind in DIFF_KINDS
+    """Whether ``kind`` is a differential model kind (or ``diff-auto``, the choice among them)."""
+    return kind in DIFF_KINDS or kind == "diff-auto"
 
 
 def load_pair_data(path, names=None, split: str | None = None, target="auto") -> HistoneDataset:
@@ -67,6 +70,8 @@ class DiffTrainResult:
 
     model_dir: Path
     valid_metrics: pd.DataFrame | None
+    #: The kind trained (the chosen one for ``diff-auto``).
+    kind: str = ""
 
 
 def _score_rows(model: str, preds: Sequence[PairPrediction], trained: set[str]) -> list[dict]:
@@ -130,11 +135,16 @@ def train_diff(
     if pairs:
         text = ",".join(f"{a}:{b}" for a, b in parse_pairs(pairs))
         over = {**over, "pairs": text} if isinstance(over, dict) else [*over, f"pairs={text}"]
-    est = make_estimator(kind, over or None)
     if valid is not None:
         valid = valid.select_cells([c for c in valid.cells if c in data.cells])
     elif valid_fraction > 0:
         data, valid = hold_out_genes(data, valid_fraction, seed)
+    auto = None
+    if kind == "diff-auto":  # chosen by CV over genes on the training part, then as named
+        auto = choose(data, parse_overrides(over), seed, diff=True, log=log)
+        log(auto.summary())
+        kind, over = auto.chosen, auto.overrides
+    est = make_estimator(kind, over or None)
     log(f"training {kind} on {len(data.cells)} cell types, {len(np.unique(data.gene))} genes")
     est.fit(data, valid, run_dir=Path(out))
     log(f"{kind}: {len(est.pairs_)} training pairs")
@@ -150,7 +160,9 @@ def train_diff(
             },
         }
     est.save(out)
-    return DiffTrainResult(Path(out), table)
+    if auto is not None:
+        record_auto(out, auto.table())
+    return DiffTrainResult(Path(out), table, kind)
 
 
 def pair_prediction(estimator, data: HistoneDataset, a: str, b: str) -> PairPrediction:

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from histexpr.config import parse_overrides
 from histexpr.data.convert import load_dataset
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
 from histexpr.estimators import make_estimator, trains_network
+from histexpr.estimators.auto import AutoResult, choose
+from histexpr.estimators.bundle import record_auto
 from histexpr.evaluate import evaluate_predictions
 
 
@@ -21,6 +24,10 @@ class TrainResult:
 
     model_dir: Path
     valid_metrics: pd.DataFrame | None
+    #: The kind trained (the chosen one for ``auto``).
+    kind: str = ""
+    #: The comparison of ``--model auto`` (None for a named kind).
+    auto: AutoResult | None = None
 
 
 def train_model(
@@ -44,7 +51,9 @@ def train_model(
 
     Validation data: the examples of ``valid_split`` when given (the published protocol:
     train on ``train_split``, choose on ``valid_split``), else ``valid_fraction`` of the
-    genes held out at random. ``train_split`` restricts training to one split of the
+    genes held out at random. ``kind="auto"`` first chooses the kind by cross-validation on
+    the training genes (:mod:`histexpr.estimators.auto`), then trains it like a named kind
+    and records the comparison in ``model.json``. ``train_split`` restricts training to one split of the
     data's ``split`` field; ``missing`` ("error"/"drop") is the DeepChrome RPKM join's
     choice for genes without RPKM; ``reader_opts`` go to the reader (e.g. a deepTools
     matrix's ``marks``, ``cell``, ``expression``).
@@ -64,7 +73,6 @@ def train_model(
         raise HistexprError(f"{data_path}: no examples left after cell selection")
     if not data.has_target:
         raise HistexprError(f"{data_path}: no expression values to train on")
-    est = make_estimator(kind, overrides or None)
     valid = None
     if valid_split:
         valid = data.select_split(valid_split)
@@ -76,6 +84,12 @@ def train_model(
         log(f"validation: split {valid_split!r} ({len(valid)} examples)")
     elif valid_fraction > 0:
         data, valid = hold_out_genes(data, valid_fraction, seed)
+    auto = None
+    if kind == "auto":
+        auto = choose(data, parse_overrides(overrides), seed, log=log)
+        log(auto.summary())
+        kind, overrides = auto.chosen, auto.overrides
+    est = make_estimator(kind, overrides or None)
     log(f"training {kind} on {len(data)} examples ({len(data.cells)} cell types)")
     fit_kw = {"resume": True} if (resume and trains_network(kind)) else {}
     est.fit(data, valid, run_dir=Path(out), **fit_kw)
@@ -87,4 +101,6 @@ def train_model(
         valid_table = ev.table[ev.table.group == "all"].reset_index(drop=True)
         est.metrics_ = {**est.metrics_, "heldout_genes": valid_table.iloc[0].to_dict()}
     est.save(out)
-    return TrainResult(Path(out), valid_table)
+    if auto is not None:
+        record_auto(out, auto.table())
+    return TrainResult(Path(out), valid_table, kind, auto)
