@@ -56,6 +56,13 @@ KIND_NAMES = (
 )
 
 
+#: ``--interval LEVEL`` of predict and evaluate.
+Interval = Annotated[
+    float | None,
+    typer.Option(help="Prediction interval level in (0, 1), e.g. 0.9 (train --intervals)."),
+]
+
+
 def _show_settings(kind: str) -> None:
     from rich import box
 
@@ -148,6 +155,9 @@ def train(
         str | None,
         typer.Option(help="Values of an --atlas table: rpkm (log2(x+1) applied) or transformed."),
     ] = None,
+    intervals: Annotated[
+        bool, typer.Option(help="Calibrate prediction intervals (predict --interval).")
+    ] = False,
     force: Force = False,
 ):
     """Train one model and save it as a directory."""
@@ -205,6 +215,7 @@ def train(
             train_split=train_split,
             valid_split=valid_split,
             log=console.print,
+            intervals=intervals,
         )
         if res.valid_metrics is not None:
             console.print(res.valid_metrics.to_string(index=False, float_format="%.3f"))
@@ -227,6 +238,7 @@ def train(
         train_split=train_split,
         valid_split=valid_split,
         missing=missing,
+        intervals=intervals,
     )
     if result.valid_metrics is not None:
         console.print(results_table(result.valid_metrics, title="validation (held-out genes)"))
@@ -266,6 +278,7 @@ def evaluate(
     names: Annotated[
         str | None, typer.Option(help="DeepDiff folder: NAME=CELL,... cell ids of file names.")
     ] = None,
+    interval: Interval = None,
     force: Force = False,
 ):
     """Score a saved model by group: seen/unseen cell types x known/new genes.
@@ -279,16 +292,16 @@ def evaluate(
 
         if out is not None:
             guard_output(out, "table-file", [model_dir, data], force=force)
-        ev = evaluate_diff(model_dir, data, pair, from_model, names, split, out)
+        ev = evaluate_diff(model_dir, data, pair, from_model, names, split, out, interval)
         console.print(ev.table.to_string(index=False, float_format="%.3f"))
         for note in ev.notes:
             console.print(f"note: {escape(note)}", soft_wrap=True)
         return
     if names or from_model:
         raise HistexprError("--names and --from-model apply with --pair")
-    from histexpr.workflows.evaluate import evaluate_model, per_cell_path
+    from histexpr.workflows.evaluate import evaluate_model, intervals_path, per_cell_path
 
-    for path in [out, per_cell_path(out)] if out is not None else []:
+    for path in [out, per_cell_path(out), intervals_path(out)] if out is not None else []:
         guard_output(path, "table-file", [model_dir, data], force=force)
     evaluation = evaluate_model(
         model_dir,
@@ -299,8 +312,12 @@ def evaluate(
         progress=progress and sys.stderr.isatty(),  # a bar on a terminal, never in a log
         split=split,
         target=target,
+        interval=interval,
     )
     console.print(results_table(evaluation.table, title=f"{model_dir}"))
+    if evaluation.intervals is not None:
+        console.print("prediction intervals (coverage, mean width):")
+        console.print(evaluation.intervals.to_string(index=False, float_format="%.3f"))
     if per_cell:
         console.print(per_cell_table(evaluation.per_cell))
     for note in evaluation.notes:
@@ -379,6 +396,7 @@ def predict(
     names: Annotated[
         str | None, typer.Option(help="DeepDiff folder: NAME=CELL,... cell ids of file names.")
     ] = None,
+    interval: Interval = None,
     force: Force = False,
 ):
     """Predict expression: a tidy table (cell, gene, prediction) or the course submission.
@@ -390,7 +408,7 @@ def predict(
         from histexpr.workflows.diff import predict_diff
 
         guard_output(out, "table-file", [model_dir, data], force=force)
-        n = predict_diff(model_dir, data, pair, out, names, split)
+        n = predict_diff(model_dir, data, pair, out, names, split, interval)
         console.print(f"wrote {n} predicted log fold changes to {out}")
         return
     if names:
@@ -407,5 +425,6 @@ def predict(
         progress=progress and sys.stderr.isatty(),  # a bar on a terminal, never in a log
         log=console.print,
         split=split,
+        interval=interval,
     )
     console.print(f"wrote {n} predictions to {out}")

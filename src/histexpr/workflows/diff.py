@@ -30,7 +30,7 @@ from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
 from histexpr.estimators import DIFF_KINDS, load_estimator, make_estimator
 from histexpr.estimators.diff import PairPrediction, diff_from_model, parse_pairs
-from histexpr.evaluate import diff_metrics
+from histexpr.evaluate import diff_metrics, interval_coverage
 
 __all__ = [
     "DiffEvaluation",
@@ -104,11 +104,13 @@ def train_diff(
     train_split: str | None = None,
     valid_split: str | None = None,
     log: Callable[[str], None] = print,
+    intervals: bool = False,
 ) -> DiffTrainResult:
     """Train a differential model on pairs of the data's cell types and save it.
 
     Validation (scored per training pair): the examples of ``valid_split`` when given,
-    else ``valid_fraction`` of the genes held out at random.
+    else ``valid_fraction`` of the genes held out at random. ``intervals``: also
+    calibrate prediction intervals of the change (:mod:`histexpr.estimators.intervals`).
     """
     from histexpr.data.splits import hold_out_genes
 
@@ -150,6 +152,10 @@ def train_diff(
             },
         }
     est.save(out)
+    if intervals:
+        from histexpr.estimators.intervals import calibrate, save_calibration
+
+        save_calibration(out, calibrate(kind, over or None, est, data, valid, seed=seed, log=log))
     return DiffTrainResult(Path(out), table)
 
 
@@ -167,16 +173,46 @@ def _one_pair(pair) -> tuple[str, str]:
     return pairs[0]
 
 
-def predict_diff(model_dir, data_path, pair, out, names=None, split=None) -> int:
-    """Write ``gene, cell_a, cell_b, predicted_lfc`` of one pair to ``out`` (CSV); rows."""
+def predict_diff(model_dir, data_path, pair, out, names=None, split=None, interval=None) -> int:
+    """Write ``gene, cell_a, cell_b, predicted_lfc`` of one pair to ``out`` (CSV); rows.
+
+    ``interval``: add ``lower`` and ``upper``, the prediction interval of that level
+    (a calibrated model, ``train --intervals``).
+    """
     a, b = _one_pair(pair)
+    calibration = _calibration(model_dir, interval)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
     p = pair_prediction(est, data, a, b)
     table = pd.DataFrame({"gene": p.gene, "cell_a": a, "cell_b": b, "predicted_lfc": p.predicted})
+    if calibration is not None:
+        table["lower"], table["upper"] = _pair_bounds(model_dir, calibration, interval, est, p)
     with atomic_path(Path(out)) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return len(table)
+
+
+def _calibration(model_dir, interval):
+    """The model's interval calibration when ``interval`` asks for one (checked first)."""
+    if interval is None:
+        return None
+    from histexpr.estimators.intervals import check_level, load_calibration
+
+    check_level(interval)
+    return load_calibration(model_dir)
+
+
+def _pair_bounds(model_dir, calibration, level, est, p: PairPrediction):
+    """(lower, upper), shape (n,) each, of one pair's predicted changes."""
+    from histexpr.estimators.bundle import read_header
+    from histexpr.estimators.intervals import bounds, mondrian_groups, pair_label
+
+    genes = read_header(model_dir).train_genes or ()
+    seen = {p.cell_a, p.cell_b} <= _trained_cells(est)
+    group = mondrian_groups(np.full(len(p.gene), seen), np.isin(p.gene, list(genes)))
+    label = np.full(len(p.gene), pair_label(p.cell_a, p.cell_b))
+    lower, upper, _ = bounds(calibration, level, p.predicted, group, label)
+    return lower, upper
 
 
 @dataclass
@@ -196,29 +232,51 @@ def _trained_cells(est) -> set[str]:
 
 
 def evaluate_diff(
-    model_dir, data_path, pairs, from_model=None, names=None, split=None, out=None
+    model_dir, data_path, pairs, from_model=None, names=None, split=None, out=None, interval=None
 ) -> DiffEvaluation:
-    """Score predicted log fold changes of ``pairs``; ``from_model``: the baseline beside it."""
+    """Score predicted log fold changes of ``pairs``; ``from_model``: the baseline beside it.
+
+    ``interval``: also score the prediction intervals of that level of the (calibrated)
+    model: columns ``level``, ``coverage`` and ``mean_width`` (default: 0.9 when
+    the model is calibrated).
+    """
     pairs = parse_pairs(pairs)
     if not pairs:
         raise HistexprError("give at least one pair (--pair A:B)")
     data = load_pair_data(data_path, names, split, target="yes")
     models = [Path(model_dir)] + ([Path(from_model)] if from_model else [])
     rows, notes = [], []
+    calibration = _calibration(model_dir, interval)
+    if calibration is None and interval is None:
+        from histexpr.estimators.bundle import read_calibration
+        from histexpr.estimators.intervals import Calibration
+
+        stored = read_calibration(model_dir)
+        calibration = None if stored is None else Calibration.from_arrays(*stored)
+        interval = 0.9
     for path in models:
         est = load_estimator(path)
         label = f"{est.kind} ({path.name})"
         if not hasattr(est, "predict_pair"):
             label = f"{est.kind} difference ({path.name})"
         preds = [pair_prediction(est, data, a, b) for a, b in pairs]
-        rows += _score_rows(label, preds, _trained_cells(est))
+        scored = _score_rows(label, preds, _trained_cells(est))
+        if calibration is not None and path == models[0]:
+            for row, p in zip(scored, preds, strict=True):
+                lower, upper = _pair_bounds(path, calibration, interval, est, p)
+                cov = interval_coverage(
+                    p.observed, lower, upper, np.full(len(p.gene), "all"), interval
+                )
+                row.update(cov.iloc[0][["level", "coverage", "mean_width"]].to_dict())
+        rows += scored
         known = set(getattr(est, "genes_", ()) or ())
         overlap = len(known & set(preds[0].gene.tolist()))
         if overlap:
             notes.append(
                 f"{path.name}: {overlap} of {len(preds[0].gene)} genes were training genes"
             )
-    table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    extra = ["level", "coverage", "mean_width"] if calibration is not None else []
+    table = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *extra])
     if out is not None:
         with atomic_path(Path(out)) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")

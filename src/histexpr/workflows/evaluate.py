@@ -95,6 +95,13 @@ def per_cell_path(out) -> Path:
     return out.with_name(f"{out.stem if out.suffix else out.name}.per_cell{suffix}")
 
 
+def intervals_path(out) -> Path:
+    """Where ``-o OUT`` puts the interval coverage table: ``eval.csv`` -> ``eval.intervals.csv``."""
+    out = Path(out)
+    suffix = out.suffix or ".csv"
+    return out.with_name(f"{out.stem if out.suffix else out.name}.intervals{suffix}")
+
+
 def _write_table(df: pd.DataFrame, path: Path) -> None:
     if path.suffix.lower() == ".parquet":
         with atomic_path(path, suffix=".parquet") as tmp:
@@ -113,6 +120,7 @@ def evaluate_model(
     progress: bool = False,
     split: str | None = None,
     target: str = "auto",
+    interval: float | None = None,
 ) -> Evaluation:
     """Score a saved model on a data file with expression values (streamed).
 
@@ -134,6 +142,10 @@ def evaluate_model(
         Show a progress bar over the examples.
     target : {"auto", "yes"}
         How a course npz's expression column is read (auto: per key, by content).
+    interval : float in (0, 1), optional
+        Level of the prediction intervals scored (coverage and mean width per group,
+        ``Evaluation.intervals``, written at :func:`intervals_path`). Default: 0.9
+        when the model is calibrated (``train --intervals``), else none.
 
     Returns
     -------
@@ -145,6 +157,7 @@ def evaluate_model(
         _refuse_input_as_output(data_path, out)
         _refuse_input_as_output(data_path, per_cell_path(out))
     header = read_header(model_dir)
+    calibration, level = _calibration(model_dir, interval)
     train_cells, train_genes = training_record(model_dir, header)
     ys, cells, genes, preds = [], [], [], []
     stream = _stream(
@@ -189,7 +202,31 @@ def evaluate_model(
             "the model records no training genes: genes are not split into known / new, "
             "and training genes of seen cell types are not told apart"
         )
+    if calibration is not None:
+        from histexpr.estimators.intervals import bounds
+        from histexpr.evaluate import assign_groups, interval_coverage
+
+        group = assign_groups(cell, gene, unseen, train_cells, train_genes)
+        lower, upper, _ = bounds(calibration, level, np.concatenate(preds), group, cell)
+        evaluation.intervals = interval_coverage(np.concatenate(ys), lower, upper, group, level)
     if out is not None:
         _write_table(evaluation.table, Path(out))
         _write_table(evaluation.per_cell, per_cell_path(out))
+        if evaluation.intervals is not None:
+            _write_table(evaluation.intervals, intervals_path(out))
     return evaluation
+
+
+#: Interval level scored by ``evaluate`` when the model is calibrated and none is asked.
+DEFAULT_LEVEL = 0.9
+
+
+def _calibration(model_dir, interval: float | None):
+    """(calibration or None, level): the model's, checked before any prediction."""
+    from histexpr.estimators.bundle import read_calibration
+    from histexpr.estimators.intervals import Calibration, check_level, load_calibration
+
+    if interval is not None:
+        return load_calibration(model_dir), check_level(interval)
+    stored = read_calibration(model_dir)
+    return (None, None) if stored is None else (Calibration.from_arrays(*stored), DEFAULT_LEVEL)

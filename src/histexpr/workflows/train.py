@@ -38,6 +38,7 @@ def train_model(
     train_split: str | None = None,
     valid_split: str | None = None,
     missing: str | None = None,
+    intervals: bool = False,
 ) -> TrainResult:
     """Train one model on a data file.
 
@@ -45,7 +46,8 @@ def train_model(
     train on ``train_split``, choose on ``valid_split``), else ``valid_fraction`` of the
     genes held out at random. ``train_split`` restricts training to one split of the
     data's ``split`` field; ``missing`` ("error"/"drop") is the DeepChrome RPKM join's
-    choice for genes without RPKM.
+    choice for genes without RPKM. ``intervals``: also calibrate prediction intervals
+    and store them with the model (:func:`histexpr.estimators.intervals.calibrate`).
     """
     from histexpr.data.splits import hold_out_genes
 
@@ -84,4 +86,9 @@ def train_model(
         valid_table = ev.table[ev.table.group == "all"].reset_index(drop=True)
         est.metrics_ = {**est.metrics_, "heldout_genes": valid_table.iloc[0].to_dict()}
     est.save(out)
+    if intervals:
+        from histexpr.estimators.intervals import calibrate, save_calibration
+
+        cal = calibrate(kind, overrides or None, est, data, valid, seed=seed, log=log)
+        save_calibration(out, cal)
     return TrainResult(Path(out), valid_table)
