@@ -148,6 +148,12 @@ def test_final_model_is_unchanged_by_intervals(tmp_path):
     assert {"seen/new", "unseen/known", "unseen/new"} <= set(cal.residuals)
     with pytest.raises(HistexprError, match="--intervals"):
         load_calibration(tmp_path / "plain")
+    # the report of a calibrated model has the section, that of the other none
+    from histexpr.report import write_report
+
+    html = write_report(tmp_path / "cal").read_text()
+    assert "Prediction intervals" in html and "unseen/new" in html
+    assert "Prediction intervals" not in write_report(tmp_path / "plain").read_text()
 
 
 def test_two_cell_types_are_noted_and_fall_back_to_pooled():

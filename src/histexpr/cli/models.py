@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from histexpr.atomic import guard_output
-from histexpr.cli._app import Force, _csv_list, app, console, err_console
+from histexpr.cli._app import Force, Interval, _csv_list, app, console, err_console
 from histexpr.cli.tables import per_cell_table, results_table
 from histexpr.errors import HistexprError
 
@@ -54,13 +54,6 @@ KIND_NAMES = (
     "deepchrome",
     "attentivechrome",
 )
-
-
-#: ``--interval LEVEL`` of predict and evaluate.
-Interval = Annotated[
-    float | None,
-    typer.Option(help="Prediction interval level in (0, 1), e.g. 0.9 (train --intervals)."),
-]
 
 
 def _show_settings(kind: str) -> None:

@@ -274,31 +274,47 @@ def calibrate(
     pool: dict[str, list] = {}
     pairs = list(getattr(est, "pairs_", [])) if diff else None
     _add(pool, *_residuals(est, valid, cells, genes, pairs))
+    why = f"only {len(cells)} training cell type(s)"
     if len(cells) >= 3:
         folds = cell_folds(cells, min(CELL_FOLDS, len(cells)), seed)
-        for i, fold in enumerate(folds, 1):
-            rest = [c for c in cells if c not in fold]
-            log(f"intervals: cell-type fold {i}/{len(folds)} (leaving out {', '.join(fold)})")
-            fold_pairs = None
-            fold_over = overrides
-            if diff:
-                fold_pairs = _fold_pairs(fold, rest, seed + i)
-                fold_over = _with_pairs(overrides, [p for p in pairs if set(p) <= set(rest)], rest)
-            copy = make_estimator(kind, fold_over)
-            copy.fit(train.select_cells(rest), valid.select_cells(rest))
-            # differential pairs need both cell types' rows; single-cell: the fold's rows
-            held = (train, valid) if diff else (train.select_cells(fold), valid.select_cells(fold))
-            for part in held:
-                _add(pool, *_residuals(copy, part, rest, genes, fold_pairs))
-        notes.append(f"unseen cell types: {len(folds)} cell-type folds of {len(cells)} cell types")
-    else:
+        try:
+            unseen = _unseen_folds(kind, overrides, pairs, train, valid, folds, seed, log)
+        except HistexprError as exc:  # e.g. a kind that needs more cell types than a fold keeps
+            why = f"a model without a fold's cell types cannot be fitted ({exc})"
+        else:
+            for r, g, lab in unseen:
+                _add(pool, r, g, lab)
+            why = ""
+            notes.append(f"unseen cell types: {len(folds)} cell-type folds of {len(cells)}")
+    if why:
         notes.append(
-            f"only {len(cells)} training cell type(s): unseen cell types are not calibrated "
-            "(their intervals use the pooled residuals and may be too narrow)"
+            f"{why}: unseen cell types are not calibrated (their intervals use the pooled "
+            "residuals and may be too narrow)"
         )
     residuals = {k: np.sort(np.concatenate(v).astype(np.float64)) for k, v in pool.items()}
     residuals.pop(TRAINING_GROUP, None)
     return Calibration(residuals, notes)
+
+
+def _unseen_folds(kind, overrides, pairs, train, valid, folds, seed, log) -> list[tuple]:
+    """(residual, group, label) of copies of the model fitted without each fold's cells."""
+    from histexpr.estimators import DIFF_KINDS, make_estimator
+
+    out = []
+    for i, fold in enumerate(folds, 1):
+        rest = [c for c in train.cells if c not in fold]
+        log(f"intervals: cell-type fold {i}/{len(folds)} (leaving out {', '.join(fold)})")
+        fold_pairs, fold_over = None, overrides
+        if kind in DIFF_KINDS:
+            fold_pairs = _fold_pairs(fold, rest, seed + i)
+            fold_over = _with_pairs(overrides, [p for p in pairs if set(p) <= set(rest)], rest)
+        copy = make_estimator(kind, fold_over)
+        copy.fit(train.select_cells(rest), valid.select_cells(rest))
+        # differential pairs need both cell types' rows; single-cell: the fold's rows
+        diff = fold_pairs is not None
+        held = (train, valid) if diff else (train.select_cells(fold), valid.select_cells(fold))
+        out += [_residuals(copy, part, rest, train.gene, fold_pairs) for part in held]
+    return out
 
 
 def _fold_pairs(fold, rest, seed: int) -> list[tuple[str, str]]:

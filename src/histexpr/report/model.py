@@ -3,7 +3,8 @@
 Sections: the model and its input contract (``model.json``), the metrics recorded at
 training (``metrics.json``: fit metrics and, with a gene hold-out, the held-out genes),
 the loss curves (``history.csv``; baselines record none), the explanation when one exists
-(``MODEL_DIR.explain/`` or the folder given) and the configuration. Baselines get every
+(``MODEL_DIR.explain/`` or the folder given), the prediction-interval calibration
+when the model has one (``train --intervals``) and the configuration. Baselines get every
 section except loss curves and interpretation, each replaced by a note.
 """
 
@@ -71,6 +72,30 @@ def _metrics(page: Page, model_dir: Path, metrics: dict | None) -> None:
         page.table(pd.DataFrame(members), details=f"Ensemble members ({len(members)})")
 
 
+def _intervals(page: Page, model_dir: Path) -> None:
+    """The calibration of ``train --intervals``: residuals and half-widths per category."""
+    from histexpr.estimators.bundle import read_calibration
+    from histexpr.estimators.intervals import Calibration
+
+    stored = read_calibration(model_dir)
+    if stored is None:
+        return
+    cal = Calibration.from_arrays(*stored)
+    page.section("intervals", "Prediction intervals")
+    page.text(
+        "Split-conformal calibration per category (cell types seen / unseen x genes "
+        "known / new; seen/new@CELL per training cell type): prediction -/+ half-width. "
+        "`histexpr evaluate` reports the coverage and mean width on new data."
+    )
+    rows = pd.DataFrame(cal.summary())
+    page.table(rows[~rows.category.str.contains("@")])
+    per_cell = rows[rows.category.str.contains("@")]
+    if len(per_cell):
+        page.table(per_cell, details=f"Per training cell type ({len(per_cell)})")
+    for note in cal.notes:
+        page.note(note)
+
+
 def model_page(model_dir, explain_dir=None) -> Page:
     """The report page of one model directory (every piece is checked before drawing)."""
     from histexpr.estimators import NEURAL_KINDS
@@ -97,6 +122,7 @@ def model_page(model_dir, explain_dir=None) -> Page:
     rows = [(k, "–" if v in (None, "") else str(v)) for k, v in rows]
     page.table(pd.DataFrame(rows, columns=["field", "value"]))
     _metrics(page, model_dir, metrics)
+    _intervals(page, model_dir)
     training_section(page, histories)
     if neural:
         words = ["histexpr", "explain", str(model_dir)]

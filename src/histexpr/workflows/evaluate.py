@@ -209,6 +209,7 @@ def evaluate_model(
         group = assign_groups(cell, gene, unseen, train_cells, train_genes)
         lower, upper, _ = bounds(calibration, level, np.concatenate(preds), group, cell)
         evaluation.intervals = interval_coverage(np.concatenate(ys), lower, upper, group, level)
+        evaluation.notes += [f"intervals: {n}" for n in calibration.notes if "too narrow" in n]
     if out is not None:
         _write_table(evaluation.table, Path(out))
         _write_table(evaluation.per_cell, per_cell_path(out))

@@ -64,6 +64,8 @@ def train_model(
     if not data.has_target:
         raise HistexprError(f"{data_path}: no expression values to train on")
     est = make_estimator(kind, overrides or None)
+    if intervals and getattr(getattr(est, "train_cfg", None), "task", "") == "classification":
+        raise HistexprError("--intervals applies to regression models, not classifiers")
     valid = None
     if valid_split:
         valid = data.select_split(valid_split)
