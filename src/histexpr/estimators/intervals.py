@@ -40,6 +40,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import combinations
 
 import numpy as np
@@ -90,7 +91,7 @@ class Calibration:
     residuals: dict[str, np.ndarray]
     notes: list[str] = field(default_factory=list)
 
-    @property
+    @cached_property
     def pooled(self) -> np.ndarray:
         """Every residual, sorted (per-cell categories are already in their group)."""
         parts = [r for k, r in self.residuals.items() if "@" not in k]
