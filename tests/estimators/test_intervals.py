@@ -227,3 +227,20 @@ def test_differential_kind_intervals(tmp_path, capsys):
     capsys.readouterr()
     assert run_cli("evaluate", m, tmp_path / "d.h5", "--pair", "E003:E004") == 0
     assert "coverage" in capsys.readouterr().out
+
+
+def test_no_validation_genes_calibrate_a_copy_and_damage_is_caught(tmp_path):
+    from histexpr.workflows import train_model
+
+    data = make_planted(n_genes=200, cells=("E003", "E004", "E005"))
+    write_h5(data, tmp_path / "d.h5")
+    m = tmp_path / "m"
+    train_model(tmp_path / "d.h5", m, "ridge", valid_fraction=0, intervals=True, log=print)
+    cal = load_calibration(m)
+    assert len(cal.residuals["seen/new"]) == round(0.2 * 200) * 3
+    assert any("copy fitted without" in n for n in cal.notes)
+    # the calibration is checksummed with the rest of the model directory
+    path = m / "calibration.npz"
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(HistexprError, match=r"calibration\.npz: damaged"):
+        load_calibration(m)
