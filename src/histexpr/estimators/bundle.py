@@ -12,6 +12,8 @@ A bundle is a directory holding:
   ``.npz`` arrays or LightGBM text for baselines);
 - ``normalization.json`` for models that normalise their input;
 - ``metrics.json`` and ``history.csv`` when training recorded them.
+- ``calibration.json`` + ``calibration.npz``: the prediction-interval calibration
+  (``histexpr train --intervals``, :mod:`histexpr.estimators.intervals`).
 
 Bundles are written with :func:`bundle_dir` (:func:`histexpr.atomic.atomic_dir`
 plus the checksums), so a crash never leaves a directory that looks complete.
