@@ -343,6 +343,26 @@ def save_calibration(directory, calibration: Calibration) -> None:
     write_calibration(directory, *calibration.to_arrays())
 
 
+#: Interval level scored by ``evaluate`` when the model is calibrated and none is asked.
+DEFAULT_LEVEL = 0.9
+
+
+def model_calibration(directory, interval: float | None, default: float | None = None):
+    """(calibration, level) of a saved model, checked before any prediction.
+
+    With ``interval``: the level checked and the calibration required (a one-line
+    error without one). Without: the stored calibration at level ``default`` when
+    both exist, else ``(None, None)``.
+    """
+    from histexpr.estimators.bundle import read_calibration
+
+    if interval is not None:
+        level = check_level(interval)
+        return load_calibration(directory), level
+    stored = read_calibration(directory) if default is not None else None
+    return (None, None) if stored is None else (Calibration.from_arrays(*stored), default)
+
+
 def load_calibration(directory) -> Calibration:
     """The calibration of a saved model; a one-line error saying how to get one if none."""
     from histexpr.estimators.bundle import read_calibration

@@ -30,6 +30,7 @@ from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
 from histexpr.estimators import DIFF_KINDS, load_estimator, make_estimator
 from histexpr.estimators.diff import PairPrediction, diff_from_model, parse_pairs
+from histexpr.estimators.intervals import DEFAULT_LEVEL, model_calibration
 from histexpr.evaluate import diff_metrics, interval_coverage
 
 __all__ = [
@@ -180,7 +181,7 @@ def predict_diff(model_dir, data_path, pair, out, names=None, split=None, interv
     (a calibrated model, ``train --intervals``).
     """
     a, b = _one_pair(pair)
-    calibration = _calibration(model_dir, interval)
+    calibration, interval = model_calibration(model_dir, interval)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
     p = pair_prediction(est, data, a, b)
@@ -190,16 +191,6 @@ def predict_diff(model_dir, data_path, pair, out, names=None, split=None, interv
     with atomic_path(Path(out)) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return len(table)
-
-
-def _calibration(model_dir, interval):
-    """The model's interval calibration when ``interval`` asks for one (checked first)."""
-    if interval is None:
-        return None
-    from histexpr.estimators.intervals import check_level, load_calibration
-
-    check_level(interval)
-    return load_calibration(model_dir)
 
 
 def _pair_bounds(model_dir, calibration, level, est, p: PairPrediction):
@@ -246,14 +237,7 @@ def evaluate_diff(
     data = load_pair_data(data_path, names, split, target="yes")
     models = [Path(model_dir)] + ([Path(from_model)] if from_model else [])
     rows, notes = [], []
-    calibration = _calibration(model_dir, interval)
-    if calibration is None and interval is None:
-        from histexpr.estimators.bundle import read_calibration
-        from histexpr.estimators.intervals import Calibration
-
-        stored = read_calibration(model_dir)
-        calibration = None if stored is None else Calibration.from_arrays(*stored)
-        interval = 0.9
+    calibration, interval = model_calibration(model_dir, interval, DEFAULT_LEVEL)
     for path in models:
         est = load_estimator(path)
         label = f"{est.kind} ({path.name})"

@@ -25,6 +25,7 @@ from histexpr.atomic import atomic_path
 from histexpr.data.validate import check_cells, check_unique_examples
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import read_header
+from histexpr.estimators.intervals import DEFAULT_LEVEL, model_calibration
 from histexpr.evaluate import Evaluation, evaluate_predictions
 from histexpr.workflows.predict import DEFAULT_MEMORY_BUDGET, _refuse_input_as_output, _stream
 
@@ -157,7 +158,7 @@ def evaluate_model(
         _refuse_input_as_output(data_path, out)
         _refuse_input_as_output(data_path, per_cell_path(out))
     header = read_header(model_dir)
-    calibration, level = _calibration(model_dir, interval)
+    calibration, level = model_calibration(model_dir, interval, DEFAULT_LEVEL)
     train_cells, train_genes = training_record(model_dir, header)
     ys, cells, genes, preds = [], [], [], []
     stream = _stream(
@@ -216,18 +217,3 @@ def evaluate_model(
         if evaluation.intervals is not None:
             _write_table(evaluation.intervals, intervals_path(out))
     return evaluation
-
-
-#: Interval level scored by ``evaluate`` when the model is calibrated and none is asked.
-DEFAULT_LEVEL = 0.9
-
-
-def _calibration(model_dir, interval: float | None):
-    """(calibration or None, level): the model's, checked before any prediction."""
-    from histexpr.estimators.bundle import read_calibration
-    from histexpr.estimators.intervals import Calibration, check_level, load_calibration
-
-    if interval is not None:
-        return load_calibration(model_dir), check_level(interval)
-    stored = read_calibration(model_dir)
-    return (None, None) if stored is None else (Calibration.from_arrays(*stored), DEFAULT_LEVEL)

@@ -321,14 +321,14 @@ def _calibration(model_dir, interval: float | None, fmt: str = "tidy"):
     """The model's interval calibration when ``interval`` asks for one (checked first)."""
     if interval is None:
         return None
-    from histexpr.estimators.intervals import check_level, load_calibration
+    from histexpr.estimators.intervals import check_level, model_calibration
 
     check_level(interval)
     if fmt != "tidy":
         raise HistexprError("--interval adds lower and upper columns to the tidy format only")
     if model_task(read_header(model_dir)) != "regression":
         raise HistexprError("--interval applies to regression models, not classifiers")
-    return load_calibration(model_dir)
+    return model_calibration(model_dir, interval)[0]
 
 
 def _interval_columns(model_dir, calibration, level, pred, cell, gene, log=None) -> dict:
