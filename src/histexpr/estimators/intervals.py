@@ -30,9 +30,7 @@ crepes: neither fits estimators that are refitted per cell-type fold and predict
 cell-type pairs, and split conformal is a sorted array and one index.
 
 The final model is the one ``histexpr train`` fits without ``--intervals``; the
-copies fitted for calibration are discarded. The validation genes also steer
-early stopping / model selection of some kinds, a mild optimism documented in
-docs/intervals.md.
+calibration copies are discarded. Caveats and measured coverage: docs/intervals.md.
 """
 
 from __future__ import annotations
