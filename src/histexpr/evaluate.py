@@ -248,11 +248,15 @@ class Evaluation:
         examples) or ``seen/train`` (its training genes, apart).
     notes : list of str
         Warnings for the reader, e.g. how many examples are training genes.
+    intervals : pd.DataFrame or None
+        Coverage of prediction intervals per group (:func:`interval_coverage`), when
+        the model has them.
     """
 
     table: pd.DataFrame
     per_cell: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+    intervals: pd.DataFrame | None = None
 
 
 def evaluate_predictions(
@@ -327,6 +331,51 @@ def evaluate_predictions(
             f"types: scored apart as {TRAINING_GROUP} (optimistic), left out of every other group"
         )
     return Evaluation(table=table, per_cell=pd.DataFrame(cell_rows), notes=notes)
+
+
+#: Columns of :func:`interval_coverage`.
+INTERVAL_COLUMNS = ("group", "level", "n", "coverage", "mean_width")
+
+
+def interval_coverage(y, lower, upper, group, level: float) -> pd.DataFrame:
+    """Empirical coverage and mean width of prediction intervals, overall and per group.
+
+    Parameters
+    ----------
+    y, lower, upper : array-like of float, shape (n,)
+        Observed values and interval bounds.
+    group : array-like of str, shape (n,)
+        Evaluation group per example (:func:`assign_groups`); "all" pools every
+        example but the flagged :data:`TRAINING_GROUP`, which has its own row.
+    level : float
+        The nominal coverage, copied to the ``level`` column.
+
+    Returns
+    -------
+    pd.DataFrame
+        Columns :data:`INTERVAL_COLUMNS`; ``coverage`` is the share of ``y`` inside
+        ``[lower, upper]``.
+    """
+    y = np.asarray(y, dtype=np.float64)
+    lower, upper = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    group = np.asarray(group).astype(str)
+    inside = (y >= lower) & (y <= upper)
+    width = upper - lower
+    flagged = group == TRAINING_GROUP
+    masks = {"all": ~flagged}
+    masks.update({g: group == g for g in (*GROUP_ORDER, TRAINING_GROUP) if (group == g).any()})
+    rows = [
+        {
+            "group": g,
+            "level": float(level),
+            "n": int(m.sum()),
+            "coverage": float(inside[m].mean()),
+            "mean_width": float(width[m].mean()),
+        }
+        for g, m in masks.items()
+        if m.any()
+    ]
+    return pd.DataFrame(rows, columns=list(INTERVAL_COLUMNS))
 
 
 @dataclass(frozen=True)

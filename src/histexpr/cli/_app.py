@@ -30,6 +30,12 @@ Force = Annotated[
     bool, typer.Option("--force", help="Replace a previous output of histexpr at the same path.")
 ]
 
+#: ``--interval LEVEL`` of predict and evaluate (a model calibrated by ``train --intervals``).
+Interval = Annotated[
+    float | None,
+    typer.Option(help="Prediction interval level in (0, 1), e.g. 0.9 (train --intervals)."),
+]
+
 
 @app.callback()
 def _root(

@@ -16,6 +16,7 @@ from histexpr.cli._app import (
     Cell,
     Expression,
     Force,
+    Interval,
     Marks,
     _csv_list,
     app,
@@ -173,6 +174,9 @@ def train(
     marks: Marks = None,
     cell: Cell = None,
     expression: Expression = None,
+    intervals: Annotated[
+        bool, typer.Option(help="Calibrate prediction intervals (predict --interval).")
+    ] = False,
     force: Force = False,
 ):
     """Train one model and save it as a directory."""
@@ -230,6 +234,7 @@ def train(
             train_split=train_split,
             valid_split=valid_split,
             log=console.print,
+            intervals=intervals,
         )
         if res.valid_metrics is not None:
             console.print(res.valid_metrics.to_string(index=False, float_format="%.3f"))
@@ -253,6 +258,7 @@ def train(
         valid_split=valid_split,
         missing=missing,
         reader_opts=reader_options(marks=marks, cell=cell, expression=expression),
+        intervals=intervals,
     )
     if result.valid_metrics is not None:
         console.print(results_table(result.valid_metrics, title="validation (held-out genes)"))
@@ -292,6 +298,7 @@ def evaluate(
     names: Annotated[
         str | None, typer.Option(help="DeepDiff folder: NAME=CELL,... cell ids of file names.")
     ] = None,
+    interval: Interval = None,
     force: Force = False,
 ):
     """Score a saved model by group: seen/unseen cell types x known/new genes.
@@ -305,16 +312,16 @@ def evaluate(
 
         if out is not None:
             guard_output(out, "table-file", [model_dir, data], force=force)
-        ev = evaluate_diff(model_dir, data, pair, from_model, names, split, out)
+        ev = evaluate_diff(model_dir, data, pair, from_model, names, split, out, interval)
         console.print(ev.table.to_string(index=False, float_format="%.3f"))
         for note in ev.notes:
             console.print(f"note: {escape(note)}", soft_wrap=True)
         return
     if names or from_model:
         raise HistexprError("--names and --from-model apply with --pair")
-    from histexpr.workflows.evaluate import evaluate_model, per_cell_path
+    from histexpr.workflows.evaluate import evaluate_model, intervals_path, per_cell_path
 
-    for path in [out, per_cell_path(out)] if out is not None else []:
+    for path in [out, per_cell_path(out), intervals_path(out)] if out is not None else []:
         guard_output(path, "table-file", [model_dir, data], force=force)
     evaluation = evaluate_model(
         model_dir,
@@ -325,8 +332,12 @@ def evaluate(
         progress=progress and sys.stderr.isatty(),  # a bar on a terminal, never in a log
         split=split,
         target=target,
+        interval=interval,
     )
     console.print(results_table(evaluation.table, title=f"{model_dir}"))
+    if evaluation.intervals is not None:
+        console.print("prediction intervals (coverage, mean width):")
+        console.print(evaluation.intervals.to_string(index=False, float_format="%.3f"))
     if per_cell:
         console.print(per_cell_table(evaluation.per_cell))
     for note in evaluation.notes:
@@ -408,6 +419,7 @@ def predict(
     ] = None,
     marks: Marks = None,
     cell: Cell = None,
+    interval: Interval = None,
     force: Force = False,
 ):
     """Predict expression: a tidy table (cell, gene, prediction) or the course submission.
@@ -422,7 +434,7 @@ def predict(
             raise HistexprError("--marks and --cell do not apply with --pair; convert first")
 
         guard_output(out, "table-file", [model_dir, data], force=force)
-        n = predict_diff(model_dir, data, pair, out, names, split)
+        n = predict_diff(model_dir, data, pair, out, names, split, interval)
         console.print(f"wrote {n} predicted log fold changes to {out}")
         return
     if names:
@@ -440,5 +452,6 @@ def predict(
         log=console.print,
         split=split,
         reader_opts=reader_options(marks=marks, cell=cell),
+        interval=interval,
     )
     console.print(f"wrote {n} predictions to {out}")

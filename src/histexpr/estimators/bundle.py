@@ -12,6 +12,8 @@ A bundle is a directory holding:
   ``.npz`` arrays or LightGBM text for baselines);
 - ``normalization.json`` for models that normalise their input;
 - ``metrics.json`` and ``history.csv`` when training recorded them.
+- ``calibration.json`` + ``calibration.npz``: the prediction-interval calibration
+  (``histexpr train --intervals``, :mod:`histexpr.estimators.intervals`).
 
 Bundles are written with :func:`bundle_dir` (:func:`histexpr.atomic.atomic_dir`
 plus the checksums), so a crash never leaves a directory that looks complete.
@@ -404,3 +406,53 @@ def read_auto(directory) -> list[dict]:
     if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
         raise HistexprError(f"{Path(directory) / HEADER}: malformed model header ({AUTO_KEY})")
     return rows
+
+
+#: The interval calibration of a model directory (``histexpr train --intervals``).
+CALIBRATION_JSON = "calibration.json"
+CALIBRATION_NPZ = "calibration.npz"
+
+
+def write_calibration(directory, meta: dict, arrays: dict) -> None:
+    """Add the interval calibration (``calibration.json`` + ``.npz``) to a saved model.
+
+    The directory is rewritten as a whole (:func:`bundle_dir`: copied, extended,
+    resealed, swapped in), so a crash leaves the model as it was.
+
+    Parameters
+    ----------
+    meta : dict
+        JSON header (categories, counts, notes).
+    arrays : dict of str to np.ndarray, shape (n_category,)
+        Sorted absolute residuals per category key of ``meta``.
+    """
+    import shutil
+
+    import numpy as np
+
+    directory = Path(directory)
+    read_header(directory)  # a sealed, intact model
+    with bundle_dir(directory) as tmp:
+        shutil.copytree(directory, tmp, dirs_exist_ok=True)
+        _write_json(tmp / CALIBRATION_JSON, meta)
+        np.savez(tmp / CALIBRATION_NPZ, **arrays)
+
+
+def read_calibration(directory) -> tuple[dict, dict] | None:
+    """(JSON header, arrays) of a model's interval calibration; None when it has none."""
+    import numpy as np
+
+    directory = Path(directory)
+    header = read_header(directory)  # verifies the checksums of both files
+    if not {CALIBRATION_JSON, CALIBRATION_NPZ} <= set(header.checksums):
+        return None
+    path = directory / CALIBRATION_JSON
+    try:
+        meta = json.loads(path.read_text())
+        with np.load(directory / CALIBRATION_NPZ, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as exc:
+        raise HistexprError(f"{path}: unreadable interval calibration ({exc})") from None
+    if not isinstance(meta, dict) or set(meta.get("categories") or {}) - set(arrays):
+        raise HistexprError(f"{path}: malformed interval calibration")
+    return meta, arrays

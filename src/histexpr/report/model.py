@@ -5,7 +5,8 @@ training (``metrics.json``: fit metrics and, with a gene hold-out, the held-out 
 intervals (``metrics.json`` ``intervals``) and the automatic model choice (``model.json`` key
 ``auto``) when recorded,
 the loss curves (``history.csv``; baselines record none), the explanation when one exists
-(``MODEL_DIR.explain/`` or the folder given) and the configuration. Baselines get every
+(``MODEL_DIR.explain/`` or the folder given), the prediction-interval calibration
+when the model has one (``train --intervals``) and the configuration. Baselines get every
 section except loss curves and interpretation, each replaced by a note.
 """
 
@@ -74,6 +75,30 @@ def _metrics(page: Page, model_dir: Path, metrics: dict | None) -> None:
         page.table(pd.DataFrame(members), details=f"Ensemble members ({len(members)})")
 
 
+def _calibration(page: Page, model_dir: Path) -> None:
+    """The calibration of ``train --intervals``: residuals and half-widths per category."""
+    from histexpr.estimators.bundle import read_calibration
+    from histexpr.estimators.intervals import Calibration
+
+    stored = read_calibration(model_dir)
+    if stored is None:
+        return
+    cal = Calibration.from_arrays(*stored)
+    page.section("calibration", "Prediction intervals: calibration")
+    page.text(
+        "Split-conformal calibration per category (cell types seen / unseen x genes "
+        "known / new; seen/new@CELL per training cell type): prediction -/+ half-width. "
+        "`histexpr evaluate` reports the coverage and mean width on new data."
+    )
+    rows = pd.DataFrame(cal.summary())
+    page.table(rows[~rows.category.str.contains("@")])
+    per_cell = rows[rows.category.str.contains("@")]
+    if len(per_cell):
+        page.table(per_cell, details=f"Per training cell type ({len(per_cell)})")
+    for note in cal.notes:
+        page.note(note)
+
+
 def model_page(model_dir, explain_dir=None) -> Page:
     """The report page of one model directory (every piece is checked before drawing)."""
     from histexpr.estimators import NEURAL_KINDS
@@ -103,6 +128,7 @@ def model_page(model_dir, explain_dir=None) -> Page:
     intervals_section(page, (metrics or {}).get("intervals"), f"{model_dir / METRICS}: intervals")
     auto = read_auto(model_dir)
     auto_section(page, {model_dir.name: auto} if auto else {})
+    _calibration(page, model_dir)
     training_section(page, histories)
     if neural:
         words = ["histexpr", "explain", str(model_dir)]

@@ -33,7 +33,8 @@ from histexpr.estimators import DIFF_KINDS, load_estimator, make_estimator
 from histexpr.estimators.auto import choose
 from histexpr.estimators.bundle import record_auto
 from histexpr.estimators.diff import PairPrediction, diff_from_model, parse_pairs
-from histexpr.evaluate import diff_metrics
+from histexpr.estimators.intervals import DEFAULT_LEVEL, model_calibration
+from histexpr.evaluate import diff_metrics, interval_coverage
 
 __all__ = [
     "DiffEvaluation",
@@ -109,11 +110,13 @@ def train_diff(
     train_split: str | None = None,
     valid_split: str | None = None,
     log: Callable[[str], None] = print,
+    intervals: bool = False,
 ) -> DiffTrainResult:
     """Train a differential model on pairs of the data's cell types and save it.
 
     Validation (scored per training pair): the examples of ``valid_split`` when given,
-    else ``valid_fraction`` of the genes held out at random.
+    else ``valid_fraction`` of the genes held out at random. ``intervals``: also
+    calibrate prediction intervals of the change (:mod:`histexpr.estimators.intervals`).
     """
     from histexpr.data.splits import hold_out_genes
 
@@ -160,6 +163,10 @@ def train_diff(
             },
         }
     est.save(out)
+    if intervals:
+        from histexpr.estimators.intervals import calibrate, save_calibration
+
+        save_calibration(out, calibrate(kind, over or None, est, data, valid, seed=seed, log=log))
     if auto is not None:
         record_auto(out, auto.table())
     return DiffTrainResult(Path(out), table, kind)
@@ -179,28 +186,33 @@ def _one_pair(pair) -> tuple[str, str]:
     return pairs[0]
 
 
-def predict_diff(model_dir, data_path, pair, out, names=None, split=None) -> int:
+def predict_diff(model_dir, data_path, pair, out, names=None, split=None, interval=None) -> int:
     """Write ``gene, cell_a, cell_b, predicted_lfc`` of one pair to ``out`` (CSV); rows.
 
-    An ``out`` ending in ``.h5ad`` gets an AnnData file instead (:mod:`histexpr.data.h5ad`):
-    one observation per pair (several pairs allowed there, ``A:B,C:D``), layers
-    ``predicted`` and, when the data has expression, ``observed``.
+    ``interval``: add ``lower`` and ``upper``, the prediction interval of that level
+    (a calibrated model, ``train --intervals``). An ``out`` ending in ``.h5ad`` gets an
+    AnnData file instead (:mod:`histexpr.data.h5ad`): one observation per pair (several
+    pairs allowed there, ``A:B,C:D``), layers ``predicted``, ``lower``/``upper`` with
+    ``interval`` and, when the data has expression, ``observed``.
     """
     from histexpr.data.h5ad import is_h5ad
 
     if is_h5ad(out):
-        return _predict_diff_h5ad(model_dir, data_path, pair, out, names, split)
+        return _predict_diff_h5ad(model_dir, data_path, pair, out, names, split, interval)
     a, b = _one_pair(pair)
+    calibration, interval = model_calibration(model_dir, interval)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
     p = pair_prediction(est, data, a, b)
     table = pd.DataFrame({"gene": p.gene, "cell_a": a, "cell_b": b, "predicted_lfc": p.predicted})
+    if calibration is not None:
+        table["lower"], table["upper"] = _pair_bounds(model_dir, calibration, interval, est, p)
     with atomic_path(Path(out)) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return len(table)
 
 
-def _predict_diff_h5ad(model_dir, data_path, pair, out, names, split) -> int:
+def _predict_diff_h5ad(model_dir, data_path, pair, out, names, split, interval) -> int:
     from histexpr.data.h5ad import write_anndata
     from histexpr.estimators.bundle import read_header
     from histexpr.workflows.predict import model_uns
@@ -208,6 +220,7 @@ def _predict_diff_h5ad(model_dir, data_path, pair, out, names, split) -> int:
     pairs = parse_pairs(pair)
     if not pairs:
         raise HistexprError("give at least one pair (--pair A:B)")
+    calibration, interval = model_calibration(model_dir, interval)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
     parts = []
@@ -217,10 +230,25 @@ def _predict_diff_h5ad(model_dir, data_path, pair, out, names, split) -> int:
         part["predicted_lfc"] = np.asarray(p.predicted, dtype=np.float64)
         if p.observed is not None:
             part["observed_lfc"] = np.asarray(p.observed, dtype=np.float64)
+        if calibration is not None:
+            part["lower"], part["upper"] = _pair_bounds(model_dir, calibration, interval, est, p)
         parts.append(part)
     table = pd.concat(parts, ignore_index=True)
     write_anndata(table, out, obs_keys=("cell_a", "cell_b"), uns=model_uns(read_header(model_dir)))
     return len(table)
+
+
+def _pair_bounds(model_dir, calibration, level, est, p: PairPrediction):
+    """(lower, upper), shape (n,) each, of one pair's predicted changes."""
+    from histexpr.estimators.bundle import read_header
+    from histexpr.estimators.intervals import bounds, mondrian_groups, pair_label
+
+    genes = read_header(model_dir).train_genes or ()
+    seen = {p.cell_a, p.cell_b} <= _trained_cells(est)
+    group = mondrian_groups(np.full(len(p.gene), seen), np.isin(p.gene, list(genes)))
+    label = np.full(len(p.gene), pair_label(p.cell_a, p.cell_b))
+    lower, upper, _ = bounds(calibration, level, p.predicted, group, label)
+    return lower, upper
 
 
 @dataclass
@@ -240,29 +268,44 @@ def _trained_cells(est) -> set[str]:
 
 
 def evaluate_diff(
-    model_dir, data_path, pairs, from_model=None, names=None, split=None, out=None
+    model_dir, data_path, pairs, from_model=None, names=None, split=None, out=None, interval=None
 ) -> DiffEvaluation:
-    """Score predicted log fold changes of ``pairs``; ``from_model``: the baseline beside it."""
+    """Score predicted log fold changes of ``pairs``; ``from_model``: the baseline beside it.
+
+    ``interval``: also score the prediction intervals of that level of the (calibrated)
+    model: columns ``level``, ``coverage`` and ``mean_width`` (default: 0.9 when
+    the model is calibrated).
+    """
     pairs = parse_pairs(pairs)
     if not pairs:
         raise HistexprError("give at least one pair (--pair A:B)")
     data = load_pair_data(data_path, names, split, target="yes")
     models = [Path(model_dir)] + ([Path(from_model)] if from_model else [])
     rows, notes = [], []
+    calibration, interval = model_calibration(model_dir, interval, DEFAULT_LEVEL)
     for path in models:
         est = load_estimator(path)
         label = f"{est.kind} ({path.name})"
         if not hasattr(est, "predict_pair"):
             label = f"{est.kind} difference ({path.name})"
         preds = [pair_prediction(est, data, a, b) for a, b in pairs]
-        rows += _score_rows(label, preds, _trained_cells(est))
+        scored = _score_rows(label, preds, _trained_cells(est))
+        if calibration is not None and path == models[0]:
+            for row, p in zip(scored, preds, strict=True):
+                lower, upper = _pair_bounds(path, calibration, interval, est, p)
+                cov = interval_coverage(
+                    p.observed, lower, upper, np.full(len(p.gene), "all"), interval
+                )
+                row.update(cov.iloc[0][["level", "coverage", "mean_width"]].to_dict())
+        rows += scored
         known = set(getattr(est, "genes_", ()) or ())
         overlap = len(known & set(preds[0].gene.tolist()))
         if overlap:
             notes.append(
                 f"{path.name}: {overlap} of {len(preds[0].gene)} genes were training genes"
             )
-    table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    extra = ["level", "coverage", "mean_width"] if calibration is not None else []
+    table = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *extra])
     if out is not None:
         with atomic_path(Path(out)) as tmp:
             table.to_csv(tmp, index=False, float_format="%.6g")

@@ -25,6 +25,7 @@ from histexpr.atomic import atomic_path
 from histexpr.data.validate import check_cells, check_unique_examples
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import read_header
+from histexpr.estimators.intervals import DEFAULT_LEVEL, model_calibration
 from histexpr.evaluate import Evaluation, evaluate_predictions
 from histexpr.workflows.predict import DEFAULT_MEMORY_BUDGET, _refuse_input_as_output, _stream
 
@@ -95,6 +96,13 @@ def per_cell_path(out) -> Path:
     return out.with_name(f"{out.stem if out.suffix else out.name}.per_cell{suffix}")
 
 
+def intervals_path(out) -> Path:
+    """Where ``-o OUT`` puts the interval coverage table: ``eval.csv`` -> ``eval.intervals.csv``."""
+    out = Path(out)
+    suffix = out.suffix or ".csv"
+    return out.with_name(f"{out.stem if out.suffix else out.name}.intervals{suffix}")
+
+
 def _write_table(df: pd.DataFrame, path: Path) -> None:
     if path.suffix.lower() == ".parquet":
         with atomic_path(path, suffix=".parquet") as tmp:
@@ -113,6 +121,7 @@ def evaluate_model(
     progress: bool = False,
     split: str | None = None,
     target: str = "auto",
+    interval: float | None = None,
 ) -> Evaluation:
     """Score a saved model on a data file with expression values (streamed).
 
@@ -134,6 +143,10 @@ def evaluate_model(
         Show a progress bar over the examples.
     target : {"auto", "yes"}
         How a course npz's expression column is read (auto: per key, by content).
+    interval : float in (0, 1), optional
+        Level of the prediction intervals scored (coverage and mean width per group,
+        ``Evaluation.intervals``, written at :func:`intervals_path`). Default: 0.9
+        when the model is calibrated (``train --intervals``), else none.
 
     Returns
     -------
@@ -145,6 +158,7 @@ def evaluate_model(
         _refuse_input_as_output(data_path, out)
         _refuse_input_as_output(data_path, per_cell_path(out))
     header = read_header(model_dir)
+    calibration, level = model_calibration(model_dir, interval, DEFAULT_LEVEL)
     train_cells, train_genes = training_record(model_dir, header)
     ys, cells, genes, preds = [], [], [], []
     stream = _stream(
@@ -189,7 +203,17 @@ def evaluate_model(
             "the model records no training genes: genes are not split into known / new, "
             "and training genes of seen cell types are not told apart"
         )
+    if calibration is not None:
+        from histexpr.estimators.intervals import bounds
+        from histexpr.evaluate import assign_groups, interval_coverage
+
+        group = assign_groups(cell, gene, unseen, train_cells, train_genes)
+        lower, upper, _ = bounds(calibration, level, np.concatenate(preds), group, cell)
+        evaluation.intervals = interval_coverage(np.concatenate(ys), lower, upper, group, level)
+        evaluation.notes += [f"intervals: {n}" for n in calibration.notes if "too narrow" in n]
     if out is not None:
         _write_table(evaluation.table, Path(out))
         _write_table(evaluation.per_cell, per_cell_path(out))
+        if evaluation.intervals is not None:
+            _write_table(evaluation.intervals, intervals_path(out))
     return evaluation

@@ -246,6 +246,7 @@ def predict_file(
     log: Callable[[str], None] | None = None,
     split: str | None = None,
     reader_opts: dict | None = None,
+    interval: float | None = None,
 ) -> int:
     """Predict every example of a data file and write the predictions.
 
@@ -271,6 +272,9 @@ def predict_file(
         Predict only the examples of this published split (e.g. "test").
     reader_opts : dict, optional
         Reader options of a non-HDF5 input (e.g. a deepTools matrix's ``marks``).
+    interval : float in (0, 1), optional
+        Add the columns ``lower`` and ``upper`` of the prediction interval of this
+        level (tidy format; the model must be calibrated, ``train --intervals``).
 
     Returns
     -------
@@ -294,8 +298,9 @@ def predict_file(
     if fmt == "submission" and (is_parquet(out) or anndata_out):
         raise HistexprError(f"{out}: the submission format is CSV; use a .csv name")
     _refuse_input_as_output(data_path, out)
+    calibration = _calibration(model_dir, interval, fmt)
     est = _load_model(model_dir)
-    preds, cells, genes, flags, observed = [], [], [], [], []
+    preds, cells, genes, flags, observed, canonical = [], [], [], [], [], []
     for block, pred in _stream(
         model_dir,
         data_path,
@@ -313,6 +318,7 @@ def predict_file(
         # Gene ids are canonical (ENSG...) in memory; course npz input keeps its integer ids.
         course = block.meta.get("source_format") == "npz"
         genes.append(course_gene_ids(block.gene) if course else block.gene)
+        canonical.append(block.gene)
         if fmt == "tidy":
             flags.append(_flags(est, block))
     if not preds or sum(len(p) for p in preds) == 0:
@@ -328,6 +334,13 @@ def predict_file(
     for name, column in columns.items():
         if log is not None and column.dtype == bool:
             log(f"{name}: {int(column.sum())} of {len(column)} predictions")
+    if calibration is not None:
+        columns = {
+            **_interval_columns(
+                model_dir, calibration, interval, pred, cell, np.concatenate(canonical), log
+            ),
+            **columns,
+        }
     header = read_header(model_dir)
     value = VALUE_COLUMNS[model_task(header)]
     table = prediction_table(pred, cell, gene, value, columns)
@@ -351,6 +364,34 @@ def model_uns(header) -> dict:
         "task": model_task(header),
         "contract": asdict(header.contract),
     }
+
+
+def _calibration(model_dir, interval: float | None, fmt: str = "tidy"):
+    """The model's interval calibration when ``interval`` asks for one (checked first)."""
+    if interval is None:
+        return None
+    from histexpr.estimators.intervals import check_level, model_calibration
+
+    check_level(interval)
+    if fmt != "tidy":
+        raise HistexprError("--interval adds lower and upper columns to the tidy format only")
+    if model_task(read_header(model_dir)) != "regression":
+        raise HistexprError("--interval applies to regression models, not classifiers")
+    return model_calibration(model_dir, interval)[0]
+
+
+def _interval_columns(model_dir, calibration, level, pred, cell, gene, log=None) -> dict:
+    """``{"lower": (n,), "upper": (n,)}`` of a calibrated model's predictions."""
+    from histexpr.estimators.intervals import bounds, describe_use
+    from histexpr.evaluate import assign_groups
+
+    header = read_header(model_dir)
+    cells, genes = header.contract.cells, header.train_genes  # None: cell groups, pooled
+    group = assign_groups(cell, gene, train_cells=cells, train_genes=genes)
+    lower, upper, used = bounds(calibration, level, pred, group, cell)
+    if log is not None:
+        log(describe_use(used))
+    return {"lower": lower, "upper": upper}
 
 
 def _refuse_input_as_output(data_path, out) -> None:

@@ -46,6 +46,7 @@ def train_model(
     valid_split: str | None = None,
     missing: str | None = None,
     reader_opts: dict | None = None,
+    intervals: bool = False,
 ) -> TrainResult:
     """Train one model on a data file.
 
@@ -56,7 +57,8 @@ def train_model(
     and records the comparison in ``model.json``. ``train_split`` restricts training to one split of the
     data's ``split`` field; ``missing`` ("error"/"drop") is the DeepChrome RPKM join's
     choice for genes without RPKM; ``reader_opts`` go to the reader (e.g. a deepTools
-    matrix's ``marks``, ``cell``, ``expression``).
+    matrix's ``marks``, ``cell``, ``expression``). ``intervals``: also calibrate prediction
+    intervals and store them with the model (:func:`histexpr.estimators.intervals.calibrate`).
     """
     from histexpr.data.splits import hold_out_genes
 
@@ -90,6 +92,8 @@ def train_model(
         log(auto.summary())
         kind, overrides = auto.chosen, auto.overrides
     est = make_estimator(kind, overrides or None)
+    if intervals and getattr(getattr(est, "train_cfg", None), "task", "") == "classification":
+        raise HistexprError("--intervals applies to regression models, not classifiers")
     log(f"training {kind} on {len(data)} examples ({len(data.cells)} cell types)")
     fit_kw = {"resume": True} if (resume and trains_network(kind)) else {}
     est.fit(data, valid, run_dir=Path(out), **fit_kw)
@@ -101,6 +105,11 @@ def train_model(
         valid_table = ev.table[ev.table.group == "all"].reset_index(drop=True)
         est.metrics_ = {**est.metrics_, "heldout_genes": valid_table.iloc[0].to_dict()}
     est.save(out)
+    if intervals:
+        from histexpr.estimators.intervals import calibrate, save_calibration
+
+        cal = calibrate(kind, overrides or None, est, data, valid, seed=seed, log=log)
+        save_calibration(out, cal)
     if auto is not None:
         record_auto(out, auto.table())
     return TrainResult(Path(out), valid_table, kind, auto)
