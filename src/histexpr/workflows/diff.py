@@ -26,9 +26,11 @@ import pandas as pd
 from histexpr.atomic import atomic_path
 from histexpr.data.convert import load_dataset
 from histexpr.data.dataset import HistoneDataset
+from histexpr.data.submission import value_column
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
-from histexpr.estimators import DIFF_KINDS, load_estimator, make_estimator
+from histexpr.estimators import DIFF_KINDS, fit_estimator, load_estimator, make_estimator
+from histexpr.estimators.bundle import model_task, read_header
 from histexpr.estimators.diff import PairPrediction, diff_from_model, parse_pairs
 from histexpr.evaluate import diff_metrics
 
@@ -136,7 +138,7 @@ def train_diff(
     elif valid_fraction > 0:
         data, valid = hold_out_genes(data, valid_fraction, seed)
     log(f"training {kind} on {len(data.cells)} cell types, {len(np.unique(data.gene))} genes")
-    est.fit(data, valid, run_dir=Path(out))
+    fit_estimator(est, data, valid, run_dir=Path(out))
     log(f"{kind}: {len(est.pairs_)} training pairs")
     table = None
     if valid is not None and len(valid):
@@ -168,12 +170,18 @@ def _one_pair(pair) -> tuple[str, str]:
 
 
 def predict_diff(model_dir, data_path, pair, out, names=None, split=None) -> int:
-    """Write ``gene, cell_a, cell_b, predicted_lfc`` of one pair to ``out`` (CSV); rows."""
+    """Write ``gene, cell_a, cell_b, predicted_lfc`` of one pair to ``out`` (CSV); rows.
+
+    The value column is named by :func:`histexpr.data.submission.value_column`:
+    ``probability_high_difference`` for a classifier.
+    """
     a, b = _one_pair(pair)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
     p = pair_prediction(est, data, a, b)
-    table = pd.DataFrame({"gene": p.gene, "cell_a": a, "cell_b": b, "predicted_lfc": p.predicted})
+    # a classifier's difference is one of probabilities, not a log fold change
+    column = value_column(model_task(read_header(model_dir)), "pair")
+    table = pd.DataFrame({"gene": p.gene, "cell_a": a, "cell_b": b, column: p.predicted})
     with atomic_path(Path(out)) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return len(table)
@@ -206,6 +214,11 @@ def evaluate_diff(
     models = [Path(model_dir)] + ([Path(from_model)] if from_model else [])
     rows, notes = [], []
     for path in models:
+        if model_task(read_header(path)) == "classification":
+            raise HistexprError(
+                f"{path}: a classifier predicts probabilities, not expression: the difference "
+                "of two is no log fold change to score (use a regression model)"
+            )
         est = load_estimator(path)
         label = f"{est.kind} ({path.name})"
         if not hasattr(est, "predict_pair"):

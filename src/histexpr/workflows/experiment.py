@@ -29,7 +29,7 @@ import numpy as np
 from histexpr.config import to_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators import KINDS, defines, make_estimator, trains_network
+from histexpr.estimators import KINDS, defines, fit_estimator, make_estimator, trains_network
 from histexpr.evaluate import Evaluation, assign_groups, evaluate_predictions
 from histexpr.runs import write_run
 
@@ -186,7 +186,7 @@ def run_experiment(
         model_dir = run_dir / "models" / kind
         log(f"training {kind} ...")
         t0 = time.perf_counter()
-        est.fit(train, valid, run_dir=model_dir)
+        fit_estimator(est, train, valid, run_dir=model_dir)
         seconds[kind] = time.perf_counter() - t0
         predictions[kind] = est.predict(test)
         est.save(model_dir)

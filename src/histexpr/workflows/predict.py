@@ -10,7 +10,7 @@ from histexpr.data.convert import load_dataset
 from histexpr.data.validate import check_unique_examples, one_line, validate_dataset
 from histexpr.errors import HistexprError
 from histexpr.estimators import load_estimator
-from histexpr.estimators.bundle import check_input, read_header
+from histexpr.estimators.bundle import check_input, model_task, read_header
 
 #: Default memory budget of predict / evaluate for the input block.
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
@@ -180,22 +180,6 @@ def _in_split(block, split: str, names: set[str], data_path):
 FORMATS = ("tidy", "submission")
 
 
-def model_task(header) -> str:
-    """ "classification" or "regression": what the saved model predicts.
-
-    Read from the header's ``task`` (format 2), its ``extra`` (neural, format 1)
-    or the config, whichever names one.
-    """
-    train = header.config.get("train")
-    candidates = (
-        getattr(header, "task", None),
-        header.extra.get("task"),
-        header.config.get("task"),
-        train.get("task") if isinstance(train, dict) else None,
-    )
-    return "classification" if "classification" in candidates else "regression"
-
-
 #: Per-example flags an estimator may leave after ``predict`` (attribute -> column).
 FLAG_ATTRIBUTES = {"atlas_used_": "atlas_used"}
 
@@ -241,7 +225,8 @@ def predict_file(
     fmt : {"tidy", "submission"}
         "tidy": columns ``cell``, ``gene``, ``prediction`` (``probability_high`` for a
         classifier) and any flag columns the model reports; Parquet when ``out`` ends in
-        ``.parquet``, else CSV. "submission": the course CSV (``id``, ``expression``).
+        ``.parquet``, else CSV. "submission": the course CSV (``id``, ``expression``;
+        ``probability_high`` for a classifier).
     progress : bool
         Show a progress bar over the examples.
     log : callable, optional
@@ -256,9 +241,9 @@ def predict_file(
     """
     from histexpr.data.dataset import course_gene_ids
     from histexpr.data.submission import (
-        VALUE_COLUMNS,
         is_parquet,
         prediction_table,
+        value_column,
         write_predictions,
         write_submission,
     )
@@ -291,16 +276,16 @@ def predict_file(
     pred = np.concatenate(preds)
     cell, gene = np.concatenate(cells), np.concatenate(genes)
     check_unique_examples(cell, gene, data_path)
+    task = model_task(read_header(model_dir))
     if fmt == "submission":
-        write_submission(pred, cell, gene, out)
+        write_submission(pred, cell, gene, out, value_column(task, "submission"))
         return len(pred)
     names = [n for n in (flags[0] if flags else {}) if all(n in f for f in flags)]
     columns = {n: np.concatenate([f[n] for f in flags]) for n in names}
     for name, column in columns.items():
         if log is not None and column.dtype == bool:
             log(f"{name}: {int(column.sum())} of {len(column)} predictions")
-    value = VALUE_COLUMNS[model_task(read_header(model_dir))]
-    write_predictions(prediction_table(pred, cell, gene, value, columns), out)
+    write_predictions(prediction_table(pred, cell, gene, value_column(task), columns), out)
     return len(pred)
 
 

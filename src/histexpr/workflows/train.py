@@ -11,7 +11,7 @@ import pandas as pd
 from histexpr.data.convert import load_dataset
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
-from histexpr.estimators import make_estimator, trains_network
+from histexpr.estimators import fit_estimator, make_estimator, trains_network
 from histexpr.evaluate import evaluate_predictions
 
 
@@ -75,7 +75,7 @@ def train_model(
         data, valid = hold_out_genes(data, valid_fraction, seed)
     log(f"training {kind} on {len(data)} examples ({len(data.cells)} cell types)")
     fit_kw = {"resume": True} if (resume and trains_network(kind)) else {}
-    est.fit(data, valid, run_dir=Path(out), **fit_kw)
+    fit_estimator(est, data, valid, run_dir=Path(out), **fit_kw)
     if est.metrics_.get("selection"):
         log(f"{kind}: {est.metrics_['selection']}")
     valid_table = None
