@@ -275,3 +275,57 @@ def test_info_shows_the_window_and_recorded_unseen_cells(models, tmp_path):
     code, out, err = cli("info", sim)
     assert code == 0, err
     assert "unseen cell types" in out and "E004" in out.split("unseen cell types")[1]
+
+
+# --- npz keys, gene ids of one type, pair scores split by gene -----------------------
+
+
+def test_an_unnamed_npz_array_is_not_a_cell_id(tmp_path):
+    path = tmp_path / "a.npz"
+    np.savez(path, np.zeros((3, 100, 7), np.float32))  # numpy names it arr_0
+    code, _, err = cli("info", path)
+    one_line_error(code, err, "arr_0", "not a cell-type id")
+
+
+def test_pair_output_gene_ids_are_those_of_the_tidy_output(models, tmp_path):
+    from histexpr.data.npz import write_npz
+
+    _, data = models
+    course = tmp_path / "c.npz"
+    write_npz(replace(data, X=np.pad(data.X, ((0, 0), (0, 0), (0, 20)))), course)
+    # the model's window is 80 bins; a 100-bin course file is another contract: use gene-mean
+    assert cli("train", course, "--model", "gene-mean", "-o", tmp_path / "gm")[0] == 0
+    tidy, pair = tmp_path / "t.csv", tmp_path / "p.csv"
+    assert cli("predict", tmp_path / "gm", course, "-o", tidy)[0] == 0
+    assert cli("predict", tmp_path / "gm", course, "--pair", "E003:E004", "-o", pair)[0] == 0
+    tidy_genes = set(pd.read_csv(tidy, dtype=str)["gene"])
+    pair_genes = set(pd.read_csv(pair, dtype=str)["gene"])
+    assert pair_genes == tidy_genes
+
+
+def test_evaluate_pair_scores_training_genes_apart(models):
+    tmp, _ = models
+    out = tmp / "pair-scores.csv"
+    code, stdout, err = cli("evaluate", tmp / "ridge", tmp / "train.h5", "--pair", "E003:E004",
+                            "-o", out)  # fmt: skip
+    assert code == 0, err
+    scores = pd.read_csv(out).set_index("genes")
+    # the ridge held out 10% of the 80 genes for validation: those are new, the rest train
+    assert set(scores.index) == {"new", "train"}
+    assert scores.loc["new", "n"] + scores.loc["train", "n"] == 80
+    assert 0 < scores.loc["new", "n"] < scores.loc["train", "n"]
+    assert "scored apart" in " ".join(stdout.split())
+
+
+@pytest.mark.parametrize("edit", [{"kind": "nope"}, {"config": {"alpha": 1.0, "zzz": 1}}])
+def test_a_bad_model_json_names_its_file(edit, models, tmp_path):
+    import json
+    import shutil
+
+    tmp, _ = models
+    model = tmp_path / "m"
+    shutil.copytree(tmp / "ridge", model)
+    header = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps({**header, **edit}))
+    code, _, err = cli("predict", model, tmp / "train.h5", "-o", tmp_path / "p.csv")
+    one_line_error(code, err, str(model / "model.json"))

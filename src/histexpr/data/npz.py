@@ -144,6 +144,15 @@ class _NpzSource:
                 )
         if not self.headers:
             raise DataError("npz archive holds no cell-type arrays", self.path)
+        unnamed = [k for k in self.headers if re.fullmatch(r"arr_\d+", k)]
+        if unnamed:
+            # np.savez(path, array) names it arr_0: that is no cell-type id
+            raise DataError(
+                "numpy's name for an unnamed array, not a cell-type id; save each cell "
+                "type under its id: np.savez(path, E003=array, ...)",
+                self.path,
+                unnamed[0],
+            )
         by_cols: dict[int, str] = {}
         for key, (shape, _) in self.headers.items():
             by_cols.setdefault(shape[2], key)

@@ -80,6 +80,19 @@ def value_column(task: str, output: str = "tidy") -> str:
         raise DataError(f"no prediction column for task {task!r} in output {output!r}") from None
 
 
+def output_gene_ids(gene, meta: dict | None = None) -> np.ndarray:
+    """Gene ids as every output of predictions writes them (tidy CSV/Parquet, pair).
+
+    Canonical (``ENSG`` + 11 digits) in memory; data read from the course npz keep its
+    integer ids (``"938"``), so that one input gives ids of one type in all outputs.
+    """
+    from histexpr.data.dataset import canonical_gene_ids, course_gene_ids
+
+    if (meta or {}).get("source_format") == "npz":
+        return course_gene_ids(gene)
+    return canonical_gene_ids(gene)
+
+
 def _check(df: pd.DataFrame, path) -> None:
     column = df.columns[1]
     pred = df[column].to_numpy()

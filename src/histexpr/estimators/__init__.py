@@ -25,7 +25,7 @@ import numpy as np
 from histexpr.config import Setting, describe
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import read_header
+from histexpr.estimators.bundle import HEADER, read_header
 from histexpr.models import NETWORKS
 
 
@@ -175,7 +175,13 @@ def fit_estimator(est: Estimator, train: HistoneDataset, valid=None, run_dir=Non
 def load_estimator(directory) -> Estimator:
     """Load any saved model directory (dispatches on ``model.json``'s kind)."""
     header = read_header(directory)
-    return _class_for(header.kind).load(directory)
+    try:
+        return _class_for(header.kind).load(directory)
+    except HistexprError as exc:
+        # a bad kind or config of model.json: name the file (errors of other files do)
+        if str(directory) in str(exc):
+            raise
+        raise HistexprError(f"{Path(directory) / HEADER}: {exc}") from None
 
 
 def trains_network(kind: str) -> bool:

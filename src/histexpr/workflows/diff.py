@@ -25,14 +25,15 @@ import pandas as pd
 
 from histexpr.atomic import atomic_path
 from histexpr.data.convert import load_dataset
-from histexpr.data.dataset import HistoneDataset
-from histexpr.data.submission import value_column
+from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
+from histexpr.data.submission import output_gene_ids, value_column
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
 from histexpr.estimators import DIFF_KINDS, fit_estimator, load_estimator, make_estimator
 from histexpr.estimators.bundle import model_task, read_header
 from histexpr.estimators.diff import PairPrediction, diff_from_model, parse_pairs
 from histexpr.evaluate import diff_metrics
+from histexpr.workflows.evaluate import training_record
 
 __all__ = [
     "DiffEvaluation",
@@ -48,7 +49,9 @@ __all__ = [
 ]
 
 #: Columns of a differential score table.
-SCORE_COLUMNS = ("model", "pair", "cells", "n", "pearson", "spearman", "mse", "auc", "n_changed")
+SCORE_COLUMNS = (
+    "model", "pair", "cells", "genes", "n", "pearson", "spearman", "mse", "auc", "n_changed",
+)  # fmt: skip
 
 
 def is_diff_kind(kind: str | None) -> bool:
@@ -71,24 +74,41 @@ class DiffTrainResult:
     valid_metrics: pd.DataFrame | None
 
 
-def _score_rows(model: str, preds: Sequence[PairPrediction], trained: set[str]) -> list[dict]:
+def _score_rows(
+    model: str, preds: Sequence[PairPrediction], trained: set[str], known=None
+) -> list[dict]:
+    """One row per pair and gene group.
+
+    ``known``: the model's training genes; then training genes (``genes`` "train",
+    optimistic) are scored apart from the others ("new"), as single-cell evaluate
+    does. Without a record every gene is in one row ("all").
+    """
     rows = []
     for p in preds:
         seen = "seen" if {p.cell_a, p.cell_b} <= trained else "unseen"
-        m = diff_metrics(p.observed, p.predicted)
-        rows.append(
-            {
-                "model": model,
-                "pair": f"{p.cell_a}:{p.cell_b}",
-                "cells": seen,
-                "n": m.n,
-                "pearson": m.pearson,
-                "spearman": m.spearman,
-                "mse": m.mse,
-                "auc": m.auc,
-                "n_changed": m.n_changed,
-            }
-        )
+        if known is None:
+            groups = {"all": np.ones(len(p.gene), bool)}
+        else:
+            is_known = np.isin(canonical_gene_ids(p.gene), np.asarray(sorted(known), dtype=str))
+            groups = {"new": ~is_known, "train": is_known}
+        for genes, mask in groups.items():
+            if not mask.any():
+                continue
+            m = diff_metrics(p.observed[mask], p.predicted[mask])
+            rows.append(
+                {
+                    "model": model,
+                    "pair": f"{p.cell_a}:{p.cell_b}",
+                    "cells": seen,
+                    "genes": genes,
+                    "n": m.n,
+                    "pearson": m.pearson,
+                    "spearman": m.spearman,
+                    "mse": m.mse,
+                    "auc": m.auc,
+                    "n_changed": m.n_changed,
+                }
+            )
     return rows
 
 
@@ -181,7 +201,8 @@ def predict_diff(model_dir, data_path, pair, out, names=None, split=None) -> int
     p = pair_prediction(est, data, a, b)
     # a classifier's difference is one of probabilities, not a log fold change
     column = value_column(model_task(read_header(model_dir)), "pair")
-    table = pd.DataFrame({"gene": p.gene, "cell_a": a, "cell_b": b, column: p.predicted})
+    gene = output_gene_ids(p.gene, data.meta)  # the ids of predict's tidy output
+    table = pd.DataFrame({"gene": gene, "cell_a": a, "cell_b": b, column: p.predicted})
     with atomic_path(Path(out)) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")
     return len(table)
@@ -224,12 +245,20 @@ def evaluate_diff(
         if not hasattr(est, "predict_pair"):
             label = f"{est.kind} difference ({path.name})"
         preds = [pair_prediction(est, data, a, b) for a, b in pairs]
-        rows += _score_rows(label, preds, _trained_cells(est))
-        known = set(getattr(est, "genes_", ()) or ())
-        overlap = len(known & set(preds[0].gene.tolist()))
+        _, genes = training_record(path)
+        known = None if genes is None else set(genes)
+        rows += _score_rows(label, preds, _trained_cells(est), known)
+        gene = canonical_gene_ids(preds[0].gene)
+        overlap = 0 if known is None else int(np.isin(gene, sorted(known)).sum())
         if overlap:
             notes.append(
-                f"{path.name}: {overlap} of {len(preds[0].gene)} genes were training genes"
+                f"{path.name}: {overlap} of {len(gene)} genes were training genes: scored "
+                "apart (genes = train, optimistic), left out of the new-gene rows"
+            )
+        elif known is None:
+            notes.append(
+                f"{path.name}: the model records no training genes: genes are not split "
+                "into training / new"
             )
     table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
     if out is not None:

@@ -239,9 +239,9 @@ def predict_file(
     int
         Number of predictions written.
     """
-    from histexpr.data.dataset import course_gene_ids
     from histexpr.data.submission import (
         is_parquet,
+        output_gene_ids,
         prediction_table,
         value_column,
         write_predictions,
@@ -267,8 +267,7 @@ def predict_file(
         preds.append(pred)
         cells.append(block.cell)
         # Gene ids are canonical (ENSG...) in memory; course npz input keeps its integer ids.
-        course = block.meta.get("source_format") == "npz"
-        genes.append(course_gene_ids(block.gene) if course else block.gene)
+        genes.append(output_gene_ids(block.gene, block.meta))
         if fmt == "tidy":
             flags.append(_flags(est, block))
     if not preds or sum(len(p) for p in preds) == 0:
