@@ -219,12 +219,14 @@ def test_too_few_genes_are_refused_in_one_line(kind, tmp_path):
     assert not out.exists()
 
 
-def test_every_kind_states_its_minimum():
-    from histexpr.estimators import KINDS, min_genes
+@pytest.mark.parametrize("kind", ["ridge", "lightgbm", "convnet", "diff-ridge", "atlas-convnet"])
+def test_every_kind_states_its_minimum(kind):
+    from histexpr.estimators import min_genes
 
-    for kind in KINDS:
-        assert min_genes(kind) >= 1
-    assert min_genes("ridge") > 1 and min_genes("convnet") > 1
+    assert min_genes(kind) > 1
+    code, out, err = cli("train", "--model", kind, "--show-settings")
+    assert code == 0, err
+    assert f"at least {min_genes(kind)} distinct genes" in " ".join(out.split())
 
 
 # --- errors name the file, the gene and the mark ----------------------------------------
