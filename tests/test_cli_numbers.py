@@ -331,3 +331,17 @@ def test_a_bad_model_json_names_its_file(edit, models, tmp_path):
     (model / "model.json").write_text(json.dumps({**header, **edit}))
     code, _, err = cli("predict", model, tmp / "train.h5", "-o", tmp_path / "p.csv")
     one_line_error(code, err, str(model / "model.json"))
+
+
+def test_an_experiment_scores_a_classifier_by_auc_only(tmp_path):
+    from histexpr.workflows.experiment import ExperimentConfig, run_experiment
+
+    data = make_planted(60, cells=("E003", "E004", "E005"))
+    neural = tuple(f"{k}={v}" for k, v in {**FAST, "epochs": 2, "task": "classification"}.items())
+    cfg = ExperimentConfig(models=("ridge", "convnet"), unseen_cells=("E005",), neural=neural)
+    result = run_experiment(data, tmp_path / "run", cfg, log=lambda s: None)
+    table = result.evaluation.table.set_index("model")
+    assert table.loc["convnet", ["mse", "pearson", "r2"]].isna().all().all()
+    assert table.loc["convnet", "auc"].notna().all()
+    assert table.loc["ridge", ["mse", "r2", "auc"]].notna().all().all()
+    assert any("convnet is a classifier" in n for n in result.evaluation.notes)

@@ -191,15 +191,23 @@ def fitting_metrics(task: str, labels: bool) -> tuple[str, ...]:
     return METRIC_NAMES
 
 
-def keep_metrics(evaluation: Evaluation, names: Sequence[str]) -> Evaluation:
-    """Blank (NaN) every metric of ``evaluation`` not in ``names``, in place; return it."""
+def keep_metrics(
+    evaluation: Evaluation, names: Sequence[str], model: str | None = None
+) -> Evaluation:
+    """Blank (NaN) every metric not in ``names``, in place; return ``evaluation``.
+
+    ``model``: only the rows of that model (default: every row).
+    """
     drop = [m for m in METRIC_NAMES if m not in names]
     if not drop:
         return evaluation
     for table in (evaluation.table, evaluation.per_cell):
+        if not len(table):
+            continue
+        rows = slice(None) if model is None else table["model"] == model
         for column in (*drop, "mse_over_oracle"):
             if column in table.columns and (column != "mse_over_oracle" or "mse" in drop):
-                table[column] = np.nan
+                table.loc[rows, column] = np.nan
     return evaluation
 
 
