@@ -81,6 +81,10 @@ def test_a_shifted_window_is_refused_by_predict_evaluate_and_explain(command, mo
     if command == "predict":  # the training window itself predicts
         code, _, err = cli("predict", tmp / "ridge", tmp / "train.h5", "-o", out)
         assert code == 0, err
+    if command != "explain":  # --pair goes through the same check, naming the file
+        pair_out = tmp / f"{command}-pair-window.csv"
+        code, _, err = cli(command, tmp / "ridge", shifted, "--pair", "E003:E004", "-o", pair_out)
+        one_line_error(code, err, str(shifted), "-3000/+5000 bp in 80 bins")
 
 
 def test_the_model_records_its_window(models):

@@ -30,7 +30,7 @@ from histexpr.data.submission import output_gene_ids, value_column
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
 from histexpr.estimators import DIFF_KINDS, fit_estimator, load_estimator, make_estimator
-from histexpr.estimators.bundle import model_task, read_header
+from histexpr.estimators.bundle import check_input, model_task, read_header
 from histexpr.estimators.diff import PairPrediction, diff_from_model, parse_pairs
 from histexpr.evaluate import diff_metrics
 from histexpr.workflows.evaluate import training_record
@@ -198,6 +198,7 @@ def predict_diff(model_dir, data_path, pair, out, names=None, split=None) -> int
     a, b = _one_pair(pair)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
+    check_input(read_header(model_dir), data, source=str(data_path))  # the one contract check
     p = pair_prediction(est, data, a, b)
     # a classifier's difference is one of probabilities, not a log fold change
     column = value_column(model_task(read_header(model_dir)), "pair")
@@ -235,6 +236,7 @@ def evaluate_diff(
     models = [Path(model_dir)] + ([Path(from_model)] if from_model else [])
     rows, notes = [], []
     for path in models:
+        check_input(read_header(path), data, source=str(data_path))  # the one contract check
         if model_task(read_header(path)) == "classification":
             raise HistexprError(
                 f"{path}: a classifier predicts probabilities, not expression: the difference "
@@ -283,6 +285,7 @@ def explain_diff(
     if not hasattr(est, "attribute_pair"):
         raise HistexprError(f"explain --pair needs a differential model ({', '.join(DIFF_KINDS)})")
     data = load_pair_data(data_path, names, split, target="auto")
+    check_input(read_header(model_dir), data, source=str(data_path))  # the one contract check
     att = est.attribute_pair(data, a, b)
     out = Path(out) if out is not None else Path(f"{model_dir}.explain")
     ref = att.observed if att.observed is not None else att.predicted
