@@ -167,6 +167,50 @@ def compute_metrics(y: np.ndarray, yhat: np.ndarray, cell: np.ndarray | None = N
     )
 
 
+def fitting_metrics(task: str, labels: bool) -> tuple[str, ...]:
+    """The metrics that fit a model's output against an observed target.
+
+    Parameters
+    ----------
+    task : {"regression", "classification"}
+        What the model predicts: expression, or the probability of expression above
+        its cell type's median.
+    labels : bool
+        The observed target is 0/1 labels (else expression).
+
+    Returns
+    -------
+    tuple of str
+        Names of :data:`METRIC_NAMES`. A classifier scored on expression gets only
+        ``auc`` (of the median split): MSE, R2 and correlations of a probability
+        against expression values measure nothing. (A regression model is not scored
+        on labels at all: :func:`histexpr.estimators.bundle.check_target` refuses.)
+    """
+    if task == "classification" and not labels:
+        return ("auc",)
+    return METRIC_NAMES
+
+
+def keep_metrics(
+    evaluation: Evaluation, names: Sequence[str], model: str | None = None
+) -> Evaluation:
+    """Blank (NaN) every metric not in ``names``, in place; return ``evaluation``.
+
+    ``model``: only the rows of that model (default: every row).
+    """
+    drop = [m for m in METRIC_NAMES if m not in names]
+    if not drop:
+        return evaluation
+    for table in (evaluation.table, evaluation.per_cell):
+        if not len(table):
+            continue
+        rows = slice(None) if model is None else table["model"] == model
+        for column in (*drop, "mse_over_oracle"):
+            if column in table.columns and (column != "mse_over_oracle" or "mse" in drop):
+                table.loc[rows, column] = np.nan
+    return evaluation
+
+
 #: Evaluation groups, from the cell types and genes the model was trained on.
 #: Short names (used in tables and CSVs) -> meaning.
 GROUPS: dict[str, str] = {

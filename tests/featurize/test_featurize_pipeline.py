@@ -39,9 +39,18 @@ def demo(tmp_path_factory):
 
 def test_serial_featurize_writes_binned_tracks_and_targets(demo, tmp_path):
     tss, marks, expression = demo
-    # Genes missing from the expression table are dropped (90 of 100; 5 of the fixture's 6).
+    # Genes missing from the expression table are dropped with missing="drop" (90 of 100;
+    # 5 of the fixture's 6); the default refuses them (test_featurize_missing_expression).
     k = 90 if len(expression) == 100 else len(expression) - 1
-    out = featurize(tss, marks, tmp_path / "d.h5", expression=expression.iloc[:k], progress=False)
+    with pytest.warns(UserWarning, match="have no expression"):
+        out = featurize(
+            tss,
+            marks,
+            tmp_path / "d.h5",
+            expression=expression.iloc[:k],
+            progress=False,
+            missing="drop",
+        )
     ds = read_h5(out)
     assert ds.marks == MARKS and ds.cells == ["E003", "E999"]
     assert len(ds) == 2 * k and ds.X.shape[1:] == (5, 100)
@@ -155,3 +164,13 @@ def test_mark_specs_and_manifest(tmp_path):
     manifest.write_text("cell\tmark\tpath\nE003\tH3K4me3\tx/a.bw\nE003\tH3K9me3\t/abs/b.bw\n")
     got = read_manifest(manifest)
     assert got == {"E003": {"H3K4me3": str(tmp_path / "x" / "a.bw"), "H3K9me3": "/abs/b.bw"}}
+
+
+def test_featurize_missing_expression_is_an_error_by_default(demo, tmp_path):
+    tss, marks, expression = demo
+    k = len(expression) - 1
+    with pytest.raises(DataError, match=r"have no expression.*--missing drop"):
+        featurize(tss, marks, tmp_path / "e.h5", expression=expression.iloc[:k], progress=False)
+    assert not (tmp_path / "e.h5").exists()
+    with pytest.raises(ConfigError, match="'error' or 'drop'"):
+        featurize(tss, marks, tmp_path / "e.h5", expression=expression, missing="keep")

@@ -67,15 +67,20 @@ def info(
         typer.Argument(help="Dataset file (HDF5, npz), DeepChrome folder or model directory."),
     ],
 ):
-    """Summarise a dataset file, or a saved model (with its auto comparison)."""
+    """Summarise a dataset file, or a saved model (kind, input contract, auto comparison)."""
     from histexpr.data.convert import load_with_target_report
     from histexpr.data.dataset import BIN_SIZE
-    from histexpr.estimators.bundle import HEADER
+    from histexpr.estimators.bundle import HEADER, describe, describe_window, read_header
 
     if data.is_dir() and (data / HEADER).is_file():
         _model_info(data)
         return
 
+    if data.is_dir() and (data / HEADER).is_file():
+        console.print(f"[bold]{escape(str(data))}[/bold]: a histexpr model directory")
+        for line in describe(read_header(data)):
+            console.print(escape(line))
+        return
     ds, has_y = load_with_target_report(data)
     console.print(
         f"[bold]{escape(str(data))}[/bold]: {len(ds)} examples, {len(ds.cells)} cell types, "
@@ -87,6 +92,16 @@ def info(
         f"marks: {', '.join(ds.marks)}; bins: {bins}; "
         f"target: {ds.target if ds.has_target else 'none'}"
     )
+    window = ds.meta.get("window")
+    if isinstance(window, dict) and window.get("upstream") is not None:
+        console.print(
+            f"window: {describe_window(int(window['upstream']), ds.n_bins, ds.meta.get('bin_size'))}"
+        )
+    if ds.meta.get("unseen_cells"):
+        console.print(
+            "unseen cell types (recorded by simulate; the experiment holds them out): "
+            + ", ".join(map(str, ds.meta["unseen_cells"]))
+        )
     if ds.split is not None:
         console.print("splits: " + ", ".join(f"{k or '(none)'} {v}" for k, v in ds.splits.items()))
     if len({v == "yes" for v in has_y.values()}) > 1:
@@ -289,6 +304,9 @@ def featurize(
         bool, typer.Option(help="Reads: count supplementary hits.")
     ] = False,
     fill_missing: Annotated[bool, typer.Option(help="Fill absent marks with zeros.")] = False,
+    missing: Annotated[
+        str, typer.Option(help="--expression: genes the table lacks: error|drop.")
+    ] = "error",
     workers: Annotated[
         int | None, typer.Option(help="Start a local Dask cluster with N workers.")
     ] = None,
@@ -327,6 +345,7 @@ def featurize(
         scheduler=scheduler,
         progress=progress,
         fill_missing=fill_missing,
+        missing=missing,
     )
     console.print(f"wrote {path}")
 

@@ -70,7 +70,7 @@ KIND_NAMES = (
 def _show_settings(kind: str) -> None:
     from rich import box
 
-    from histexpr.estimators import KINDS, settings
+    from histexpr.estimators import KINDS, min_genes, settings
     from histexpr.estimators.auto import AUTO_KINDS, auto_settings
 
     if kind in AUTO_KINDS:
@@ -90,6 +90,7 @@ def _show_settings(kind: str) -> None:
     for s in settings(kind):
         t.add_row(s.name, str(s.default), s.help)
     console.print(t)
+    console.print(f"{kind} trains on at least {min_genes(kind)} distinct genes (fewer: refused)")
 
 
 @app.command()

@@ -42,24 +42,68 @@ TARGET_LOG2_RPKM = "log2(RPKM+1)"
 TARGET_PASSTHROUGH = "as-given"
 
 
+#: Other histone marks of the Roadmap Epigenomics tracks: recognised by
+#: :func:`mark_name` (spelling fixed, near misses refused) but not in the house order.
+OTHER_MARKS: tuple[str, ...] = (
+    "H2A.Z", "H2AK5ac", "H2AK9ac", "H2BK120ac", "H2BK12ac", "H2BK15ac", "H2BK20ac",
+    "H2BK5ac", "H3K14ac", "H3K18ac", "H3K23ac", "H3K23me2", "H3K27me1", "H3K4ac",
+    "H3K4me2", "H3K56ac", "H3K79me1", "H3K79me2", "H3K9me1", "H3T11ph", "H4K20me1",
+    "H4K5ac", "H4K8ac", "H4K91ac", "H3K9me2", "H3K36me2", "H3K27me2", "H4K20me3",
+    "CTCF", "Input",
+)  # fmt: skip
+#: How close (difflib ratio) an unknown name must be to a known one to be refused as a typo.
+_TYPO_CUTOFF = 0.8
+
+
+def mark_name(name: str, path=None) -> str:
+    """The one spelling of a mark name: every entry point that takes mark names uses it.
+
+    A name equal to a known mark (:data:`KNOWN_MARKS`, :data:`OTHER_MARKS`) up to
+    case gets that mark's spelling (``H3k4me3`` -> ``H3K4me3``, ``dnase`` ->
+    ``DNase``); a name that is not known but close to a known one (``H3K4m3``) is
+    refused with "did you mean"; any other name matching :data:`MARK_PATTERN`
+    (a custom track, e.g. ``MYB``) is kept as it is.
+
+    Raises
+    ------
+    DataError
+        One line naming the bad name (and the known mark it resembles).
+    """
+    import difflib
+
+    name = str(name).strip()
+    if not re.fullmatch(MARK_PATTERN, name):
+        raise DataError(
+            f"bad mark name {name!r} (a letter, then letters, digits, '.', '_' or '-')",
+            path,
+            "marks",
+        )
+    known = (*KNOWN_MARKS, *OTHER_MARKS)
+    by_fold = {m.casefold(): m for m in known}
+    if name.casefold() in by_fold:
+        return by_fold[name.casefold()]
+    close = difflib.get_close_matches(name.casefold(), list(by_fold), n=1, cutoff=_TYPO_CUTOFF)
+    if close:
+        raise DataError(
+            f"unknown mark {name!r}; did you mean {by_fold[close[0]]}? "
+            f"(known: {', '.join(KNOWN_MARKS)}, ...)",
+            path,
+            "marks",
+        )
+    return name
+
+
 def check_mark_names(marks: Sequence[str], path=None) -> tuple[str, ...]:
-    """Check mark names against :data:`MARK_PATTERN` (unique, at least one); return them.
+    """Mark names in their one spelling (:func:`mark_name`), unique, at least one.
 
     Raises
     ------
     DataError
         One line naming the first bad or duplicated name.
     """
-    marks = tuple(str(m) for m in marks)
+    marks = tuple(mark_name(m, path) for m in marks)
     if not marks:
         raise DataError("no mark names", path, "marks")
-    for m in marks:
-        if not re.fullmatch(MARK_PATTERN, m):
-            raise DataError(
-                f"bad mark name {m!r} (a letter, then letters, digits, '.', '_' or '-')",
-                path,
-                "marks",
-            )
     dup = sorted({m for m in marks if marks.count(m) > 1})
     if dup:
         raise DataError(f"duplicated mark name(s) {', '.join(dup)}", path, "marks")

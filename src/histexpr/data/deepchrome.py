@@ -229,7 +229,7 @@ def read_split_csv(path, n_bins: int = N_BINS) -> tuple[np.ndarray, np.ndarray, 
     X = df[list(MARKS)].to_numpy(dtype=np.float64).reshape(n, n_bins, len(MARKS))
     X = X.transpose(0, 2, 1)
     # checked in float64: a count beyond float32's range is an error, not an inf
-    check_counts(X, path, None, genes=genes)
+    check_counts(X, path, None, genes=genes, marks=MARKS)
     X = np.ascontiguousarray(X, dtype=np.float32)
     return X, label.astype(np.int8), deepchrome_to_ensg(genes, path)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from histexpr.data.dataset import BIN_SIZE, HistoneDataset
+from histexpr.data.dataset import BIN_SIZE, HistoneDataset, check_mark_names
 from histexpr.data.h5writer import FORMAT, FORMAT_VERSION, H5Writer, write_h5
 from histexpr.data.validate import check_counts, one_line
 from histexpr.errors import DataError
@@ -78,7 +78,7 @@ class H5Dataset:
         marks = _attr(self.path, "marks", json.loads, f.attrs.get("marks"))
         if not isinstance(marks, list) or not all(isinstance(m, str) for m in marks):
             raise DataError("attribute is not a JSON list of mark names", self.path, "marks")
-        self.marks = tuple(marks)
+        self.marks = check_mark_names(marks, self.path)  # the one spelling of each name
         self.n_bins = _attr(self.path, "n_bins", int, f.attrs.get("n_bins"))
         self.bin_size = _attr(self.path, "bin_size", int, f.attrs.get("bin_size", BIN_SIZE))
         self.target = str(f.attrs.get("target", ""))
@@ -176,7 +176,7 @@ class H5Dataset:
         code = self.cell_code[index]
         if X.dtype != np.float32:
             # before the float32 cast, which would turn huge values into inf
-            check_counts(X, self.path, "X", n_marks=None, n_bins=None)
+            check_counts(X, self.path, "X", n_marks=None, n_bins=None, marks=self.marks)
         names = np.array(self.cell_names, dtype=object)
         try:
             genes = [g.decode() if isinstance(g, bytes) else g for g in gene]

@@ -144,6 +144,15 @@ class _NpzSource:
                 )
         if not self.headers:
             raise DataError("npz archive holds no cell-type arrays", self.path)
+        unnamed = [k for k in self.headers if re.fullmatch(r"arr_\d+", k)]
+        if unnamed:
+            # np.savez(path, array) names it arr_0: that is no cell-type id
+            raise DataError(
+                "numpy's name for an unnamed array, not a cell-type id; save each cell "
+                "type under its id: np.savez(path, E003=array, ...)",
+                self.path,
+                unnamed[0],
+            )
         by_cols: dict[int, str] = {}
         for key, (shape, _) in self.headers.items():
             by_cols.setdefault(shape[2], key)
@@ -196,7 +205,7 @@ class _NpzSource:
         genes = gid[:, 0].astype(np.int64).astype(str) if len(arr) else np.array([], dtype=str)
         check_unique_genes(genes, self.path, key)
         counts = arr[:, :, 1 : 1 + len(MARKS)].transpose(0, 2, 1)
-        check_counts(counts, self.path, key, n_bins=None, genes=genes)
+        check_counts(counts, self.path, key, n_bins=None, genes=genes, marks=MARKS)
         return counts, genes, self._target(arr, key, genes)
 
     def _target(self, arr: np.ndarray, key: str, genes: np.ndarray) -> np.ndarray | None:
@@ -390,7 +399,7 @@ class NpzWriter(AtomicFileWriter):
             raise DataError("invalid key name", self.path, cell or "''")
         if cell in self.cells:
             raise DataError("cell type written twice", self.path, cell)
-        check_counts(X, self.path, cell, n_bins=None)
+        check_counts(X, self.path, cell, n_bins=None, marks=MARKS)
         n, _, nb = X.shape
         gene_ids = np.asarray(gene_ids)
         if gene_ids.shape != (n,) or gene_ids.dtype.kind not in "iu":

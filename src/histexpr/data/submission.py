@@ -9,8 +9,14 @@ atlas was used). Written as CSV, or as Parquet when the path ends in
 
 Submission form (``--format submission``, the course's): two columns, ``id`` =
 ``{cell}_{gene id}`` (e.g. ``E003_3``) and ``expression`` (the prediction, on the
-scale of the training target). Every id occurs once and every prediction is
-finite; a cell id containing ``_`` is refused there (the id would be ambiguous).
+scale of the training target; ``probability_high`` for a classifier). Every id
+occurs once and every prediction is finite; a cell id containing ``_`` is refused
+there (the id would be ambiguous).
+
+Every output names what it holds: :func:`value_column` is the one place that names
+the prediction column of each output (tidy, submission, pair) by what the model
+predicts -- expression, the probability of above-median expression, or a log fold
+change.
 """
 
 from __future__ import annotations
@@ -48,14 +54,54 @@ def submission_ids(cell, gene) -> np.ndarray:
     return np.char.add(np.char.add(cell, "_"), gene)
 
 
+#: Prediction column of each output (tidy, submission, pair) by the model's task.
+OUTPUT_COLUMNS: dict[str, dict[str, str]] = {
+    "regression": {"tidy": "prediction", "submission": "expression", "pair": "predicted_lfc"},
+    "classification": {
+        "tidy": "probability_high",
+        "submission": "probability_high",
+        # a difference of two probabilities is not a log fold change
+        "pair": "probability_high_difference",
+    },
+}
+
+
+def value_column(task: str, output: str = "tidy") -> str:
+    """The name of the prediction column of ``output`` for a model of ``task``.
+
+    Parameters
+    ----------
+    task : {"regression", "classification"}
+    output : {"tidy", "submission", "pair"}
+    """
+    try:
+        return OUTPUT_COLUMNS[task][output]
+    except KeyError:
+        raise DataError(f"no prediction column for task {task!r} in output {output!r}") from None
+
+
+def output_gene_ids(gene, meta: dict | None = None) -> np.ndarray:
+    """Gene ids as every output of predictions writes them (tidy CSV/Parquet, pair).
+
+    Canonical (``ENSG`` + 11 digits) in memory; data read from the course npz keep its
+    integer ids (``"938"``), so that one input gives ids of one type in all outputs.
+    """
+    from histexpr.data.dataset import canonical_gene_ids, course_gene_ids
+
+    if (meta or {}).get("source_format") == "npz":
+        return course_gene_ids(gene)
+    return canonical_gene_ids(gene)
+
+
 def _check(df: pd.DataFrame, path) -> None:
-    pred = df["expression"].to_numpy()
+    column = df.columns[1]
+    pred = df[column].to_numpy()
     bad = ~np.isfinite(pred)
     if bad.any():
         raise DataError(
             f"NaN or infinite prediction for id {df['id'].iloc[int(np.argmax(bad))]}",
             path,
-            "expression",
+            column,
         )
     dup = df["id"].duplicated()
     if dup.any():
@@ -66,7 +112,7 @@ def _check(df: pd.DataFrame, path) -> None:
         )
 
 
-def write_submission(pred, cell, gene, path) -> Path:
+def write_submission(pred, cell, gene, path, column: str = "expression") -> Path:
     """Write predictions as a submission CSV (atomically).
 
     Parameters
@@ -74,6 +120,9 @@ def write_submission(pred, cell, gene, path) -> Path:
     pred : array-like of float, shape (n,)
     cell, gene : array-like of str, shape (n,)
     path : str or PathLike
+    column : str
+        Name of the prediction column (:func:`value_column`: ``expression``, or
+        ``probability_high`` for a classifier).
 
     Raises
     ------
@@ -83,8 +132,8 @@ def write_submission(pred, cell, gene, path) -> Path:
     pred = np.asarray(pred, dtype=np.float64).reshape(-1)
     ids = submission_ids(cell, gene)
     if pred.shape != ids.shape:
-        raise DataError(f"{pred.shape[0]} predictions for {ids.shape[0]} ids", path, "expression")
-    df = pd.DataFrame({"id": ids, "expression": pred})
+        raise DataError(f"{pred.shape[0]} predictions for {ids.shape[0]} ids", path, column)
+    df = pd.DataFrame({"id": ids, column: pred})
     _check(df, path)
     with atomic_path(path, suffix=".csv") as tmp:
         # repr-precision floats: reading back gives the identical float64 values.
@@ -145,7 +194,7 @@ def read_submission(path, expected_ids: Collection[str] | None = None) -> pd.Dat
 #: Key columns of the tidy form.
 TIDY_KEYS: tuple[str, ...] = ("cell", "gene")
 #: Name of the prediction column by task.
-VALUE_COLUMNS: dict[str, str] = {"regression": "prediction", "classification": "probability_high"}
+VALUE_COLUMNS: dict[str, str] = {task: out["tidy"] for task, out in OUTPUT_COLUMNS.items()}
 
 
 def prediction_table(

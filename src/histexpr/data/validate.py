@@ -33,11 +33,17 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _at(index: tuple, genes: Sequence[str] | None) -> str:
-    """Human-readable location of element ``index`` of an (n, marks, bins) array."""
+def _at(index: tuple, genes: Sequence[str] | None, marks: Sequence[str] | None = None) -> str:
+    """Human-readable location of element ``index`` of an (n, marks, bins) array.
+
+    The gene by id and the mark by name when known, after its position
+    (``gene ENSG..., mark 3, bin 10 (H3K4me3)``).
+    """
     row = int(index[0])
     who = f"gene {genes[row]}" if genes is not None and len(genes) > row else f"row {row}"
     rest = "".join(f", {n} {int(i)}" for n, i in zip(("mark", "bin"), index[1:], strict=False))
+    if len(index) > 1 and marks is not None and len(marks) > int(index[1]):
+        rest += f" ({marks[int(index[1])]})"
     return who + rest
 
 
@@ -48,8 +54,11 @@ def check_counts(
     n_marks: int | None = len(MARKS),
     n_bins: int | None = N_BINS,
     genes: Sequence[str] | None = None,
+    marks: Sequence[str] | None = None,
 ) -> None:
     """Check binned read counts: shape, finiteness and sign.
+
+    Errors name the gene (``genes``) and the mark (``marks``) by name when given.
 
     Parameters
     ----------
@@ -84,19 +93,19 @@ def check_counts(
         bad = ~np.isfinite(X)
         if bad.any():
             where = tuple(np.argwhere(bad)[0])
-            raise DataError(f"NaN or infinite count at {_at(where, genes)}", path, key)
+            raise DataError(f"NaN or infinite count at {_at(where, genes, marks)}", path, key)
         if X.dtype.itemsize > 4 and np.abs(X).max() > _FLOAT32_MAX:
             # would silently become inf in the float32 dataset
             where = tuple(np.argwhere(np.abs(X) > _FLOAT32_MAX)[0])
             raise DataError(
-                f"count too large for float32 at {_at(where, genes)}: "
+                f"count too large for float32 at {_at(where, genes, marks)}: "
                 f"{X[where].item():.3g} > {_FLOAT32_MAX:.3g}",
                 path,
                 key,
             )
     if X.dtype.kind != "u" and X.min() < 0:
         where = tuple(np.argwhere(X < 0)[0])
-        raise DataError(f"negative count at {_at(where, genes)}", path, key)
+        raise DataError(f"negative count at {_at(where, genes, marks)}", path, key)
 
 
 def check_target(
@@ -296,7 +305,9 @@ def validate_dataset(
     if len(ds) == 0:
         return ds
     key = ds.cells[0] if len(ds.cells) == 1 else None
-    check_counts(ds.X, path, key, n_marks=len(ds.marks), n_bins=n_bins, genes=ds.gene)
+    check_counts(
+        ds.X, path, key, n_marks=len(ds.marks), n_bins=n_bins, genes=ds.gene, marks=ds.marks
+    )
     if ds.y is not None:
         check_target(ds.y, len(ds), path, key, genes=ds.gene)
     empty = np.char.str_len(ds.gene) == 0

@@ -25,7 +25,7 @@ import numpy as np
 from histexpr.config import Setting, describe
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import read_header
+from histexpr.estimators.bundle import HEADER, read_header
 from histexpr.models import NETWORKS
 
 
@@ -63,6 +63,22 @@ DIFF_KINDS: dict[str, str] = {
     "diff-ridge": "histexpr.estimators.diff:DiffRidge",
     "diff-lightgbm": "histexpr.estimators.diff:DiffLightGBM",
     "diff-convnet": "histexpr.estimators.diff_neural:DiffConvNetEstimator",
+}
+#: Fewest distinct training genes of each kind outside the network registry (a
+#: registered network declares its own, ``Network.min_genes``): below it a model is a
+#: constant, or its fit fails, so :func:`check_trainable` refuses in one line.
+MIN_GENES: dict[str, int] = {
+    "global-mean": 1,
+    "gene-mean": 1,
+    "ridge": 5,  # the penalty is cross-validated over genes, 5 folds by default
+    "random-forest": 5,
+    "lightgbm": 20,  # leaves hold at least 20 examples: fewer genes give one constant
+    "atlas-ridge": 5,
+    "atlas-lightgbm": 20,
+    "atlas-convnet": 10,
+    "diff-ridge": 5,
+    "diff-lightgbm": 20,
+    "diff-convnet": 10,
 }
 NEURAL_ESTIMATOR = "histexpr.estimators.neural:NeuralEstimator"
 #: Kinds outside the network registry whose networks train with the neural training
@@ -126,10 +142,46 @@ def make_estimator(kind: str, overrides: dict | list[str] | None = None) -> Esti
     return _class_for(kind).create(kind, overrides)
 
 
+def min_genes(kind: str) -> int:
+    """Fewest distinct training genes ``kind`` trains on (:data:`MIN_GENES`, ``Network.min_genes``)."""
+    if kind in NETWORKS:
+        return int(NETWORKS[kind].min_genes)
+    _class_for(kind)  # unknown kinds: the usual one-line error
+    return int(MIN_GENES.get(kind, 1))
+
+
+def check_trainable(kind: str, train: HistoneDataset, source: str = "training data") -> None:
+    """Refuse, in one line, training data with fewer genes than ``kind`` needs.
+
+    The one size check before any fit (:func:`fit_estimator`): a ridge fitted on one
+    gene predicts a constant for every gene, and the tree and neural kinds fail
+    deep inside their libraries.
+    """
+    need = min_genes(kind)
+    have = len(np.unique(train.gene)) if len(train) else 0
+    if have < need:
+        raise HistexprError(
+            f"{source}: {have} gene(s) to train on; {kind} needs at least {need} "
+            "(after the genes held out for validation)"
+        )
+
+
+def fit_estimator(est: Estimator, train: HistoneDataset, valid=None, run_dir=None, **kwargs):
+    """``est.fit(train, valid, run_dir, ...)`` after :func:`check_trainable`; returns ``est``."""
+    check_trainable(est.kind, train)
+    return est.fit(train, valid, run_dir=run_dir, **kwargs)
+
+
 def load_estimator(directory) -> Estimator:
     """Load any saved model directory (dispatches on ``model.json``'s kind)."""
     header = read_header(directory)
-    return _class_for(header.kind).load(directory)
+    try:
+        return _class_for(header.kind).load(directory)
+    except HistexprError as exc:
+        # a bad kind or config of model.json: name the file (errors of other files do)
+        if str(directory) in str(exc):
+            raise
+        raise HistexprError(f"{Path(directory) / HEADER}: {exc}") from None
 
 
 def trains_network(kind: str) -> bool:

@@ -3,8 +3,9 @@
 A bundle is a directory holding:
 
 - ``model.json``: kind, the JSON config that rebuilds the model, the input
-  contract (marks in order, bins, bin size, target transform, training cell
-  types), the task, the number of training genes, the SHA-256 of every other file
+  contract (marks in order, bins, bin size, window start, target transform,
+  training cell types; :mod:`histexpr.estimators.contract`, which also holds the
+  one check of data against it, re-exported here), the task, the number of training genes, the SHA-256 of every other file
   of the directory, the bundle format version, the histexpr version and the
   versions of the main dependencies;
 - ``genes.txt``: the training genes, one id per line;
@@ -36,58 +37,25 @@ from pathlib import Path
 
 from histexpr._runtime import dependency_versions, histexpr_version
 from histexpr.atomic import atomic_dir, atomic_path
-from histexpr.data.dataset import TARGET_PASSTHROUGH
 from histexpr.errors import HistexprError
+from histexpr.estimators.contract import (  # noqa: F401 - the contract, re-exported
+    DEFAULT_BIN_SIZE,
+    InputContract,
+    _bin_size,
+    check_input,
+    check_target,
+    describe,
+    describe_window,
+    holds_labels,
+    model_task,
+    window_upstream,
+)
 
 BUNDLE_FORMAT_VERSION = 2
 HEADER = "model.json"
 #: Key of ``model.json`` holding the comparison of ``--model auto`` (see :func:`record_auto`).
 AUTO_KEY = "auto"
 GENES = "genes.txt"
-#: Bin width assumed for data that does not record one.
-DEFAULT_BIN_SIZE = 100
-
-
-@dataclass(frozen=True)
-class InputContract:
-    """What a model was trained on and accepts: checked by :func:`check_input`.
-
-    Attributes
-    ----------
-    marks : tuple of str
-        Mark names in the order of axis 1 of ``X``.
-    n_bins : int
-    bin_size : int or None
-        Bin width in bp (None: unknown, a version-1 bundle).
-    target : str
-        Target transform of the training data, e.g. "log2(RPKM+1)" ("": unknown).
-    cells : tuple of str
-        Training cell types.
-    """
-
-    marks: tuple[str, ...]
-    n_bins: int
-    bin_size: int | None = DEFAULT_BIN_SIZE
-    target: str = ""
-    cells: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, data) -> InputContract:
-        """The contract of a training dataset (``bin_size`` from ``data.meta``)."""
-        return cls(
-            tuple(data.marks),
-            int(data.n_bins),
-            _bin_size(data),
-            str(getattr(data, "target", "") or ""),
-            tuple(str(c) for c in getattr(data, "cells", ())),
-        )
-
-
-def _bin_size(data) -> int:
-    value = getattr(data, "bin_size", None)
-    if value is None:
-        value = (getattr(data, "meta", None) or {}).get("bin_size", DEFAULT_BIN_SIZE)
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -109,13 +77,16 @@ class BundleHeader:
     train_cells: tuple[str, ...] | None = None
     train_genes: tuple[str, ...] | None = None
     checksums: dict = field(default_factory=dict)
+    upstream: int | None = None
 
     @property
     def contract(self) -> InputContract:
         cells = self.train_cells
         if cells is None:
             cells = tuple(str(c) for c in self.extra.get("cells", ()))
-        return InputContract(self.marks, self.n_bins, self.bin_size, self.target, cells)
+        return InputContract(
+            self.marks, self.n_bins, self.bin_size, self.target, cells, self.upstream
+        )
 
 
 def sha256(path: Path) -> str:
@@ -171,6 +142,7 @@ def write_header(
         "marks": list(contract.marks),
         "n_bins": int(contract.n_bins),
         "bin_size": contract.bin_size,
+        "upstream": contract.upstream,
         "target": contract.target,
         "task": task,
         "cells": list(contract.cells),
@@ -286,6 +258,7 @@ def _from_data(data: dict, path: Path, genes) -> BundleHeader:
     try:
         cells = data.get("cells")
         bin_size = data.get("bin_size")
+        upstream = data.get("upstream")
         return BundleHeader(
             kind=str(data["kind"]),
             config=dict(data["config"]),
@@ -302,74 +275,10 @@ def _from_data(data: dict, path: Path, genes) -> BundleHeader:
             train_cells=None if cells is None else tuple(str(c) for c in cells),
             train_genes=None if genes is None else tuple(genes),
             checksums=dict(data.get("checksums") or {}),
+            upstream=None if upstream is None else int(upstream),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise HistexprError(f"{path}: malformed model header ({exc})") from None
-
-
-def check_input(
-    contract,
-    data,
-    n_bins: int | None = None,
-    source: str = "input",
-    *,
-    bin_size: int | None = None,
-    target: str | None = None,
-    targets: bool = False,
-) -> None:
-    """Refuse data the model was not trained for, in one line naming both sides.
-
-    Parameters
-    ----------
-    contract : InputContract or BundleHeader
-    data : HistoneDataset, an open HDF5 reader, or a sequence of mark names
-        With names, ``n_bins`` (and optionally ``bin_size``, ``target``) give the rest.
-    source : str
-        How the data is named in the message (a path).
-    targets : bool
-        The data's targets will be compared with predictions (evaluation): its
-        target transform must be the model's.
-    """
-    # Marks by name: extra marks / another order are conformed by the estimator
-    # (data.dataset.conform_marks); missing ones only pass for a mark-dropout model.
-    allow_missing = isinstance(contract, BundleHeader) and (
-        float((contract.config.get("train") or {}).get("optim", {}).get("mark_dropout", 0) or 0) > 0
-    )
-    if isinstance(contract, BundleHeader):
-        contract = contract.contract
-    if hasattr(data, "marks"):
-        marks, n_bins = tuple(data.marks), int(data.n_bins)
-        bin_size = _bin_size(data) if bin_size is None else bin_size
-        if target is None and (
-            getattr(data, "y", None) is not None or getattr(data, "has_target", False)
-        ):
-            target = str(getattr(data, "target", "") or "")
-    else:
-        marks = tuple(data)
-    missing = [m for m in contract.marks if m not in marks]
-    if missing and not allow_missing:
-        raise HistexprError(
-            f"{source}: missing mark(s) {', '.join(missing)} the model was trained on "
-            f"(data has {', '.join(marks)}; train with --set mark_dropout=p to allow it)"
-        )
-    if n_bins is not None and int(n_bins) != contract.n_bins:
-        raise HistexprError(
-            f"{source}: {n_bins} bins per example, the model expects {contract.n_bins}"
-        )
-    if bin_size is not None and contract.bin_size is not None and bin_size != contract.bin_size:
-        raise HistexprError(
-            f"{source}: {bin_size}-bp bins, the model was trained on {contract.bin_size}-bp bins"
-        )
-    unknown = (None, "", TARGET_PASSTHROUGH)  # "as-given": the file does not say which
-    if targets and target not in unknown and contract.target not in unknown:
-        same = target == contract.target
-    else:
-        same = True
-    if not same:
-        raise HistexprError(
-            f"{source}: target {target!r} differs from the model's {contract.target!r}; "
-            "scores against other targets are meaningless"
-        )
 
 
 def save_metrics(directory, metrics: dict) -> None:

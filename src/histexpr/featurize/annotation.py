@@ -118,7 +118,11 @@ class TssTable:
                 )
         bad = ~np.isin(self.strand, ["+", "-"])
         if bad.any():
-            raise DataError(f"strand must be '+' or '-', got {self.strand[bad][0]!r}", key="strand")
+            i = int(np.argmax(bad))
+            raise DataError(
+                f"strand must be '+' or '-', got '{self.strand[i]}' (gene {self.gene_id[i]})",
+                key="strand",
+            )
         dup = pd.Index(self.gene_id).duplicated()
         if dup.any():
             raise DataError(f"duplicate gene id {self.gene_id[dup][0]}", key="gene_id")
@@ -215,7 +219,12 @@ def tss_from_frame(df: pd.DataFrame, coords: Coords = "auto", source=None) -> Ts
             raise DataError(f"coords must be 'auto', 'gtf' or 'bed', got {coords!r}", source)
     gene_id = _strip_version(df["gene_id"])
     name = df["name"].astype(str) if "name" in df.columns else gene_id
-    return TssTable(df["chrom"].astype(str).to_numpy(), tss, strand, gene_id, name)
+    try:
+        return TssTable(df["chrom"].astype(str).to_numpy(), tss, strand, gene_id, name)
+    except DataError as exc:  # name the file the bad row came from
+        if exc.path is not None or source is None:
+            raise
+        raise DataError(exc.problem, source, exc.key) from None
 
 
 _ATTR = re.compile(r'(\S+) "([^"]*)"')

@@ -28,6 +28,7 @@ from histexpr.data.dataset import (
     HistoneDataset,
     canonical_gene_ids,
     log2_rpkm,
+    mark_name,
     order_marks,
 )
 from histexpr.data.hdf5 import H5Writer
@@ -100,6 +101,7 @@ def parse_mark_specs(specs, cell: str | None = None) -> dict[str, dict[str, str]
         if not sep or not path:
             raise ConfigError(f"track {spec!r} is not of the form [CELL:]MARK=PATH")
         c, colon, mark = key.rpartition(":")
+        mark = mark_name(mark, spec)  # H3k4me3 is H3K4me3, not a sixth mark
         c = c if colon else cell
         if not c:
             raise ConfigError(f"track {spec!r} names no cell type; give --cell or CELL:MARK=PATH")
@@ -181,6 +183,7 @@ def featurize(
     processes: bool = True,
     progress: bool = True,
     fill_missing: bool = False,
+    missing: str = "error",
 ) -> Path:
     """Build a histexpr HDF5 dataset from raw tracks.
 
@@ -193,8 +196,8 @@ def featurize(
     out : str or PathLike
         Output ``.h5`` file (written atomically).
     expression : DataFrame or path, optional
-        RPKM, index gene ids, one column per cell. Genes without expression are
-        dropped and ``y = log2(RPKM + 1)``; without it the dataset has no target.
+        RPKM, index gene ids, one column per cell; ``y = log2(RPKM + 1)``. Without
+        it the dataset has no target.
     window : Window, optional
         Default +/- 5 kb in 100 bins.
     read_options : ReadCountOptions, optional
@@ -209,12 +212,18 @@ def featurize(
         Show a progress bar over tracks.
     fill_missing : bool
         Fill absent marks with zeros instead of failing (recorded in the file's meta).
+    missing : {"error", "drop"}
+        Genes of the TSS table that ``expression`` lacks: an error naming how many
+        and the first (default), or dropped with a warning -- the rule of
+        ``convert --missing``.
 
     Returns
     -------
     Path
         ``out``.
     """
+    if missing not in ("error", "drop"):
+        raise ConfigError(f"missing must be 'error' or 'drop', got {missing!r}")
     window = window or Window()
     read_options = read_options or ReadCountOptions()
     if not isinstance(tss, TssTable):
@@ -233,9 +242,18 @@ def featurize(
         absent = [c for c in cells if c not in expression.columns]
         if absent:
             raise DataError(f"no expression column for cell(s) {', '.join(absent)}", source)
-        tss = tss.subset(np.isin(tss.gene_id, expression.index.astype(str)))
-        if len(tss) == 0:
-            raise DataError("no gene of the TSS table has expression", source)
+        found = np.isin(tss.gene_id, expression.index.astype(str))
+        if not found.all():
+            lost = tss.gene_id[~found]
+            msg = f"{len(lost)} of {len(found)} genes of the TSS table have no expression"
+            if missing == "error" or not found.any():
+                raise DataError(
+                    f"{msg} (first {lost[0]}); use --missing drop to leave them out", source
+                )
+            warnings.warn(
+                f"{source or 'expression'}: {msg} (first {lost[0]}); dropped", stacklevel=2
+            )
+        tss = tss.subset(found)
         rpkm = expression.loc[tss.gene_id, cells].to_numpy(dtype=np.float64)
         y_by_cell = {c: log2_rpkm(rpkm[:, j]) for j, c in enumerate(cells)}
     for tracks in marks.values():

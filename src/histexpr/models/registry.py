@@ -61,6 +61,9 @@ class Network:
         The built network exposes ``attention(x)``.
     description : str
         One line for listings.
+    min_genes : int
+        Fewest distinct training genes it trains on (below: refused in one line, see
+        :func:`histexpr.estimators.check_trainable`).
     """
 
     name: str
@@ -69,6 +72,7 @@ class Network:
     plan: str
     attention: bool = False
     description: str = ""
+    min_genes: int = 10
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from histexpr.data.dataset import MARKS
+from histexpr.data.dataset import MARKS, mark_name
 from histexpr.errors import ConfigError
 
 #: Training cell types of the embedded demo data set (real EIDs of TRAIN_CELLS).
@@ -170,7 +170,9 @@ class SimulatorConfig:
             raise ConfigError(f"simulator: dispersion needs {len(MARKS)} values")
         if len(self.acetyl_dispersion) != len(ACETYL_MARKS):
             raise ConfigError(f"simulator: acetyl_dispersion needs {len(ACETYL_MARKS)} values")
-        marks = tuple(self.marks)
+        # one spelling of every mark name (H3k27ac -> H3K27ac; near misses refused)
+        marks = tuple(mark_name(m) for m in self.marks)
+        object.__setattr__(self, "marks", marks)
         unknown = [m for m in marks if m not in SIM_MARKS]
         if not marks or unknown or len(set(marks)) != len(marks):
             raise ConfigError(

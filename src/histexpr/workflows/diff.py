@@ -26,15 +26,17 @@ import pandas as pd
 from histexpr.atomic import atomic_path
 from histexpr.config import parse_overrides
 from histexpr.data.convert import load_dataset
-from histexpr.data.dataset import HistoneDataset
+from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
+from histexpr.data.submission import output_gene_ids, value_column
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
-from histexpr.estimators import DIFF_KINDS, load_estimator, make_estimator
+from histexpr.estimators import DIFF_KINDS, fit_estimator, load_estimator, make_estimator
 from histexpr.estimators.auto import choose
-from histexpr.estimators.bundle import record_auto
+from histexpr.estimators.bundle import check_input, model_task, read_header, record_auto
 from histexpr.estimators.diff import PairPrediction, diff_from_model, parse_pairs
 from histexpr.estimators.intervals import DEFAULT_LEVEL, model_calibration
 from histexpr.evaluate import diff_metrics, interval_coverage
+from histexpr.workflows.evaluate import training_record
 
 __all__ = [
     "DiffEvaluation",
@@ -50,7 +52,9 @@ __all__ = [
 ]
 
 #: Columns of a differential score table.
-SCORE_COLUMNS = ("model", "pair", "cells", "n", "pearson", "spearman", "mse", "auc", "n_changed")
+SCORE_COLUMNS = (
+    "model", "pair", "cells", "genes", "n", "pearson", "spearman", "mse", "auc", "n_changed",
+)  # fmt: skip
 
 
 def is_diff_kind(kind: str | None) -> bool:
@@ -75,24 +79,41 @@ class DiffTrainResult:
     kind: str = ""
 
 
-def _score_rows(model: str, preds: Sequence[PairPrediction], trained: set[str]) -> list[dict]:
+def _score_rows(
+    model: str, preds: Sequence[PairPrediction], trained: set[str], known=None
+) -> list[dict]:
+    """One row per pair and gene group.
+
+    ``known``: the model's training genes; then training genes (``genes`` "train",
+    optimistic) are scored apart from the others ("new"), as single-cell evaluate
+    does. Without a record every gene is in one row ("all").
+    """
     rows = []
     for p in preds:
         seen = "seen" if {p.cell_a, p.cell_b} <= trained else "unseen"
-        m = diff_metrics(p.observed, p.predicted)
-        rows.append(
-            {
-                "model": model,
-                "pair": f"{p.cell_a}:{p.cell_b}",
-                "cells": seen,
-                "n": m.n,
-                "pearson": m.pearson,
-                "spearman": m.spearman,
-                "mse": m.mse,
-                "auc": m.auc,
-                "n_changed": m.n_changed,
-            }
-        )
+        if known is None:
+            groups = {"all": np.ones(len(p.gene), bool)}
+        else:
+            is_known = np.isin(canonical_gene_ids(p.gene), np.asarray(sorted(known), dtype=str))
+            groups = {"new": ~is_known, "train": is_known}
+        for genes, mask in groups.items():
+            if not mask.any():
+                continue
+            m = diff_metrics(p.observed[mask], p.predicted[mask])
+            rows.append(
+                {
+                    "model": model,
+                    "pair": f"{p.cell_a}:{p.cell_b}",
+                    "cells": seen,
+                    "genes": genes,
+                    "n": m.n,
+                    "pearson": m.pearson,
+                    "spearman": m.spearman,
+                    "mse": m.mse,
+                    "auc": m.auc,
+                    "n_changed": m.n_changed,
+                }
+            )
     return rows
 
 
@@ -149,7 +170,7 @@ def train_diff(
         kind, over = auto.chosen, auto.overrides
     est = make_estimator(kind, over or None)
     log(f"training {kind} on {len(data.cells)} cell types, {len(np.unique(data.gene))} genes")
-    est.fit(data, valid, run_dir=Path(out))
+    fit_estimator(est, data, valid, run_dir=Path(out))
     log(f"{kind}: {len(est.pairs_)} training pairs")
     table = None
     if valid is not None and len(valid):
@@ -203,8 +224,12 @@ def predict_diff(model_dir, data_path, pair, out, names=None, split=None, interv
     calibration, interval = model_calibration(model_dir, interval)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
+    check_input(read_header(model_dir), data, source=str(data_path))  # the one contract check
     p = pair_prediction(est, data, a, b)
-    table = pd.DataFrame({"gene": p.gene, "cell_a": a, "cell_b": b, "predicted_lfc": p.predicted})
+    # a classifier's difference is one of probabilities, not a log fold change
+    column = value_column(model_task(read_header(model_dir)), "pair")
+    gene = output_gene_ids(p.gene, data.meta)  # the ids of predict's tidy output
+    table = pd.DataFrame({"gene": gene, "cell_a": a, "cell_b": b, column: p.predicted})
     if calibration is not None:
         table["lower"], table["upper"] = _pair_bounds(model_dir, calibration, interval, est, p)
     with atomic_path(Path(out)) as tmp:
@@ -223,6 +248,7 @@ def _predict_diff_h5ad(model_dir, data_path, pair, out, names, split, interval) 
     calibration, interval = model_calibration(model_dir, interval)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
+    check_input(read_header(model_dir), data, source=str(data_path))  # the one contract check
     parts = []
     for a, b in pairs:
         p = pair_prediction(est, data, a, b)
@@ -284,12 +310,20 @@ def evaluate_diff(
     rows, notes = [], []
     calibration, interval = model_calibration(model_dir, interval, DEFAULT_LEVEL)
     for path in models:
+        check_input(read_header(path), data, source=str(data_path))  # the one contract check
+        if model_task(read_header(path)) == "classification":
+            raise HistexprError(
+                f"{path}: a classifier predicts probabilities, not expression: the difference "
+                "of two is no log fold change to score (use a regression model)"
+            )
         est = load_estimator(path)
         label = f"{est.kind} ({path.name})"
         if not hasattr(est, "predict_pair"):
             label = f"{est.kind} difference ({path.name})"
         preds = [pair_prediction(est, data, a, b) for a, b in pairs]
-        scored = _score_rows(label, preds, _trained_cells(est))
+        _, genes = training_record(path)
+        known = None if genes is None else set(genes)
+        scored = _score_rows(label, preds, _trained_cells(est), known)
         if calibration is not None and path == models[0]:
             for row, p in zip(scored, preds, strict=True):
                 lower, upper = _pair_bounds(path, calibration, interval, est, p)
@@ -298,11 +332,17 @@ def evaluate_diff(
                 )
                 row.update(cov.iloc[0][["level", "coverage", "mean_width"]].to_dict())
         rows += scored
-        known = set(getattr(est, "genes_", ()) or ())
-        overlap = len(known & set(preds[0].gene.tolist()))
+        gene = canonical_gene_ids(preds[0].gene)
+        overlap = 0 if known is None else int(np.isin(gene, sorted(known)).sum())
         if overlap:
             notes.append(
-                f"{path.name}: {overlap} of {len(preds[0].gene)} genes were training genes"
+                f"{path.name}: {overlap} of {len(gene)} genes were training genes: scored "
+                "apart (genes = train, optimistic), left out of the new-gene rows"
+            )
+        elif known is None:
+            notes.append(
+                f"{path.name}: the model records no training genes: genes are not split "
+                "into training / new"
             )
     extra = ["level", "coverage", "mean_width"] if calibration is not None else []
     table = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *extra])
@@ -328,6 +368,7 @@ def explain_diff(
     if not hasattr(est, "attribute_pair"):
         raise HistexprError(f"explain --pair needs a differential model ({', '.join(DIFF_KINDS)})")
     data = load_pair_data(data_path, names, split, target="auto")
+    check_input(read_header(model_dir), data, source=str(data_path))  # the one contract check
     att = est.attribute_pair(data, a, b)
     out = Path(out) if out is not None else Path(f"{model_dir}.explain")
     ref = att.observed if att.observed is not None else att.predicted

@@ -24,9 +24,15 @@ import pandas as pd
 from histexpr.atomic import atomic_path
 from histexpr.data.validate import check_cells, check_unique_examples
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import read_header
+from histexpr.estimators.bundle import check_target, holds_labels, model_task, read_header
 from histexpr.estimators.intervals import DEFAULT_LEVEL, model_calibration
-from histexpr.evaluate import Evaluation, evaluate_predictions
+from histexpr.evaluate import (
+    METRIC_NAMES,
+    Evaluation,
+    evaluate_predictions,
+    fitting_metrics,
+    keep_metrics,
+)
 from histexpr.workflows.predict import DEFAULT_MEMORY_BUDGET, _refuse_input_as_output, _stream
 
 #: Header keys (fields of the bundle header or keys of its ``extra``) that may hold
@@ -160,7 +166,7 @@ def evaluate_model(
     header = read_header(model_dir)
     calibration, level = model_calibration(model_dir, interval, DEFAULT_LEVEL)
     train_cells, train_genes = training_record(model_dir, header)
-    ys, cells, genes, preds = [], [], [], []
+    ys, cells, genes, preds, target_name = [], [], [], [], None
     stream = _stream(
         model_dir,
         data_path,
@@ -173,6 +179,7 @@ def evaluate_model(
         target=target,
     )
     for block, pred in stream:
+        target_name = block.target if target_name is None else target_name
         ys.append(block.y)
         cells.append(block.cell)
         genes.append(block.gene)
@@ -181,11 +188,14 @@ def evaluate_model(
         where = f" in split {split!r}" if split is not None else ""
         raise HistexprError(f"{data_path}: no examples to evaluate{where}")
     kind = header.kind
-    cell, gene = np.concatenate(cells), np.concatenate(genes)
+    cell, gene, y = np.concatenate(cells), np.concatenate(genes), np.concatenate(ys)
     # blocks are checked one at a time; a pair repeated across blocks is caught here
     check_unique_examples(cell, gene, data_path)
+    # the contract's target check, now with every value read (0/1 labels or expression)
+    check_target(header, target_name, y, str(data_path))
+    task, labels = model_task(header), holds_labels(target_name, y)
     evaluation = evaluate_predictions(
-        np.concatenate(ys),
+        y,
         cell,
         {kind: np.concatenate(preds)},
         unseen,
@@ -193,6 +203,14 @@ def evaluate_model(
         train_cells=train_cells,
         train_genes=train_genes,
     )
+    fitting = fitting_metrics(task, labels)
+    if len(fitting) < len(METRIC_NAMES):
+        keep_metrics(evaluation, fitting)
+        evaluation.notes.append(
+            f"the model is a classifier (it predicts the probability of expression above the "
+            f"cell type's median) and the data holds expression values: scored by "
+            f"{', '.join(fitting)} of the median split only"
+        )
     if train_cells is None:
         evaluation.notes.append(
             "the model records no training cell types: cell types count as seen unless "

@@ -10,7 +10,7 @@ from histexpr.data.convert import load_dataset
 from histexpr.data.validate import check_unique_examples, one_line, validate_dataset
 from histexpr.errors import HistexprError
 from histexpr.estimators import load_estimator
-from histexpr.estimators.bundle import check_input, read_header
+from histexpr.estimators.bundle import check_input, model_task, read_header
 
 #: Default memory budget of predict / evaluate for the input block.
 DEFAULT_MEMORY_BUDGET = 512 * 2**20
@@ -198,22 +198,6 @@ def _in_split(block, split: str, names: set[str], data_path):
 FORMATS = ("tidy", "submission")
 
 
-def model_task(header) -> str:
-    """ "classification" or "regression": what the saved model predicts.
-
-    Read from the header's ``task`` (format 2), its ``extra`` (neural, format 1)
-    or the config, whichever names one.
-    """
-    train = header.config.get("train")
-    candidates = (
-        getattr(header, "task", None),
-        header.extra.get("task"),
-        header.config.get("task"),
-        train.get("task") if isinstance(train, dict) else None,
-    )
-    return "classification" if "classification" in candidates else "regression"
-
-
 #: Per-example flags an estimator may leave after ``predict`` (attribute -> column).
 FLAG_ATTRIBUTES = {"atlas_used_": "atlas_used"}
 
@@ -263,7 +247,7 @@ def predict_file(
         classifier) and any flag columns the model reports; Parquet when ``out`` ends in
         ``.parquet``, AnnData when it ends in ``.h5ad`` (:mod:`histexpr.data.h5ad`, with
         the observed values when the data has them), else CSV. "submission": the course
-        CSV (``id``, ``expression``).
+        CSV (``id``, ``expression``; ``probability_high`` for a classifier).
     progress : bool
         Show a progress bar over the examples.
     log : callable, optional
@@ -281,11 +265,11 @@ def predict_file(
     int
         Number of predictions written.
     """
-    from histexpr.data.dataset import course_gene_ids
     from histexpr.data.submission import (
-        VALUE_COLUMNS,
         is_parquet,
+        output_gene_ids,
         prediction_table,
+        value_column,
         write_predictions,
         write_submission,
     )
@@ -316,8 +300,7 @@ def predict_file(
         observed.append(block.y)
         cells.append(block.cell)
         # Gene ids are canonical (ENSG...) in memory; course npz input keeps its integer ids.
-        course = block.meta.get("source_format") == "npz"
-        genes.append(course_gene_ids(block.gene) if course else block.gene)
+        genes.append(output_gene_ids(block.gene, block.meta))
         canonical.append(block.gene)
         if fmt == "tidy":
             flags.append(_flags(est, block))
@@ -326,8 +309,9 @@ def predict_file(
     pred = np.concatenate(preds)
     cell, gene = np.concatenate(cells), np.concatenate(genes)
     check_unique_examples(cell, gene, data_path)
+    task = model_task(read_header(model_dir))
     if fmt == "submission":
-        write_submission(pred, cell, gene, out)
+        write_submission(pred, cell, gene, out, value_column(task, "submission"))
         return len(pred)
     names = [n for n in (flags[0] if flags else {}) if all(n in f for f in flags)]
     columns = {n: np.concatenate([f[n] for f in flags]) for n in names}
@@ -341,9 +325,7 @@ def predict_file(
             ),
             **columns,
         }
-    header = read_header(model_dir)
-    value = VALUE_COLUMNS[model_task(header)]
-    table = prediction_table(pred, cell, gene, value, columns)
+    table = prediction_table(pred, cell, gene, value_column(task), columns)
     if not anndata_out:
         write_predictions(table, out)
         return len(pred)
@@ -351,7 +333,7 @@ def predict_file(
 
     if all(y is not None for y in observed):
         table["observed"] = np.concatenate(observed).astype(np.float64)
-    write_anndata(table, out, uns=model_uns(header))
+    write_anndata(table, out, uns=model_uns(read_header(model_dir)))
     return len(pred)
 
 

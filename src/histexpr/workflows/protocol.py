@@ -26,7 +26,7 @@ import pandas as pd
 from histexpr.atomic import atomic_path
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
-from histexpr.estimators import make_estimator
+from histexpr.estimators import fit_estimator, make_estimator
 from histexpr.evaluate import compute_metrics, is_label
 
 #: Columns of the protocol table (metrics of the test split).
@@ -130,14 +130,16 @@ def run_protocol(
         valids = [p[1] for p in parts.values() if p[1] is not None]
         valid = HistoneDataset.concat(valids) if valids else None
         log(f"training one {model} on {len(train)} examples of {len(parts)} cell types")
-        est = make_estimator(model, ov).fit(train, valid, run_dir=out / "model")
+        est = fit_estimator(make_estimator(model, ov), train, valid, run_dir=out / "model")
         if est.metrics_.get("selection"):
             log(f"{model}: {est.metrics_['selection']}")
         model_dirs["joint"] = est.save(out / "model")
         preds = {c: est.predict(test) for c, (_, _, test) in parts.items()}
     for cell, (train, valid, test) in parts.items():
         if not joint:
-            est = make_estimator(model, ov).fit(train, valid, run_dir=out / "models" / cell)
+            est = fit_estimator(
+                make_estimator(model, ov), train, valid, run_dir=out / "models" / cell
+            )
             model_dirs[cell] = est.save(out / "models" / cell)
             preds[cell] = est.predict(test)
         row = {

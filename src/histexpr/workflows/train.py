@@ -12,7 +12,7 @@ from histexpr.config import parse_overrides
 from histexpr.data.convert import load_dataset
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
-from histexpr.estimators import make_estimator, trains_network
+from histexpr.estimators import fit_estimator, make_estimator, trains_network
 from histexpr.estimators.auto import AutoResult, choose
 from histexpr.estimators.bundle import record_auto
 from histexpr.evaluate import evaluate_predictions
@@ -96,7 +96,7 @@ def train_model(
         raise HistexprError("--intervals applies to regression models, not classifiers")
     log(f"training {kind} on {len(data)} examples ({len(data.cells)} cell types)")
     fit_kw = {"resume": True} if (resume and trains_network(kind)) else {}
-    est.fit(data, valid, run_dir=Path(out), **fit_kw)
+    fit_estimator(est, data, valid, run_dir=Path(out), **fit_kw)
     if est.metrics_.get("selection"):
         log(f"{kind}: {est.metrics_['selection']}")
     valid_table = None
