@@ -34,6 +34,7 @@ from pathlib import Path
 
 from histexpr._runtime import dependency_versions, histexpr_version
 from histexpr.atomic import atomic_dir
+from histexpr.config import json_text
 from histexpr.data.dataset import TARGET_PASSTHROUGH
 from histexpr.errors import HistexprError
 
@@ -183,7 +184,7 @@ def write_header(
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    path.write_text(json_text(data))
 
 
 def seal(directory) -> dict:
@@ -369,10 +370,9 @@ def check_input(
 
 
 def save_metrics(directory, metrics: dict) -> None:
-    """Write ``metrics.json`` (plain JSON numbers and strings)."""
-    (Path(directory) / "metrics.json").write_text(
-        json.dumps(metrics, indent=2, sort_keys=True) + "\n"
-    )
+    """Write ``metrics.json``: standard JSON numbers and strings (an undefined metric,
+    NaN in memory, is ``null``)."""
+    (Path(directory) / "metrics.json").write_text(json_text(metrics))
 
 
 def load_metrics(directory) -> dict:

@@ -26,6 +26,7 @@ import pandas as pd
 from histexpr.atomic import atomic_path
 from histexpr.data.convert import load_dataset
 from histexpr.data.dataset import HistoneDataset
+from histexpr.data.submission import write_table
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
 from histexpr.estimators import DIFF_KINDS, load_estimator, make_estimator
@@ -174,8 +175,7 @@ def predict_diff(model_dir, data_path, pair, out, names=None, split=None) -> int
     data = load_pair_data(data_path, names, split, target="auto")
     p = pair_prediction(est, data, a, b)
     table = pd.DataFrame({"gene": p.gene, "cell_a": a, "cell_b": b, "predicted_lfc": p.predicted})
-    with atomic_path(Path(out)) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_table(table, out, float_format="%.6g")
     return len(table)
 
 
@@ -220,8 +220,7 @@ def evaluate_diff(
             )
     table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
     if out is not None:
-        with atomic_path(Path(out)) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6g")
+        write_table(table, out, float_format="%.6g")
     return DiffEvaluation(table, notes)
 
 

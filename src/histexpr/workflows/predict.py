@@ -241,7 +241,8 @@ def predict_file(
     fmt : {"tidy", "submission"}
         "tidy": columns ``cell``, ``gene``, ``prediction`` (``probability_high`` for a
         classifier) and any flag columns the model reports; Parquet when ``out`` ends in
-        ``.parquet``, else CSV. "submission": the course CSV (``id``, ``expression``).
+        ``.parquet``, tab-separated for ``.tsv``, else CSV. "submission": the course
+        CSV (``id``, ``expression``; other suffixes are refused).
     progress : bool
         Show a progress bar over the examples.
     log : callable, optional
@@ -259,13 +260,14 @@ def predict_file(
         VALUE_COLUMNS,
         is_parquet,
         prediction_table,
+        table_sep,
         write_predictions,
         write_submission,
     )
 
     if fmt not in FORMATS:
         raise HistexprError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if fmt == "submission" and is_parquet(out):
+    if fmt == "submission" and (is_parquet(out) or table_sep(out) != ","):
         raise HistexprError(f"{out}: the submission format is CSV; use a .csv name")
     _refuse_input_as_output(data_path, out)
     est = _load_model(model_dir)
