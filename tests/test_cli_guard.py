@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -136,6 +137,17 @@ def test_default_outputs_are_guarded_like_given_ones(project, capsys):
     assert "not a histexpr" in refused(capsys, "demo", "--run-dir", "data")
 
 
+def test_run_slots_are_the_runs_own_names(project):
+    from histexpr import runs
+    from histexpr.atomic import RUN_SLOTS
+    from histexpr.report import default_report_path
+
+    assert RUN_SLOTS == {
+        runs.EXPLAIN: "explain-dir",
+        default_report_path(project / "run").name: "report-file",
+    }
+
+
 def test_predict_never_replaces_a_runs_own_table(project, capsys):
     line = refused(capsys, "predict", "model", "data/train.h5", "-o", "run/predictions.csv")
     assert "run directory" in line
@@ -184,6 +196,14 @@ def test_resume_continues_only_an_interrupted_run_of_the_same_kind(project, caps
     # a finished network is not trained again from scratch by --resume
     line = refused(capsys, *train, "cnn", "--model", "convnet", *NEURAL, "--resume")
     assert "finished convnet model" in line
+    # the report hint of explain works as printed when the default report exists
+    assert run_cli("report", "cnn") == 0
+    capsys.readouterr()
+    args = ("--data", "data/train.h5", "--methods", "saliency", "--max-genes", "5")
+    assert run_cli("explain", "cnn", *args, "--n-genes", "1") == 0
+    out = capsys.readouterr().out
+    hint = next(line[6:] for line in out.splitlines() if line.startswith("next: "))
+    assert hint.endswith("--force") and run_cli(*shlex.split(hint)[1:]) == 0
     # one file mode for every model file, and standard JSON metrics (no NaN)
     for model in ("cnn", "model"):
         modes = {p.name: p.stat().st_mode & 0o777 for p in Path(model).iterdir()}
