@@ -1,8 +1,8 @@
 """The guard every command output goes through, and what counts as histexpr's own.
 
 :func:`guard_output` refuses, as one line, to write over an input of the
-command or inside an input folder, over a folder or file that histexpr did not
-write, over a previous output without ``force`` (default output paths
+command or a folder inside an input folder, over a folder or file that histexpr
+did not write, over a previous output without ``force`` (default output paths
 included), and anywhere inside a model or run directory: those have one writer
 each (:mod:`histexpr.estimators.bundle`, :mod:`histexpr.runs`), and only the
 slots a run directory keeps for its own explanation and report
