@@ -22,7 +22,7 @@ $(STAMP): $(PY) pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/histexpr demo
+	$(VENV)/bin/histexpr demo --force  # make demo runs it again: it replaces runs/demo
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

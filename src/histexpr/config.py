@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import typing
 from pathlib import Path
@@ -131,10 +132,29 @@ def override(cfg: T, overrides: dict[str, Any] | list[str] | None) -> T:
     return from_dict(type(cfg), data)
 
 
+def plain_json(value: Any) -> Any:
+    """``value`` as standard JSON data: NaN and infinities become ``null``, numpy
+    scalars and arrays plain numbers and lists, tuples lists."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy
+        return plain_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value: Any, indent: int | None = 2, sort_keys: bool = True) -> str:
+    """Standard JSON text of ``value`` (see :func:`plain_json`), ending with a newline."""
+    return json.dumps(plain_json(value), indent=indent, sort_keys=sort_keys, allow_nan=False) + "\n"
+
+
 def save_json(cfg: Any, path: str | os.PathLike) -> None:
-    """Write a config dataclass (or plain dict) to ``path`` as indented JSON."""
+    """Write a config dataclass (or plain dict) to ``path`` as indented standard JSON."""
     data = to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    Path(path).write_text(json_text(data))
 
 
 def load_json(cls: type[T], path: str | os.PathLike) -> T:

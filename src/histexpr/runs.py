@@ -12,6 +12,11 @@ writes, the way :mod:`histexpr.estimators.bundle` owns the model directory::
     data_summary.json   optional: per-cell-type input summary (written by the report layer)
     models/<name>/      one saved model per kind (a model directory)
     explain/            optional: the output of ``histexpr explain`` (an explanation folder)
+    report.html         optional: the output of ``histexpr report`` (its default path)
+
+Nothing else writes inside a run directory: ``explain/`` and ``report.html`` are the two
+slots other commands may fill (``histexpr.atomic.RUN_SLOTS``), and :func:`start_run`
+clears an earlier run before a new one is written into the same folder.
 
 An explanation folder holds ``explain.json`` (its header: format, the model directory it
 explains, methods, cells), ``attributions_<method>.npz`` (per-cell-type means),
@@ -25,6 +30,7 @@ one-line :class:`~histexpr.errors.HistexprError` naming the file and the key.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,8 +39,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from histexpr import atomic
 from histexpr._runtime import histexpr_version
 from histexpr.atomic import atomic_path
+from histexpr.config import json_text
 from histexpr.errors import HistexprError
 
 RUN_FORMAT = "histexpr-run"
@@ -103,6 +111,19 @@ class RunHeader:
 def is_run_dir(path) -> bool:
     """Whether ``path`` is a directory with a ``run.json``."""
     return (Path(path) / RUN_JSON).is_file()
+
+
+def start_run(run_dir) -> Path:
+    """Make ``run_dir`` a run directory being written: ``models/`` created, and an earlier
+    run there (finished or interrupted) removed first, so no file of it mixes with the
+    new one. Callers guard ``run_dir`` first (``histexpr.atomic.guard_output``: an earlier
+    run is replaced only with ``--force``, anything else never).
+    """
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not run_dir.is_symlink() and atomic.is_run_dir(run_dir):
+        shutil.rmtree(run_dir)
+    (run_dir / MODELS).mkdir(parents=True, exist_ok=True)
+    return run_dir
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -179,7 +200,7 @@ def write_run(
     }
     path = run_dir / RUN_JSON
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(header, indent=2) + "\n")
+        tmp.write_text(json_text(header, sort_keys=False))
     return path
 
 

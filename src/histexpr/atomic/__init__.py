@@ -8,7 +8,11 @@ output removes what a killed writer left behind, and nothing else.
 
 :func:`guard_output` is called before a command writes: it refuses, as one
 line, to write over an input of the command, over a folder or file that histexpr
-did not write, or over a previous output without ``force``.
+did not write, over a previous output without ``force``, or inside a model or
+run directory (see :mod:`histexpr.atomic.guard`).
+
+Every file of a folder written with :func:`atomic_dir` gets the same mode, that
+of a normal new file (``0o666`` less the umask), whichever library wrote it.
 """
 
 from __future__ import annotations
@@ -22,11 +26,15 @@ from pathlib import Path
 
 from histexpr.atomic.guard import (
     OUTPUT_KINDS,
+    PROTOCOL_TABLE,
+    RUN_SLOTS,
     guard_output,
     is_histexpr_dir,
     is_histexpr_file,
     is_model_dir,
+    is_protocol_dir,
     is_run_dir,
+    is_unfinished_model_dir,
 )
 from histexpr.atomic.temps import (
     _SIGINTS,
@@ -41,6 +49,8 @@ from histexpr.errors import HistexprError
 
 __all__ = [
     "OUTPUT_KINDS",
+    "PROTOCOL_TABLE",
+    "RUN_SLOTS",
     "STALE_AFTER_S",
     "AtomicFileWriter",
     "atomic_dir",
@@ -49,7 +59,9 @@ __all__ = [
     "is_histexpr_dir",
     "is_histexpr_file",
     "is_model_dir",
+    "is_protocol_dir",
     "is_run_dir",
+    "is_unfinished_model_dir",
     "remove_stale_temporaries",
     "reraise_interrupt",
     "stale_temporaries",
@@ -100,6 +112,19 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         raise
 
 
+def _normal_modes(folder: Path) -> None:
+    """One mode for every file (``0o666``) and folder (``0o777``) under ``folder``, less
+    the umask: libraries that write through ``mkstemp`` would leave some private."""
+    mask = _umask()
+    os.chmod(folder, 0o777 & ~mask)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o777 & ~mask)
+        for name in files:
+            if not os.path.islink(os.path.join(root, name)):
+                os.chmod(os.path.join(root, name), 0o666 & ~mask)
+
+
 @contextlib.contextmanager
 def atomic_dir(
     path: str | os.PathLike, ours: Callable[[Path], bool] | None = None
@@ -120,7 +145,7 @@ def atomic_dir(
     tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        _normal_modes(tmp)
         if path.exists():
             old = Path(
                 tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old.tmp", dir=path.parent)

@@ -1,8 +1,13 @@
 """The guard every command output goes through, and what counts as histexpr's own.
 
 :func:`guard_output` refuses, as one line, to write over an input of the
-command, over a folder or file that histexpr did not write, or over a previous
-output without ``force``.
+command or a folder inside an input folder, over a folder or file that histexpr
+did not write, over a previous output without ``force`` (default output paths
+included), and anywhere inside a model or run directory: those have one writer
+each (:mod:`histexpr.estimators.bundle`, :mod:`histexpr.runs`), and only the
+slots a run directory keeps for its own explanation and report
+(:data:`RUN_SLOTS`) are written there by other commands. With ``resume`` it
+accepts only an interrupted training run, which is continued, not replaced.
 """
 
 from __future__ import annotations
@@ -21,15 +26,27 @@ OUTPUT_KINDS = {
     "run-dir": "run directory",
     "explain-dir": "explanation folder",
     "dataset-file": "dataset file",
-    "table-file": "CSV table",
+    "table-file": "table",
     "report-file": "HTML report",
+    "protocol-dir": "protocol folder",
+    "download-dir": "download folder",
 }
-_DIR_KINDS = {"model-dir", "run-dir", "explain-dir"}
+_DIR_KINDS = {"model-dir", "run-dir", "explain-dir", "protocol-dir", "download-dir"}
+#: Outputs of other commands that a run directory keeps as its own parts, by name:
+#: its explanation (``histexpr.runs.EXPLAIN``) and its default report
+#: (``histexpr.report.default_report_path``). Nothing else is written inside a
+#: model or run directory except by its owner.
+RUN_SLOTS = {"explain": "explain-dir", "report.html": "report-file"}
+#: The table ``histexpr protocol`` writes into its folder, and its first columns.
+PROTOCOL_TABLE = "protocol.csv"
+_PROTOCOL_HEADER = "cell,n_train,"
+_PROTOCOL_NAMES = {PROTOCOL_TABLE, "models", "model"}
 #: Files a DeepChrome cell-type folder holds (written by histexpr.data.deepchrome).
 _DEEPCHROME_FILES = {"train.csv", "valid.csv", "test.csv"}
 #: First CSV header fields of the tables histexpr writes (submission, tidy
-#: predictions, evaluation tables).
-_TABLE_HEADERS = ("id,", "cell,", "model,")
+#: predictions, evaluation tables, predicted log fold changes); a ``.tsv`` table
+#: has tabs instead of commas.
+_TABLE_HEADERS = ("id,", "cell,", "model,", "gene,cell_a,cell_b,")
 _PARQUET_MAGIC = b"PAR1"
 #: Files of an explanation folder (histexpr.workflows.explain).
 _EXPLAIN_FILE = re.compile(
@@ -90,6 +107,28 @@ def is_run_dir(path: str | os.PathLike) -> bool:
     return names == {"models"} and (path / "models").is_dir()
 
 
+def is_unfinished_model_dir(path: str | os.PathLike) -> bool:
+    """A model directory whose training was interrupted: it holds ``checkpoints/``.
+
+    A finished model never does (the saved bundle replaces the whole directory), so
+    this is what ``train --resume`` continues.
+    """
+    path = Path(path)
+    return (path / "checkpoints").is_dir() and is_model_dir(path)
+
+
+def is_protocol_dir(path: str | os.PathLike) -> bool:
+    """A folder written by ``histexpr protocol``: ``protocol.csv`` (ours) and its models."""
+    path = Path(path)
+    names = set(_entries(path))
+    if PROTOCOL_TABLE not in names or not names <= _PROTOCOL_NAMES:
+        return False
+    head = _head(path / PROTOCOL_TABLE, 64).decode("utf-8", errors="replace")
+    return head.startswith(_PROTOCOL_HEADER) and all(
+        (path / n).is_dir() for n in names - {PROTOCOL_TABLE}
+    )
+
+
 def is_histexpr_dir(path: str | os.PathLike) -> bool:
     """Whether histexpr may replace the folder ``path``: it is empty, a model or
     run directory, an explanation folder, or a DeepChrome cell-type folder."""
@@ -148,7 +187,8 @@ def is_histexpr_file(path: str | os.PathLike, kind: str) -> bool:
         return False
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
     if kind == "table-file":
-        return text.startswith(_TABLE_HEADERS)
+        tabbed = tuple(h.replace(",", "\t") for h in _TABLE_HEADERS)
+        return text.startswith(_TABLE_HEADERS + tabbed)
     if kind == "report-file":
         return text.startswith("<!DOCTYPE html>") and "<title>histexpr report" in text
     return False
@@ -170,8 +210,77 @@ def _is_our_h5ad(path: Path) -> bool:
 # --------------------------------------------------------------------------- the guard
 
 
+def _a(noun: str) -> str:
+    """``noun`` with its indefinite article ("an HTML report")."""
+    return f"{'an' if noun[0] in 'aeiouH' else 'a'} {noun}"
+
+
 def _resolve(path) -> Path:
     return Path(os.path.abspath(os.path.expanduser(os.fspath(path)))).resolve()
+
+
+def _model_kind(path: Path) -> str:
+    header = _json_file(path / "model.json") or {}
+    return str(header.get("kind") or "")
+
+
+def _owner_dir(out: Path) -> tuple[Path, str] | None:
+    """The nearest model or run directory above ``out`` (a finished one, or an
+    interrupted training run), with its noun; None when there is none."""
+    for parent in out.parents:
+        if parent == Path(parent.anchor):
+            break
+        if is_model_dir(parent):
+            return parent, "model directory"
+        run = _json_file(parent / "run.json")
+        if run is not None and (run.get("format") == "histexpr-run" or "command" in run):
+            return parent, "run directory"
+    return None
+
+
+def _slot_of(out: Path, kind: str, sources: list[Path]) -> Path | None:
+    """The run directory whose own slot ``out`` is (its explanation or report), when
+    the command reads that run (an input is the run or inside it); else None."""
+    run = out.parent
+    if RUN_SLOTS.get(out.name) != kind or not (run / "run.json").is_file():
+        return None
+    if not any(src == run or run in src.parents for src in sources):
+        return None
+    return run if is_run_dir(run) else None
+
+
+def _check_inside(raw: str, out: Path, kind: str, inputs: list, sources: list[Path]) -> None:
+    """Refuse an output inside an input folder or inside a model or run directory."""
+    slot = _slot_of(out, kind, sources)
+    # a folder inside an input folder would be read with it (a DeepChrome folder takes
+    # any sub-folder for a cell type); files inside model and run directories: below
+    for item, src in zip(inputs, sources, strict=True):
+        if kind in _DIR_KINDS and src != slot and src in out.parents and src.is_dir():
+            raise HistexprError(
+                f"{raw}: is inside the input folder {item}; choose an output outside it"
+            )
+    owner = _owner_dir(out)
+    if owner is not None and owner[0] != slot:
+        raise HistexprError(
+            f"{raw}: is inside the {owner[1]} {owner[0]}, which only its owner writes; "
+            "choose an output outside it"
+        )
+
+
+def _check_resume(raw: str, out: Path) -> None:
+    """``train --resume``: only an interrupted training run is continued."""
+    if is_unfinished_model_dir(out):
+        return
+    if out.is_dir() and is_model_dir(out):
+        kind = _model_kind(out)
+        raise HistexprError(
+            f"{raw}: is a finished {kind + ' ' if kind else ''}model; --resume continues only "
+            "an interrupted training run (to train it again: --force without --resume)"
+        )
+    if not out.exists() or (out.is_dir() and not _entries(out)):
+        raise HistexprError(f"{raw}: no interrupted training run to resume; train without --resume")
+    noun = "file" if not out.is_dir() else "folder that is not a histexpr model directory"
+    raise HistexprError(f"{raw}: is a {noun}; --resume continues only an interrupted training run")
 
 
 def guard_output(
@@ -179,22 +288,29 @@ def guard_output(
     kind: str,
     inputs: Iterable[str | os.PathLike | None] = (),
     force: bool = False,
+    resume: bool = False,
 ) -> Path:
     """Refuse (one line) an output that would destroy anything but our own output.
 
     Parameters
     ----------
     path : str or PathLike
-        The output the command is about to write.
+        The output the command is about to write (a default path as well as a given one).
     kind : str
-        One of :data:`OUTPUT_KINDS`: "model-dir", "run-dir", "explain-dir"
-        (folders) or "dataset-file", "table-file", "report-file" (files).
+        One of :data:`OUTPUT_KINDS`: "model-dir", "run-dir", "explain-dir",
+        "protocol-dir" (folders) or "dataset-file", "table-file", "report-file" (files);
+        "download-dir" is a folder that files are added to: only a file there and a
+        path inside a model or run directory are refused.
     inputs : iterable of paths
         The command's inputs (None entries are skipped): the output may be none
-        of them, and a folder output may not hold one.
+        of them, and a folder output may neither hold one nor lie inside an input folder.
     force : bool
         Replace an existing output of the same kind that histexpr wrote.
         Nothing else is ever replaced.
+    resume : bool
+        "model-dir" only (``train --resume``): the output must be an interrupted
+        training run (:func:`is_unfinished_model_dir`), which is continued; a
+        finished model, a new name or anything else is refused, ``force`` or not.
 
     Returns
     -------
@@ -206,16 +322,28 @@ def guard_output(
     HistexprError
         ``.``/``..``/empty names, a file where a folder is expected (or the
         reverse), a folder that does not exist for a file output, an input of
-        the command, anything histexpr did not write, or an existing output
-        without ``force``.
+        the command, a folder inside an input folder, a path inside a model or
+        run directory (but a run's own slots, :data:`RUN_SLOTS`), anything
+        histexpr did not write, or an existing output without ``force`` (an
+        interrupted training run: pointing to ``--resume``).
     """
     if kind not in OUTPUT_KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
+    if resume and kind != "model-dir":
+        raise ValueError("resume applies to model directories")
     noun = OUTPUT_KINDS[kind]
     is_dir_kind = kind in _DIR_KINDS
     raw = os.fspath(path)
+    if kind == "download-dir":
+        # downloads add files of their own names to a folder (and never replace a file
+        # that is not the one they fetch: histexpr.data.download), so any folder will do
+        out = _resolve(path)
+        if out.exists() and not out.is_dir():
+            raise HistexprError(f"{raw}: is a file; {_a(noun)} is a folder, give a new name")
+        _check_inside(raw, out, kind, [], [])
+        return Path(path)
     if raw.strip() in ("", ".", "..") or Path(raw).name in ("", ".", ".."):
-        raise HistexprError(f"{raw or repr(raw)}: not a {noun} name; give a new name")
+        raise HistexprError(f"{raw or repr(raw)}: not {_a(noun)} name; give a new name")
     out = _resolve(path)
     cwd = _resolve(os.getcwd())
     if out == Path(out.anchor) or out == cwd or out in cwd.parents:
@@ -227,37 +355,49 @@ def guard_output(
             break
     if not is_dir_kind and not out.parent.is_dir():
         raise HistexprError(f"{raw}: folder {out.parent} does not exist; create it first")
-    for item in inputs:
-        if item is None:
-            continue
-        src = _resolve(item)
+    inputs = [item for item in inputs if item is not None]
+    sources = [_resolve(item) for item in inputs]
+    for item, src in zip(inputs, sources, strict=True):
         if src == out:
             raise HistexprError(f"{raw}: is an input of this command; choose another output")
         if is_dir_kind and out in src.parents:
             raise HistexprError(f"{raw}: holds the input {item}; choose another output")
         if out.exists() and src.exists() and os.path.samefile(out, src):
             raise HistexprError(f"{raw}: is an input of this command; choose another output")
+    _check_inside(raw, out, kind, inputs, sources)
+    if resume:
+        _check_resume(raw, out)
+        return Path(path)
     if not (out.exists() or out.is_symlink()):
         return Path(path)
     if out.is_dir():
         if not is_dir_kind:
-            raise HistexprError(f"{raw}: is a folder; a {noun} is a file, give a file name")
+            raise HistexprError(f"{raw}: is a folder; {_a(noun)} is a file, give a file name")
         if not _entries(out):
             return Path(path)
-        ours = {"model-dir": is_model_dir, "run-dir": is_run_dir}.get(kind, is_histexpr_dir)
+        ours = {
+            "model-dir": is_model_dir,
+            "run-dir": is_run_dir,
+            "protocol-dir": is_protocol_dir,
+        }.get(kind, is_histexpr_dir)
         if not ours(out):
             raise HistexprError(
                 f"{raw}: is a folder that is not a histexpr {noun}; refusing to replace it "
                 "(choose a new name)"
             )
+        if kind == "model-dir" and is_unfinished_model_dir(out) and not force:
+            raise HistexprError(
+                f"{raw}: holds an interrupted training run; run the same command with "
+                "--resume to continue it, or --force to start again"
+            )
     else:
         if is_dir_kind:
-            raise HistexprError(f"{raw}: is a file; a {noun} is a folder, give a new name")
+            raise HistexprError(f"{raw}: is a file; {_a(noun)} is a folder, give a new name")
         if not is_histexpr_file(out, kind):
             raise HistexprError(
-                f"{raw}: exists and is not a {noun} histexpr wrote; refusing to replace it "
+                f"{raw}: exists and is not {_a(noun)} histexpr wrote; refusing to replace it "
                 "(choose a new name)"
             )
     if not force:
-        raise HistexprError(f"{raw}: exists (a {noun}); use --force to replace it")
+        raise HistexprError(f"{raw}: exists ({_a(noun)}); use --force to replace it")
     return Path(path)

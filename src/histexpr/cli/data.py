@@ -359,11 +359,17 @@ def download(
     extract: Annotated[bool, typer.Option(help="Unpack the DeepChrome archive.")] = False,
     dry_run: Annotated[bool, typer.Option(help="List what would be fetched.")] = False,
     base_url: Annotated[str | None, typer.Option(help="Mirror to fetch from.")] = None,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Fetch again a file whose name a different file holds."),
+    ] = False,
 ):
     """Download public data sets (only when you ask; resumable, verified)."""
     from histexpr.data.dataset import MARKS
+    from histexpr.data.download import default_cache_dir
     from histexpr.data.download import download as _download
 
+    guard_output(dest or default_cache_dir() / source, "download-dir")
     cell_arg = "all" if cells == "all" else (_csv_list(cells) or None)
     paths = _download(
         source,
@@ -373,6 +379,7 @@ def download(
         base_url=base_url,
         extract=extract,
         dry_run=dry_run,
+        force=force,
     )
     for p in paths:
         console.print(str(p))

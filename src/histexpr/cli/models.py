@@ -140,7 +140,11 @@ def train(
         list[str] | None, typer.Option("--set", help="Config override field=value (repeatable).")
     ] = None,
     resume: Annotated[
-        bool, typer.Option(help="Resume an interrupted neural run in the same --out.")
+        bool,
+        typer.Option(
+            help="Continue an interrupted neural run in the same --out (same kind, "
+            "settings and data); a finished model is never resumed."
+        ),
     ] = False,
     workers: Annotated[
         int | None, typer.Option(help="Train ensemble members on a local Dask cluster of N.")
@@ -198,9 +202,19 @@ def train(
         raise HistexprError(f"--atlas and --atlas-values apply to the atlas kinds, not {model}")
     if atlas_file is not None and not atlas_file.is_file():
         raise HistexprError(f"{atlas_file}: atlas table not found")
+    if resume:
+        from histexpr.estimators import DIFF_KINDS, trains_network
+
+        if not trains_network(model) or model in DIFF_KINDS:
+            raise HistexprError(
+                f"--resume continues an interrupted neural training; {model} has no "
+                "checkpoints to continue (train without --resume)"
+            )
     if is_global_zero():
         inputs = [data, expression] + ([atlas_file] if atlas_file is not None else [])
-        guard_output(out, "model-dir", inputs, force=force or resume)
+        # --resume continues only an interrupted run (same kind, settings and data: the
+        # run's fingerprint, histexpr.training.fingerprint); never a finished model
+        guard_output(out, "model-dir", inputs, force=force, resume=resume)
     if not 0 <= valid_fraction < 1:
         raise HistexprError(f"--valid-fraction must be in [0, 1), got {valid_fraction}")
     if valid_fraction == 0 and not valid_split:
@@ -349,6 +363,15 @@ def evaluate(
         console.print(f"wrote {out} and {per_cell_path(out)}")
 
 
+def _cell_text(value) -> str:
+    """A protocol table value as printed: floats to 3 decimals, missing values blank."""
+    import pandas as pd
+
+    if value is None or value is pd.NA:
+        return ""
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
 @app.command()
 def protocol(
     folder: Annotated[Path, typer.Argument(help="DeepChrome folder (cell folders or one cell).")],
@@ -367,10 +390,12 @@ def protocol(
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Config override field=value (repeatable).")
     ] = None,
+    force: Force = False,
 ):
     """The DeepChrome protocol: train on train.csv, choose on valid.csv, score test.csv."""
     from histexpr.workflows.protocol import run_protocol
 
+    guard_output(out, "protocol-dir", [folder], force=force)
     result = run_protocol(
         folder,
         out,
@@ -386,7 +411,7 @@ def protocol(
     for c in result.table.columns:
         t.add_column(c)
     for row in result.table.itertuples(index=False):
-        t.add_row(*[f"{v:.3f}" if isinstance(v, float) else str(v) for v in row])
+        t.add_row(*[_cell_text(v) for v in row])
     console.print(t)
     console.print(f"wrote {result.table_path}")
 

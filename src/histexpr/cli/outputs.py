@@ -59,13 +59,16 @@ def explain(
     """Attribution maps (marks x bins) per cell type and per gene; attention for AttentiveChrome.
 
     A model directory is explained into MODEL_DIR.explain (never into the model);
-    an explanation folder of another model is never replaced.
+    the same model's explanation is replaced, one of another model never, and
+    nothing is written inside a model or run directory but the run's own explain/.
     """
     if pair:
+        from histexpr.runs import model_explain_dir
         from histexpr.workflows.diff import explain_diff
 
         if data is None:
             raise HistexprError("explain --pair needs --data")
+        guard_output(out or model_explain_dir(path), "explain-dir", [data, path], force=True)
         for f in explain_diff(path, data, pair, out, names):
             console.print(f"wrote {escape(str(f))}", soft_wrap=True, highlight=False)
         return
@@ -115,9 +118,9 @@ def report(
     """Write one self-contained HTML report of a run or a model (opens offline)."""
     from histexpr.report import default_report_path, write_report
 
-    # the default report belongs to its run or model and is regenerated freely
+    # the default path gets the rules of a given one: an earlier report needs --force
     dest = out or default_report_path(path)
-    guard_output(dest, "report-file", [path], force=force or not out)
+    guard_output(dest, "report-file", [path], force=force)
     written = write_report(path, out, _csv_list(cells) or None, explain_dir=explain_dir)
     console.print(f"wrote {escape(str(written))}", soft_wrap=True, highlight=False)
 
@@ -130,11 +133,13 @@ def demo(
     differential: Annotated[
         bool, typer.Option(help="Add the differential section (diff-ridge on two cell pairs).")
     ] = True,
+    force: Force = False,
 ):
     """The main job: train baselines, the atlas models and the CNN ensemble, and compare."""
     from histexpr.workflows import run_demo
 
-    guard_output(run_dir, "run-dir", force=True)  # reruns reuse it; other folders are refused
+    # an earlier run (the default runs/demo as well) is replaced only with --force
+    guard_output(run_dir, "run-dir", force=force)
     result = run_demo(
         run_dir,
         models=_csv_list(models) or None,

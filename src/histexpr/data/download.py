@@ -159,7 +159,9 @@ def _verify(remote: RemoteFile, path: Path) -> str | None:
     return None
 
 
-def download_file(remote: RemoteFile, dest, timeout: float = 30.0, progress: bool = True) -> Path:
+def download_file(
+    remote: RemoteFile, dest, timeout: float = 30.0, progress: bool = True, force: bool = False
+) -> Path:
     """Fetch one file into the folder ``dest``, resuming a previous ``.part``.
 
     Returns
@@ -171,13 +173,22 @@ def download_file(remote: RemoteFile, dest, timeout: float = 30.0, progress: boo
     ------
     HistexprError
         Server unreachable, HTTP error, truncated transfer (the ``.part`` is kept
-        for resuming) or failed verification (the ``.part`` is removed).
+        for resuming), failed verification (the ``.part`` is removed), or a file of
+        the same name that is not the verified file, without ``force`` (it is
+        replaced only with ``force``).
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     final = dest / remote.name
-    if final.exists() and _verify(remote, final) is None:
-        return final
+    if final.exists():
+        problem = _verify(remote, final) if final.is_file() else "not a file"
+        if problem is None:
+            return final
+        if not force or not final.is_file():
+            raise HistexprError(
+                f"{final}: exists and is not the verified {remote.name} ({problem}); "
+                "refusing to replace it (use --force to fetch it again)"
+            )
     part = dest / (remote.name + ".part")
     offset = part.stat().st_size if part.exists() else 0
     request = urllib.request.Request(remote.url, headers={"User-Agent": "histexpr"})
@@ -279,6 +290,7 @@ def download(
     timeout: float = 30.0,
     progress: bool = True,
     dry_run: bool = False,
+    force: bool = False,
 ) -> list[Path]:
     """Download a source's files (see the module docstring).
 
@@ -303,6 +315,9 @@ def download(
         Show a byte progress bar per file.
     dry_run : bool
         Return the target paths without fetching anything.
+    force : bool
+        Fetch again a file whose name is taken by one that fails verification
+        (without it, such a file is refused, never replaced).
 
     Returns
     -------
@@ -313,7 +328,7 @@ def download(
     dest = Path(dest) if dest is not None else default_cache_dir() / source
     if dry_run:
         return [dest / f.name for f in files]
-    paths = [download_file(f, dest, timeout=timeout, progress=progress) for f in files]
+    paths = [download_file(f, dest, timeout, progress, force) for f in files]
     if source == "deepchrome" and extract:
         return extract_deepchrome(paths[0], _cells(cells, source), dest)
     return paths

@@ -4,8 +4,11 @@ Tidy form (the default output of ``histexpr predict``): one row per example with
 columns ``cell``, ``gene`` and the prediction (``prediction`` for regression,
 ``probability_high`` -- the probability of above-median expression -- for a
 classifier), then any per-example flag columns a model reports (e.g. whether an
-atlas was used). Written as CSV, or as Parquet when the path ends in
-``.parquet``. Any cell id is allowed.
+atlas was used). Written as CSV, as tab-separated text when the path ends in
+``.tsv`` or ``.tab``, or as Parquet when it ends in ``.parquet``. Any cell id is allowed.
+
+:func:`write_table` is the one writer of every table a command writes (``predict``,
+``evaluate``, their ``--pair`` forms): the suffix of the path picks the format.
 
 Submission form (``--format submission``, the course's): two columns, ``id`` =
 ``{cell}_{gene id}`` (e.g. ``E003_3``) and ``expression`` (the prediction, on the
@@ -93,6 +96,33 @@ def output_gene_ids(gene, meta: dict | None = None) -> np.ndarray:
     return canonical_gene_ids(gene)
 
 
+#: Suffixes of tab-separated tables (any other suffix but Parquet's is CSV).
+TSV_SUFFIXES = (".tsv", ".tab")
+
+
+def table_sep(path) -> str:
+    """The field separator of a text table at ``path``: a tab for ``.tsv``/``.tab``."""
+    return "\t" if Path(path).suffix.lower() in TSV_SUFFIXES else ","
+
+
+def write_table(df: pd.DataFrame, path, float_format: str | None = None) -> Path:
+    """Write a table atomically in the format its suffix names: Parquet for ``.parquet``
+    (``.pq``), tab-separated for ``.tsv``/``.tab``, else CSV.
+
+    ``float_format=None`` writes floats at full precision (read back identical)."""
+    if is_parquet(path):
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:  # pragma: no cover - pyarrow is a dependency
+            raise DataError("writing Parquet needs pyarrow (pip install pyarrow)", path) from None
+        with atomic_path(path, suffix=".parquet") as tmp:
+            df.to_parquet(tmp, index=False)
+    else:
+        with atomic_path(path, suffix=Path(path).suffix or ".csv") as tmp:
+            df.to_csv(tmp, index=False, sep=table_sep(path), float_format=float_format)
+    return Path(path)
+
+
 def _check(df: pd.DataFrame, path) -> None:
     column = df.columns[1]
     pred = df[column].to_numpy()
@@ -135,10 +165,8 @@ def write_submission(pred, cell, gene, path, column: str = "expression") -> Path
         raise DataError(f"{pred.shape[0]} predictions for {ids.shape[0]} ids", path, column)
     df = pd.DataFrame({"id": ids, column: pred})
     _check(df, path)
-    with atomic_path(path, suffix=".csv") as tmp:
-        # repr-precision floats: reading back gives the identical float64 values.
-        df.to_csv(tmp, index=False, float_format=None)
-    return Path(path)
+    # repr-precision floats: reading back gives the identical float64 values.
+    return write_table(df, path)
 
 
 def read_submission(path, expected_ids: Collection[str] | None = None) -> pd.DataFrame:
@@ -162,7 +190,7 @@ def read_submission(path, expected_ids: Collection[str] | None = None) -> pd.Dat
     try:
         # round_trip: pandas < 3 parses the 17 written digits to the nearest double
         # only with this flag (its fast parser can be 1 ulp off)
-        df = pd.read_csv(path, dtype={"id": str}, float_precision="round_trip")
+        df = pd.read_csv(path, dtype={"id": str}, sep=table_sep(path), float_precision="round_trip")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"malformed CSV ({str(exc).splitlines()[0]})", path) from None
     if tuple(df.columns) != COLUMNS:
@@ -250,21 +278,11 @@ def is_parquet(path) -> bool:
 
 
 def write_predictions(table: pd.DataFrame, path) -> Path:
-    """Write a tidy prediction table atomically: Parquet for ``.parquet``, else CSV.
+    """Write a tidy prediction table atomically (:func:`write_table`).
 
     Floats are written at full precision: reading back gives the same float64 values.
     """
-    if is_parquet(path):
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:  # pragma: no cover - pyarrow is a dependency
-            raise DataError("writing Parquet needs pyarrow (pip install pyarrow)", path) from None
-        with atomic_path(path, suffix=".parquet") as tmp:
-            table.to_parquet(tmp, index=False)
-    else:
-        with atomic_path(path, suffix=".csv") as tmp:
-            table.to_csv(tmp, index=False, float_format=None)
-    return Path(path)
+    return write_table(table, path)
 
 
 def read_predictions(path) -> pd.DataFrame:
@@ -276,7 +294,12 @@ def read_predictions(path) -> pd.DataFrame:
         if is_parquet(path):
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path, dtype={"cell": str, "gene": str}, float_precision="round_trip")
+            df = pd.read_csv(
+                path,
+                dtype={"cell": str, "gene": str},
+                sep=table_sep(path),
+                float_precision="round_trip",
+            )
     except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"unreadable prediction table ({str(exc).splitlines()[0]})", path) from None
     missing = [c for c in TIDY_KEYS if c not in df.columns]

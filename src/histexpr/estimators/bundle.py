@@ -37,6 +37,7 @@ from pathlib import Path
 
 from histexpr._runtime import dependency_versions, histexpr_version
 from histexpr.atomic import atomic_dir, atomic_path
+from histexpr.config import json_text
 from histexpr.errors import HistexprError
 from histexpr.estimators.contract import (  # noqa: F401 - the contract, re-exported
     DEFAULT_BIN_SIZE,
@@ -159,7 +160,7 @@ def write_header(
 
 
 def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    path.write_text(json_text(data))
 
 
 def seal(directory) -> dict:
@@ -282,10 +283,9 @@ def _from_data(data: dict, path: Path, genes) -> BundleHeader:
 
 
 def save_metrics(directory, metrics: dict) -> None:
-    """Write ``metrics.json`` (plain JSON numbers and strings)."""
-    (Path(directory) / "metrics.json").write_text(
-        json.dumps(metrics, indent=2, sort_keys=True) + "\n"
-    )
+    """Write ``metrics.json``: standard JSON numbers and strings (an undefined metric,
+    NaN in memory, is ``null``)."""
+    (Path(directory) / "metrics.json").write_text(json_text(metrics))
 
 
 def load_metrics(directory) -> dict:

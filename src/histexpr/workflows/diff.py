@@ -27,7 +27,7 @@ from histexpr.atomic import atomic_path
 from histexpr.config import parse_overrides
 from histexpr.data.convert import load_dataset
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
-from histexpr.data.submission import output_gene_ids, value_column
+from histexpr.data.submission import output_gene_ids, value_column, write_table
 from histexpr.data.validate import check_cells
 from histexpr.errors import HistexprError
 from histexpr.estimators import DIFF_KINDS, fit_estimator, load_estimator, make_estimator
@@ -232,8 +232,7 @@ def predict_diff(model_dir, data_path, pair, out, names=None, split=None, interv
     table = pd.DataFrame({"gene": gene, "cell_a": a, "cell_b": b, column: p.predicted})
     if calibration is not None:
         table["lower"], table["upper"] = _pair_bounds(model_dir, calibration, interval, est, p)
-    with atomic_path(Path(out)) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
+    write_table(table, out, float_format="%.6g")
     return len(table)
 
 
@@ -347,8 +346,7 @@ def evaluate_diff(
     extra = ["level", "coverage", "mean_width"] if calibration is not None else []
     table = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *extra])
     if out is not None:
-        with atomic_path(Path(out)) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.6g")
+        write_table(table, out, float_format="%.6g")
     return DiffEvaluation(table, notes)
 
 

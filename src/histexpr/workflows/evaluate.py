@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from histexpr.atomic import atomic_path
+from histexpr.data.submission import write_table
 from histexpr.data.validate import check_cells, check_unique_examples
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import check_target, holds_labels, model_task, read_header
@@ -107,15 +106,6 @@ def intervals_path(out) -> Path:
     out = Path(out)
     suffix = out.suffix or ".csv"
     return out.with_name(f"{out.stem if out.suffix else out.name}.intervals{suffix}")
-
-
-def _write_table(df: pd.DataFrame, path: Path) -> None:
-    if path.suffix.lower() == ".parquet":
-        with atomic_path(path, suffix=".parquet") as tmp:
-            df.to_parquet(tmp, index=False)
-    else:
-        with atomic_path(path, suffix=".csv") as tmp:
-            df.to_csv(tmp, index=False)
 
 
 def evaluate_model(
@@ -230,8 +220,8 @@ def evaluate_model(
         evaluation.intervals = interval_coverage(np.concatenate(ys), lower, upper, group, level)
         evaluation.notes += [f"intervals: {n}" for n in calibration.notes if "too narrow" in n]
     if out is not None:
-        _write_table(evaluation.table, Path(out))
-        _write_table(evaluation.per_cell, per_cell_path(out))
+        write_table(evaluation.table, Path(out))
+        write_table(evaluation.per_cell, per_cell_path(out))
         if evaluation.intervals is not None:
-            _write_table(evaluation.intervals, intervals_path(out))
+            write_table(evaluation.intervals, intervals_path(out))
     return evaluation

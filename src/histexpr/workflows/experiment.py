@@ -39,7 +39,7 @@ from histexpr.evaluate import (
     fitting_metrics,
     keep_metrics,
 )
-from histexpr.runs import write_run
+from histexpr.runs import start_run, write_run
 
 DEFAULT_MODELS = ("global-mean", "gene-mean", "ridge", "random-forest", "lightgbm", "ensemble")
 
@@ -171,10 +171,9 @@ def run_experiment(
         raise ConfigError(
             f"unknown model kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}"
         )
-    run_dir = Path(run_dir)
-    (run_dir / "models").mkdir(parents=True, exist_ok=True)
     unseen = resolve_unseen_cells(data, config.unseen_cells)
     train, valid, test = split_examples(data, config, unseen)
+    run_dir = start_run(run_dir)
     train_cells = train.cells
     log(
         f"data: {len(data)} examples, {len(data.cells)} cell types ({len(unseen)} unseen); "

@@ -18,7 +18,6 @@ of its histone part (the atlas features held fixed).
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,6 +52,7 @@ from histexpr.workflows.explain_atlas import (
     atlas_prior_table,
     explain_atlas_prior,
     prior_note,
+    report_hint,
     summary_head,
 )
 
@@ -207,10 +207,6 @@ def check_request(methods, n_steps: int, max_per_cell: int | None, n_genes: int)
         raise ConfigError(f"n_genes (per-gene maps per cell type) must be >= 0, not {n_genes}")
 
 
-def _hint(*words) -> str:
-    return " ".join(shlex.quote(str(w)) for w in words)
-
-
 def explain_run(
     path,
     data: HistoneDataset,
@@ -353,10 +349,7 @@ def explain_run(
         (tmp / runs.EXPLAIN_JSON).write_text(json.dumps(summary, indent=2) + "\n")
         names.append(runs.EXPLAIN_JSON)
     result.files = [out_dir / n for n in names]
-    report = ["histexpr", "report", target.path]
-    if out_dir != target.default_out:
-        report += ["--explain", out_dir]
-    result.hints.append(_hint(*report))
+    result.hints.append(report_hint(target, out_dir))
     return result
 
 

@@ -96,8 +96,18 @@ def explain_atlas_prior(target, est, part: HistoneDataset, out_dir: Path, notes)
         }
         (tmp / runs.EXPLAIN_JSON).write_text(json.dumps(summary, indent=2) + "\n")
     result.files = [out_dir / runs.ATLAS_PRIOR, out_dir / runs.EXPLAIN_JSON]
+    result.hints.append(report_hint(target, out_dir))
+    return result
+
+
+def report_hint(target, out_dir: Path) -> str:
+    """The ``histexpr report`` command that shows the explanation in ``out_dir``, as
+    printed (with ``--force`` when the report it writes exists: it works as printed)."""
+    from histexpr.report import default_report_path
+
     report = ["histexpr", "report", target.path]
     if out_dir != target.default_out:
         report += ["--explain", out_dir]
-    result.hints.append(" ".join(shlex.quote(str(w)) for w in report))
-    return result
+    if default_report_path(target.path).exists():
+        report.append("--force")
+    return " ".join(shlex.quote(str(w)) for w in report)

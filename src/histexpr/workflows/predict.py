@@ -245,9 +245,10 @@ def predict_file(
     fmt : {"tidy", "submission"}
         "tidy": columns ``cell``, ``gene``, ``prediction`` (``probability_high`` for a
         classifier) and any flag columns the model reports; Parquet when ``out`` ends in
-        ``.parquet``, AnnData when it ends in ``.h5ad`` (:mod:`histexpr.data.h5ad`, with
-        the observed values when the data has them), else CSV. "submission": the course
-        CSV (``id``, ``expression``; ``probability_high`` for a classifier).
+        ``.parquet``, tab-separated for ``.tsv``, AnnData when it ends in ``.h5ad``
+        (:mod:`histexpr.data.h5ad`, with the observed values when the data has them), else
+        CSV. "submission": the course CSV (``id``, ``expression``; ``probability_high`` for a
+        classifier; other suffixes than ``.csv`` are refused).
     progress : bool
         Show a progress bar over the examples.
     log : callable, optional
@@ -269,6 +270,7 @@ def predict_file(
         is_parquet,
         output_gene_ids,
         prediction_table,
+        table_sep,
         value_column,
         write_predictions,
         write_submission,
@@ -279,7 +281,7 @@ def predict_file(
     from histexpr.data.h5ad import is_h5ad
 
     anndata_out = is_h5ad(out)
-    if fmt == "submission" and (is_parquet(out) or anndata_out):
+    if fmt == "submission" and (is_parquet(out) or anndata_out or table_sep(out) != ","):
         raise HistexprError(f"{out}: the submission format is CSV; use a .csv name")
     _refuse_input_as_output(data_path, out)
     calibration = _calibration(model_dir, interval, fmt)

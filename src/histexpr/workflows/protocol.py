@@ -11,7 +11,9 @@ packaged Roadmap matrix; the AUC is then that of the median split of each cell
 type, DeepChrome's own labelling rule).
 
 Outputs under ``out``: ``protocol.csv`` (one row per cell type, then a ``mean``
-row) and the model(s): ``models/<cell>/`` or ``model/``.
+row: the mean of each metric, the example counts left blank) and the model(s):
+``models/<cell>/`` or ``model/``. The folder is written under a temporary name and
+moved into place when complete (``histexpr.atomic.atomic_dir``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from histexpr.atomic import atomic_path
+from histexpr.atomic import PROTOCOL_TABLE, atomic_dir, atomic_path, is_protocol_dir
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
 from histexpr.estimators import fit_estimator, make_estimator
@@ -41,7 +43,8 @@ class ProtocolResult:
     ----------
     table : pd.DataFrame
         :data:`COLUMNS`; one row per cell type, then ``cell == "mean"`` (the mean of
-        each metric over cell types). ``mse``/``pearson`` are NaN for binary labels.
+        each metric over cell types; its counts are missing). ``mse``/``pearson`` are
+        NaN for binary labels.
     table_path : Path
         ``out/protocol.csv``.
     model_dirs : dict of str to Path
@@ -111,7 +114,6 @@ def run_protocol(
     if target not in ("label", "rpkm"):
         raise HistexprError(f"--target must be label or rpkm, got {target!r}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     parts = {}
     for d in iter_deepchrome(folder, cells=cells, target=target, missing=missing):
         cell = d.data.cells[0]
@@ -124,6 +126,20 @@ def run_protocol(
     if not parts:
         raise HistexprError(f"{folder}: no cell type has both train.csv and test.csv")
     ov = (dict(overrides) if isinstance(overrides, dict) else list(overrides)) or None
+    # the folder appears complete or not at all; an earlier protocol folder is replaced
+    # only once the new one is (callers guard ``out``: histexpr.atomic.guard_output)
+    with atomic_dir(out, ours=is_protocol_dir) as tmp:
+        table, saved = _run(tmp, parts, model, joint, ov, log)
+        path = tmp / PROTOCOL_TABLE
+        with atomic_path(path, suffix=".csv") as tmp_table:
+            table.to_csv(tmp_table, index=False)
+    model_dirs = {cell: out / Path(d).relative_to(tmp) for cell, d in saved.items()}
+    return ProtocolResult(table, out / PROTOCOL_TABLE, model_dirs)
+
+
+def _run(out: Path, parts: dict, model: str, joint: bool, ov, log) -> tuple[pd.DataFrame, dict]:
+    """Train, choose and score every cell type of ``parts`` into ``out``; the table
+    and the saved model directories."""
     rows, model_dirs, preds = [], {}, {}
     if joint:
         train = HistoneDataset.concat([p[0] for p in parts.values()])
@@ -152,10 +168,9 @@ def run_protocol(
         log(f"{cell}: test AUC {row['auc']:.3f}")
         rows.append(row)
     table = pd.DataFrame(rows, columns=list(COLUMNS))
-    mean = {"cell": "mean", **{c: table[c].sum() for c in ("n_train", "n_valid", "n_test")}}
-    mean.update({c: table[c].mean() for c in ("auc", "mse", "pearson")})
+    # the mean row averages the metrics; counts of examples are per cell type (blank)
+    mean = {"cell": "mean", **{c: table[c].mean() for c in ("auc", "mse", "pearson")}}
     table = pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
-    path = out / "protocol.csv"
-    with atomic_path(path, suffix=".csv") as tmp:
-        table.to_csv(tmp, index=False)
-    return ProtocolResult(table, path, model_dirs)
+    counts = ("n_train", "n_valid", "n_test")
+    table = table.astype(dict.fromkeys(counts, "Int64"))[list(COLUMNS)]
+    return table, model_dirs
