@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from histexpr.atomic import guard_output
-from histexpr.cli._app import Force, _csv_list, app, console, err_console
+from histexpr.cli._app import Force, _csv_list, app, console, err_console, quiet
 from histexpr.cli.tables import per_cell_table, results_table
 from histexpr.errors import HistexprError
 
@@ -188,7 +188,11 @@ def train(
         "atlas_values": atlas_values,
     }
     typed = {name: value for name, value in flags.items() if value is not None}
+    from histexpr.estimators import KINDS, defines
     from histexpr.workflows.diff import is_diff_kind, train_diff
+
+    if quiet() and model in KINDS and defines(model, "progress"):
+        typed["progress"] = False  # --quiet: no member lines, no epoch bars
 
     if is_diff_kind(model):
         res = train_diff(

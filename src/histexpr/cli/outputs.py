@@ -10,7 +10,7 @@ import typer.exceptions
 from rich.markup import escape
 
 from histexpr.atomic import guard_output
-from histexpr.cli._app import Force, _csv_list, app, console
+from histexpr.cli._app import Force, _csv_list, app, console, quiet
 from histexpr.cli.tables import results_table
 from histexpr.errors import HistexprError
 
@@ -141,6 +141,7 @@ def demo(
         report=report,
         differential=differential,
         log=console.print,
+        progress=not quiet(),
     )
     console.print(
         results_table(

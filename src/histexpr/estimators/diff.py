@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from histexpr._runtime import choose_threads
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators.baselines import (
@@ -186,6 +187,8 @@ class DiffConfig:
         LightGBM: each cell's own signal enters pooled to this many bins per mark
         (the difference of the two enters at full resolution).
     n_jobs : int
+        LightGBM threads: 0 (default) lets histexpr choose from the cores other processes leave
+        free (one for small data); N > 0 uses N; -1 every core.
     """
 
     pairs: tuple[str, ...] = ()
@@ -199,7 +202,7 @@ class DiffConfig:
     early_stopping: int = 30
     max_rows: int = 50_000
     pool_bins: int = 10
-    n_jobs: int = 1
+    n_jobs: int = 0
 
     def __post_init__(self):
         parse_pairs(self.pairs)
@@ -365,7 +368,7 @@ class DiffLightGBM(_Diff):
             "bagging_fraction": 0.8,
             "bagging_freq": 1,
             "seed": c.seed,
-            "num_threads": c.n_jobs,
+            "num_threads": choose_threads(c.n_jobs, len(F)),
             "deterministic": True,
             "force_row_wise": True,
             "verbosity": -1,
@@ -384,7 +387,7 @@ class DiffLightGBM(_Diff):
         self.metrics_ = {"best_iteration": rounds, "n_fit_rows": len(y)}
 
     def _predict_rows(self, F):
-        return self.booster_.predict(F)
+        return self.booster_.predict(F, num_threads=choose_threads(self.config.n_jobs, len(F)))
 
     def _predict_pair_rows(self, XA, XB):
         # antisymmetrised: f(A, B) = (g(A, B) - g(B, A)) / 2, so f(B, A) = -f(A, B)
@@ -394,7 +397,8 @@ class DiffLightGBM(_Diff):
 
     def _contributions(self, XA, XB):
         def shap(F):
-            out = self.booster_.predict(F, pred_contrib=True)
+            threads = choose_threads(self.config.n_jobs, len(F))
+            out = self.booster_.predict(F, pred_contrib=True, num_threads=threads)
             return out[:, :-1], out[:, -1]
 
         (pa, ea), (pb, eb) = shap(self._features(XA, XB)), shap(self._features(XB, XA))
