@@ -22,6 +22,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_busy.py                # 3 repetitions, 4 s per measure
     .venv/bin/python benchmarks/bench_busy.py --quick        # 1 repetition, 2 s
+    .venv/bin/python benchmarks/bench_busy.py --settings passive new --reps 2 --seconds 2
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=4.0, help="seconds per measurement")
     ap.add_argument("--quick", action="store_true", help="1 repetition of 2 s")
+    ap.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS))
+    ap.add_argument("--workloads", nargs="+", choices=WORKLOADS, default=list(WORKLOADS))
     ap.add_argument("--child", nargs=2, metavar=("WORKLOAD", "SETTING"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -155,9 +158,10 @@ def main(argv=None) -> int:
             neighbour = spinner() if busy else None
             try:
                 time.sleep(0.5 if busy else 0.0)
-                for workload in WORKLOADS:
-                    for setting in SETTINGS:
+                for workload in args.workloads:
+                    for setting in args.settings:
                         res = run_child(workload, setting, args.seconds)
+                        print(f"  {workload} {setting} busy={busy}: {res}", flush=True)
                         rates.setdefault((workload, setting, busy), []).append(res["rate"])
                         threads.setdefault((workload, setting, busy), []).append(res["threads"])
             finally:
@@ -170,8 +174,8 @@ def main(argv=None) -> int:
         f"{'workload':9s} {'setting':8s} {'threads q/b':>11s} {'quiet':>9s} {'busy':>9s} "
         f"{'busy/quiet':>10s} {'per free core':>13s}"
     )
-    for workload in WORKLOADS:
-        for setting in SETTINGS:
+    for workload in args.workloads:
+        for setting in args.settings:
             q = statistics.median(rates[(workload, setting, False)])
             b = statistics.median(rates[(workload, setting, True)])
             tq = "/".join(str(t) for t in threads[(workload, setting, False)])
