@@ -158,10 +158,10 @@ def free_cores() -> int:
     """Usable cores not kept busy by other processes right now (at least 1).
 
     A core counts as taken when other processes used more than about three quarters
-    of one over the sample: a thread scheduled on a shared core makes every OpenMP
-    barrier of the step wait for it (2 threads beside one busy neighbour on 2 cores:
-    50 instead of 2,444 examples/s, docs/benchmarks.md). The answer is reused for
-    :data:`FREE_CORES_TTL` seconds.
+    of one over the sample: a thread on a shared core makes every OpenMP barrier of
+    the step wait for it (with spinning waits, 2 threads beside one busy neighbour on
+    2 cores: 50 instead of 2,444 examples/s; docs/benchmarks.md, "Busy neighbour").
+    The answer is reused for :data:`FREE_CORES_TTL` seconds.
     """
     now = time.monotonic()
     cached = _FREE_CORES.get("value")
@@ -182,7 +182,7 @@ def choose_threads(requested: int = 0, work: float | None = None) -> int:
         The user's setting: ``> 0`` wins as given; ``< 0`` (scikit-learn's ``-1``)
         means every usable core; ``0`` lets histexpr choose.
     work : float, optional
-        Size of the job (rows, or rows x features); under :data:`SMALL_WORK` one thread.
+        Rows of the job; under :data:`SMALL_WORK` one thread.
 
     Returns
     -------
