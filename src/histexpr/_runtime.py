@@ -327,8 +327,14 @@ def plain_warnings(emit, debug: bool = False):
     import warnings
 
     seen: set[str] = set()
+    # a caller recording warnings (catch_warnings(record=True), pytest.warns) still
+    # gets every one: its recorder replaced the module's printing function
+    impl = getattr(warnings, "_showwarnmsg_impl", None)
+    recorder = impl if getattr(impl, "__module__", "warnings") != "warnings" else None
 
     def show(message, category, filename, lineno, file=None, line=None):
+        if recorder is not None:
+            recorder(warnings.WarningMessage(message, category, filename, lineno, file, line))
         text = " ".join(str(message).split())
         if text in seen:
             return
