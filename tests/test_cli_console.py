@@ -111,3 +111,20 @@ def test_experiment_logs_one_line_per_step_with_the_time_left(tmp_path):
     lines.clear()
     run_experiment(data, tmp_path / "quiet", cfg, log=lines.append, progress=False)
     assert not [line for line in lines if line.startswith("[step ")]
+
+
+def test_training_an_ensemble_says_each_member_unless_quiet(tmp_path, capsys):
+    from conftest import TINY
+
+    data = tmp_path / "d.h5"
+    write_h5(make_planted(n_genes=40, cells=("E003", "E004", "E005")), data)
+    sets = [f"channels={TINY}", "epochs=1", "batch_size=32", "threads=1"]
+    args = ["train", data, "--model", "ensemble", *[a for s in sets for a in ("--set", s)]]
+    capsys.readouterr()
+    assert run_cli(*args, "-o", tmp_path / "loud") == 0
+    err = capsys.readouterr().err
+    assert "[step 1/3, 0:0" in err and "elapsed] training member fold0" in err
+    assert "left] training member fold2" in err
+    assert "\r" not in err  # no epoch bar when stderr is not a terminal
+    assert run_cli("--quiet", *args, "-o", tmp_path / "quiet") == 0
+    assert "[step" not in capsys.readouterr().err
