@@ -128,3 +128,15 @@ def test_training_an_ensemble_says_each_member_unless_quiet(tmp_path, capsys):
     assert "\r" not in err  # no epoch bar when stderr is not a terminal
     assert run_cli("--quiet", *args, "-o", tmp_path / "quiet") == 0
     assert "[step" not in capsys.readouterr().err
+
+
+def test_an_experiment_without_progress_trains_networks_quietly(tmp_path, capsys):
+    from conftest import TINY
+    from histexpr.workflows.experiment import ExperimentConfig, run_experiment
+
+    data = make_planted(n_genes=40, cells=("E003", "E004", "E005", "E006"))
+    neural = (f"channels={TINY}", "epochs=1", "batch_size=32", "threads=1")
+    cfg = ExperimentConfig(models=("ensemble",), unseen_cells=("E006",), neural=neural)
+    capsys.readouterr()
+    run_experiment(data, tmp_path / "run", cfg, log=lambda line: None, progress=False)
+    assert "training member" not in capsys.readouterr().err

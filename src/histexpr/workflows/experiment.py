@@ -167,7 +167,8 @@ def run_experiment(
         The caller's overall progress (the demo's, with its later steps); by default
         one step per model, a network weighing as much as ten other models.
     progress : bool
-        Log the step lines (step, elapsed time, time left).
+        Log the step lines (step, elapsed time, time left); false also turns off the
+        networks' member lines and epoch bars.
     """
     if not data.has_target:
         raise HistexprError("the data set has no expression values; cannot train or evaluate")
@@ -194,6 +195,9 @@ def run_experiment(
         predictions["oracle"] = oracle_for_dataset(test)
         seconds["oracle"] = time.perf_counter() - t0
     neural_overrides = _neural_overrides(config)
+    if not progress:  # no member lines or epoch bars either
+        for kind, sets in neural_overrides.items():
+            sets += ["progress=false"] if defines(kind, "progress") else []
     if steps is None:
         steps = Steps(model_weights(config.models), emit=log, enabled=progress)
     for kind in config.models:
