@@ -140,3 +140,11 @@ def test_an_experiment_without_progress_trains_networks_quietly(tmp_path, capsys
     capsys.readouterr()
     run_experiment(data, tmp_path / "run", cfg, log=lambda line: None, progress=False)
     assert "training member" not in capsys.readouterr().err
+
+
+def test_demo_prints_its_step_lines_as_text(tmp_path, capsys):
+    args = ["demo", "--run-dir", tmp_path / "run", "--models", "global-mean,ridge"]
+    assert run_cli(*args, "--no-report", "--no-differential") == 0
+    out = capsys.readouterr().out
+    assert "[step 1/2, " in out and "elapsed] training global-mean ..." in out
+    assert "left] training ridge ..." in out

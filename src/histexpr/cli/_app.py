@@ -57,6 +57,11 @@ def _root(
     _STATE["quiet"] = quiet
 
 
+def plain(line: str) -> None:
+    """Print a log line as it is: no markup (``[step 2/7, ...]`` is text), never wrapped."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 def quiet() -> bool:
     """Whether ``--quiet`` was given (no progress lines or bars)."""
     return _STATE["quiet"]
