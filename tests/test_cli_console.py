@@ -82,16 +82,16 @@ def test_progress_off_a_terminal_is_plain_lines(capsys):
 
 
 def test_steps_give_the_step_elapsed_time_and_time_left(monkeypatch):
-    now = itertools.chain([100.0, 100.0, 130.0, 190.0], itertools.repeat(200.0))
+    now = itertools.chain([90.0, 100.0, 130.0, 190.0], itertools.repeat(200.0))
     monkeypatch.setattr(_runtime, "time", SimpleNamespace(monotonic=lambda: next(now)))
     lines = []
     steps = Steps([1, 2, 1], emit=lines.append)
     for what in ("ridge", "convnet", "report"):
         steps.begin(what)
     assert lines == [
-        "[step 1/3, 0:00 elapsed] ridge",
-        "[step 2/3, 0:30 elapsed, about 1:30 left] convnet",
-        "[step 3/3, 1:30 elapsed, about 0:30 left] report",
+        "[step 1/3, 0:10 elapsed] ridge",  # 10 s of set-up before the first step
+        "[step 2/3, 0:40 elapsed, about 1:30 left] convnet",
+        "[step 3/3, 1:40 elapsed, about 0:30 left] report",
     ]
     quiet = Steps([1, 1], emit=lines.append, enabled=False)
     quiet.begin("x")

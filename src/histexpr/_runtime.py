@@ -436,14 +436,17 @@ class Steps:
         self.weights = [float(w) for w in weights]
         self.emit = emit or (lambda line: print(line, file=sys.stderr, flush=True))
         self.enabled, self.index = enabled, -1
-        self.start = time.monotonic()
+        self.start, self.first = time.monotonic(), None
 
     def begin(self, what: str) -> None:
         """Step ``what`` starts (the previous one, if any, is done)."""
         i = self.index = min(self.index + 1, len(self.weights) - 1)
+        now = time.monotonic()
+        self.first = now if self.first is None else self.first
         if not self.enabled:
             return
-        elapsed = time.monotonic() - self.start
+        elapsed = now - self.start
+        # the rate of the steps done so far (not of the set-up before the first step)
         spent, left = sum(self.weights[:i]), sum(self.weights[i:])
-        eta = f", about {clock(elapsed / spent * left)} left" if spent > 0 else ""
+        eta = f", about {clock((now - self.first) / spent * left)} left" if spent > 0 else ""
         self.emit(f"[step {i + 1}/{len(self.weights)}, {clock(elapsed)} elapsed{eta}] {what}")

@@ -53,7 +53,9 @@ def run_demo(
     neural = [m for m in config.models if m in NEURAL_KINDS]
     extra = [differential, report and bool(neural), report]
     steps = Steps(model_weights(config.models) + [1.0] * sum(extra), emit=log, enabled=progress)
-    result = run_experiment(data, run_dir, config, data_path=str(path), log=log, steps=steps)
+    result = run_experiment(
+        data, run_dir, config, data_path=str(path), log=log, steps=steps, progress=progress
+    )
     if differential and len(result.train_cells) >= 2:
         steps.begin("differential section ...")
         run_differential(data, result, config, log)

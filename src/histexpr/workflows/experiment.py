@@ -209,7 +209,8 @@ def run_experiment(
         seconds[kind] = time.perf_counter() - t0
         predictions[kind] = est.predict(test)
         est.save(model_dir)
-        log(f"  {kind}: {seconds[kind]:.1f} s")
+        if progress:
+            log(f"  {kind}: {seconds[kind]:.1f} s")
     # groups (histexpr.evaluate.GROUPS): seen/new = test genes of seen cell types;
     # unseen/known and unseen/new = training and held-out genes of unseen cell types
     evaluation = evaluate_predictions(
