@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import Notice, notice
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, log2_rpkm
 from histexpr.errors import ConfigError, DataError
 
@@ -36,7 +37,7 @@ STAT_NAMES: tuple[str, ...] = ("mean", "sd", "min", "q10", "q25", "q50", "q75", 
 TEMPERATURES: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, float("inf"))
 
 
-class AtlasNotice(UserWarning):
+class AtlasNotice(Notice):
     """An atlas column was excluded, or the atlas does not match the data."""
 
 
@@ -238,7 +239,7 @@ def resolve_atlas(spec: str, values: str, train: HistoneDataset) -> Atlas:
         if values == "transformed":  # stated to be in the model's target transform
             atlas = replace(atlas, target=train.target)
     if atlas.target != train.target:
-        warnings.warn(
+        notice(
             f"atlas {atlas.source} is in {atlas.target}, the training targets in {train.target}",
             AtlasNotice,
             stacklevel=2,

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import choose_threads, notice
 from histexpr.data.atlas import (
     Atlas,
     AtlasNotice,
@@ -189,7 +190,7 @@ class _AtlasEstimator(_Baseline):
         F, order, prior, used = self._features(train, genes, True, P, cases)
         self.has_model_ = len(order) > 0
         if not self.has_model_:
-            warnings.warn(
+            notice(
                 f"{self.kind}: no training gene is in the atlas without its own cell; "
                 "predicting with the histone-only model",
                 AtlasNotice,
@@ -328,7 +329,7 @@ class AtlasLightGBM(_AtlasEstimator):
         from histexpr.estimators.linear import gene_folds
 
         c = self.config
-        params = lightgbm_params(c)
+        params = lightgbm_params(c, len(F))
         n_genes = len(np.unique(genes))
         if vF is None and c.holdout_fraction > 0 and n_genes * c.holdout_fraction >= 5:
             held = gene_folds(genes, round(1 / c.holdout_fraction), seed=c.seed) == 0
@@ -346,7 +347,9 @@ class AtlasLightGBM(_AtlasEstimator):
 
     def _predict_residual(self, F):
         best = self.booster_.best_iteration or None
-        return self.booster_.predict(F, num_iteration=best).astype(np.float32)
+        return self.booster_.predict(
+            F, num_iteration=best, num_threads=choose_threads(self.config.n_jobs, len(F))
+        ).astype(np.float32)
 
     def _save_residual(self, directory):
         self.booster_.save_model(str(directory / "residual.txt"))

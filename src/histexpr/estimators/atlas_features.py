@@ -11,11 +11,11 @@ the same no-leakage rules.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import notice
 from histexpr.data.atlas import (
     Atlas,
     AtlasNotice,
@@ -125,7 +125,7 @@ class AtlasFeatures:
             # one notice per call, however many cell types: each is predicted without
             # its own atlas column
             shown = ", ".join(own[:5]) + (f" and {len(own) - 5} more" if len(own) > 5 else "")
-            warnings.warn(
+            notice(
                 f"atlas column(s) of {shown} excluded while predicting them (no leakage)",
                 AtlasNotice,
                 stacklevel=4,

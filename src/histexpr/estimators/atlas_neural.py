@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from histexpr._runtime import notice
 from histexpr.config import check_range, find_setting, from_dict, resolve_overrides, to_dict
 from histexpr.data.atlas import STAT_NAMES, AtlasNotice, resolve_atlas
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
@@ -252,7 +253,7 @@ class AtlasConvNetEstimator:
             self.side_mean_ = F.mean(axis=0, dtype=np.float64).astype(np.float32)
             self.side_sd_ = (F.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32)
         else:
-            warnings.warn(
+            notice(
                 f"{self.kind}: no training gene is in the atlas without its own cell; "
                 "the network reads the histone signal only",
                 AtlasNotice,

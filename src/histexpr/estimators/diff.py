@@ -35,6 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from histexpr._runtime import choose_threads
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators.baselines import (
@@ -187,6 +188,8 @@ class DiffConfig:
         LightGBM: each cell's own signal enters pooled to this many bins per mark
         (the difference of the two enters at full resolution).
     n_jobs : int
+        LightGBM threads: 0 (default) lets histexpr choose from the cores other processes leave
+        free (one for small data); N > 0 uses N; -1 every core.
     """
 
     pairs: tuple[str, ...] = ()
@@ -200,7 +203,7 @@ class DiffConfig:
     early_stopping: int = 30
     max_rows: int = 50_000
     pool_bins: int = 10
-    n_jobs: int = 1
+    n_jobs: int = 0
 
     def __post_init__(self):
         parse_pairs(self.pairs)
@@ -523,7 +526,7 @@ class DiffLightGBM(_LevelDiff):
             "bagging_fraction": 0.8,
             "bagging_freq": 1,
             "seed": c.seed,
-            "num_threads": c.n_jobs,
+            "num_threads": choose_threads(c.n_jobs, n_rows),
             "deterministic": True,
             "force_row_wise": True,
             "verbosity": -1,
@@ -578,14 +581,19 @@ class DiffLightGBM(_LevelDiff):
 
     def _predict_rows(self, F):
         out = self.ridge_._predict_rows(F) if self.ridge_ is not None else 0.0
-        return out + (self.booster_.predict(F) if self.booster_ is not None else 0.0)
+        if self.booster_ is None:
+            return out
+        return out + self.booster_.predict(
+            F, num_threads=choose_threads(self.config.n_jobs, len(F))
+        )
 
     def _feature_contributions(self, F):
         c, base = np.zeros(F.shape, dtype=np.float64), 0.0
         if self.ridge_ is not None:
             c, base = self.ridge_._feature_contributions(F)
         if self.booster_ is not None:
-            shap = self.booster_.predict(F, pred_contrib=True)
+            threads = choose_threads(self.config.n_jobs, len(F))
+            shap = self.booster_.predict(F, pred_contrib=True, num_threads=threads)
             c, base = c + shap[:, :-1], base + float(np.mean(shap[:, -1]))
         return c, base
 
