@@ -60,8 +60,8 @@ BASELINES: dict[str, str] = {
 }
 #: Differential kinds (log fold change between two cell types; predict_pair, not predict).
 DIFF_KINDS: dict[str, str] = {
-    "diff-ridge": "histexpr.estimators.diff:DiffRidge",
-    "diff-lightgbm": "histexpr.estimators.diff:DiffLightGBM",
+    "diff-ridge": "histexpr.estimators.diff_levels:DiffRidge",
+    "diff-lightgbm": "histexpr.estimators.diff_levels:DiffLightGBM",
     "diff-convnet": "histexpr.estimators.diff_neural:DiffConvNetEstimator",
 }
 #: Fewest distinct training genes of each kind outside the network registry (a

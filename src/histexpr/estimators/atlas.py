@@ -48,8 +48,8 @@ from histexpr.estimators.baselines import (
     RidgeBaseline,
     RidgeConfig,
     _Baseline,
-    _load_arrays,
     lightgbm_params,
+    load_arrays,
     log1p_features,
     pooled_log1p,
 )
@@ -300,7 +300,7 @@ class AtlasRidge(_AtlasEstimator):
         )
 
     def _load_residual(self, directory):
-        z = _load_arrays(directory / "residual.npz")
+        z = load_arrays(directory / "residual.npz")
         self.mu_, self.sd_, self.coef_, self.intercept_ = (
             z["mu"],
             z["sd"],

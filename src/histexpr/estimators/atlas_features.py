@@ -25,7 +25,7 @@ from histexpr.data.atlas import (
 )
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
 from histexpr.estimators.atlas_cells import CellScores, CellState, cell_state, warn_few_genes
-from histexpr.estimators.baselines import RidgeBaseline, RidgeConfig, _load_arrays, pooled_log1p
+from histexpr.estimators.baselines import RidgeBaseline, RidgeConfig, load_arrays, pooled_log1p
 
 __all__ = ["AtlasFeatures", "cell_metrics", "fit_scorer"]
 
@@ -229,7 +229,7 @@ class AtlasFeatures:
         atlas = Atlas.load(directory)
         if scorer is None:
             scorer = RidgeBaseline.load(directory / "scorer")
-        z = _load_arrays(directory / cls.STATE)
+        z = load_arrays(directory / cls.STATE)
         feats = cls(
             atlas,
             scorer,

@@ -147,7 +147,7 @@ class _Baseline:
         raise NotImplementedError
 
 
-def _load_arrays(path: Path) -> dict[str, np.ndarray]:
+def load_arrays(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise HistexprError(f"{path.parent}: model directory is missing {path.name}")
     with np.load(path, allow_pickle=False) as z:
@@ -223,7 +223,7 @@ class GeneMean(_Baseline):
         )
 
     def _load_state(self, directory):
-        z = _load_arrays(directory / "state.npz")
+        z = load_arrays(directory / "state.npz")
         self.genes_, self.means_, self.global_ = (
             z["genes"].astype(str),
             z["means"],
@@ -284,7 +284,7 @@ class RidgeBaseline(_Baseline):
         )
 
     def _load_state(self, directory):
-        z = _load_arrays(directory / "state.npz")
+        z = load_arrays(directory / "state.npz")
         self.mu_, self.sd_, self.coef_, self.intercept_ = (
             z["mu"],
             z["sd"],
@@ -423,7 +423,7 @@ class RandomForestBaseline(_Baseline):
         np.savez(directory / "state.npz", features=self.features_, **self.trees_.to_arrays())
 
     def _load_state(self, directory):
-        z = _load_arrays(directory / "state.npz")
+        z = load_arrays(directory / "state.npz")
         self.features_ = z.pop("features")
         self.trees_ = TreeEnsembleArrays.from_arrays(z)
 

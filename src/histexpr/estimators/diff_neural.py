@@ -46,7 +46,7 @@ from histexpr._runtime import preserved_mode, quiet_lightning, torch_threads
 from histexpr.config import check_range, from_dict, resolve_overrides, to_dict
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
-from histexpr.estimators.diff import _Diff, pair_rows, parse_pairs, training_pairs
+from histexpr.estimators.diff import PairModel, pair_rows, parse_pairs, training_pairs
 from histexpr.estimators.neural import read_network_files, write_network_files
 from histexpr.models.normalize import InputNormalizer, norm_stats
 from histexpr.models.siamese import DiffConvNet, DiffConvNetConfig, PairPredictor
@@ -108,8 +108,8 @@ class DiffConvNetSettings:
             raise ConfigError("diff-convnet trains one model in this process (devices=1, no Dask)")
 
 
-class DiffConvNetEstimator(_Diff):
-    """``diff-convnet``: the surface of :class:`histexpr.estimators.diff._Diff`, a siamese net.
+class DiffConvNetEstimator(PairModel):
+    """``diff-convnet``: the surface of :class:`histexpr.estimators.diff.PairModel`, a siamese net.
 
     Attributes
     ----------
