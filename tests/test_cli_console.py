@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import make_planted, run_cli
-from histexpr import _runtime
 from histexpr._runtime import Notice, PlainProgress, Steps, notice, plain_warnings, progress
+from histexpr._runtime import console as runtime_console
 from histexpr.data.hdf5 import write_h5
 from histexpr.estimators import make_estimator
 
@@ -83,7 +83,7 @@ def test_progress_off_a_terminal_is_plain_lines(capsys):
 
 def test_steps_give_the_step_elapsed_time_and_time_left(monkeypatch):
     now = itertools.chain([90.0, 100.0, 130.0, 190.0], itertools.repeat(200.0))
-    monkeypatch.setattr(_runtime, "time", SimpleNamespace(monotonic=lambda: next(now)))
+    monkeypatch.setattr(runtime_console, "time", SimpleNamespace(monotonic=lambda: next(now)))
     lines = []
     steps = Steps([1, 2, 1], emit=lines.append)
     for what in ("ridge", "convnet", "report"):
