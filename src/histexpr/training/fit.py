@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 
 from histexpr.atomic import atomic_path, reraise_interrupt
 from histexpr.errors import HistexprError
+from histexpr.models.linear_skip import fit_linear_skips
 from histexpr.training.checkpoints import (
     AtomicCheckpointIO,
     read_done,
@@ -125,6 +126,7 @@ def fit_member(
     n = n_examples(X)
     if member.loss == "mse":
         init_output_bias(member.module, float(y.mean()))
+        fit_linear_skips(member.module, X, y, seed)
     gen = np.random.default_rng(seed)
     tv_idx = np.arange(n)
     if 0 < cfg.validation.trainval_max < n:
