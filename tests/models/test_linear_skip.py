@@ -11,8 +11,9 @@ import torch
 from histexpr.errors import ConfigError
 from histexpr.models import ConvNetConfig
 from histexpr.models.convnet import SEED_CHANNELS, ConvNet, sized_for
-from histexpr.models.linear_skip import LinearSkip, fit_linear_skips
+from histexpr.models.linear_skip import LinearSkip
 from histexpr.models.normalize import InputNormalizer, Predictor
+from histexpr.training.skip import fit_linear_skips, fit_skip
 
 
 def test_skip_recovers_a_planted_linear_signal():
@@ -22,7 +23,7 @@ def test_skip_recovers_a_planted_linear_signal():
     pooled = skip.features(x).numpy()
     w = rng.normal(size=pooled.shape[1])
     y = pooled @ w + 2.0 + 0.05 * rng.normal(size=len(pooled))
-    skip.fit(pooled, y)
+    fit_skip(skip, pooled, y)
     resid = skip(x).squeeze(1).numpy() - y
     assert np.mean(resid**2) < 0.05 * np.var(y)
 

@@ -33,7 +33,6 @@ from torch.utils.data import DataLoader
 
 from histexpr.atomic import atomic_path, reraise_interrupt
 from histexpr.errors import HistexprError
-from histexpr.models.linear_skip import fit_linear_skips
 from histexpr.training.checkpoints import (
     AtomicCheckpointIO,
     read_done,
@@ -51,6 +50,7 @@ from histexpr.training.plan import (
     n_examples,
     take,
 )
+from histexpr.training.skip import fit_linear_skips
 
 
 class MemberResult(NamedTuple):
