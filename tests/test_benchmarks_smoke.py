@@ -14,6 +14,7 @@ BENCH = REPO_ROOT / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import _common  # noqa: E402
+import bench_busy  # noqa: E402
 import bench_inference  # noqa: E402
 import bench_load  # noqa: E402
 import bench_train_throughput  # noqa: E402
@@ -118,3 +119,10 @@ def test_atlas_scale_benchmark_runs_on_a_tiny_size(capsys):
     )
     out = capsys.readouterr().out
     assert "9 cell types x 60 genes" in out and "atlas-ridge" in out and "MSE/oracle" in out
+
+
+def test_bench_busy_ratio_per_free_core():
+    # half the quiet rate with one of two cores taken: the neighbour's share exactly
+    assert bench_busy.per_free_core(100.0, 50.0, cores=2) == pytest.approx(1.0)
+    assert bench_busy.per_free_core(100.0, 15.0, cores=2) == pytest.approx(0.3)
+    assert np.isnan(bench_busy.per_free_core(100.0, 50.0, cores=1))

@@ -1,6 +1,10 @@
 """histexpr: predict gene expression from histone-modification signal around the TSS."""
 
-from histexpr._runtime import histexpr_version
+from histexpr._runtime import histexpr_version, passive_openmp
+
+passive_openmp()  # before torch or LightGBM load their OpenMP runtime
+
+# ruff: noqa: E402
 from histexpr.data.dataset import MARKS, N_BINS, HistoneDataset
 from histexpr.errors import DataError, HistexprError
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from histexpr._runtime import model_device, preserved_mode
+from histexpr._runtime import model_device, preserved_mode, torch_threads
 from histexpr.errors import ConfigError
 
 #: Examples per forward pass; large batches amortise per-call overhead on CPU.
@@ -125,7 +125,7 @@ def predict(
         torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     )
     # The caller's module keeps its mode and device; the runner may be a folded copy.
-    with preserved_mode(model, device=original_device):
+    with preserved_mode(model, device=original_device), torch_threads():
         runner = inference_module(model, fuse)
         runner.to(device)
         runner.eval()

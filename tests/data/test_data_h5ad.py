@@ -91,5 +91,5 @@ def test_output_guard_knows_our_h5ad(tmp_path):
 
     with h5py.File(tmp_path / "other.h5ad", "w") as f:  # an HDF5 file histexpr did not write
         f.create_dataset("X", data=np.zeros((1, 1)))
-    with pytest.raises(HistexprError, match="not a CSV table histexpr wrote"):
+    with pytest.raises(HistexprError, match="not a table histexpr wrote"):
         guard_output(tmp_path / "other.h5ad", "table-file", force=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from conftest import make_planted
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import KINDS, load_estimator, make_estimator
+from histexpr.estimators.bundle import sha256
 from histexpr.estimators.diff import diff_from_model, pair_examples, parse_pairs, training_pairs
 from histexpr.evaluate import diff_metrics
 
@@ -122,4 +125,54 @@ def test_lightgbm_row_budget_keeps_a_share_of_every_pair(split):
     assert est.metrics_["n_pair_rows"] == est.metrics_["n_fit_rows"] == 200
     assert make_estimator("diff-ridge", ["max_rows=200", "max_pairs=2"]).fit(train).metrics_[
         "n_pair_rows"
-    ] == 2 * 2 * len(np.unique(train.gene))
+    ] == 2 * len(np.unique(train.gene))  # one row per gene and training pair
+
+
+def test_one_pair_model_matches_both_baselines_and_keeps_its_orientation(tmp_path):
+    """DeepDiffChrome's setting: one model for one pair, a few hundred genes.
+
+    Each diff kind is at least as good on held-out genes as the difference of two
+    single-cell ridge predictions (the blend is chosen on out-of-fold genes), and
+    diff-lightgbm at least as good as diff-ridge (boosting only where it helps).
+    """
+    ds = make_planted(260, ("E003", "E004"), seed=5)
+    genes = np.unique(ds.gene)
+    train, test = ds.select_genes(genes[:200]), ds.select_genes(genes[:200], exclude=True)
+    single = diff_from_model(make_estimator("ridge").fit(train), test, "E003", "E004")
+    r_single = diff_metrics(single.observed, single.predicted).pearson
+    scores = {}
+    for kind, extra in (("diff-ridge", []), ("diff-lightgbm", ["n_estimators=60"])):
+        est = make_estimator(kind, ["pairs=E003:E004", *extra]).fit(train)
+        ab, ba = est.predict_pair(test, "E003", "E004"), est.predict_pair(test, "E004", "E003")
+        np.testing.assert_allclose(ab.predicted, -ba.predicted, atol=1e-5)  # exact
+        assert est.orientation("E003", "E004") == 1 and est.orientation("E004", "E003") == -1
+        scores[kind] = diff_metrics(ab.observed, ab.predicted).pearson
+        assert scores[kind] >= r_single - 0.02, (kind, scores[kind], r_single)
+    assert scores["diff-lightgbm"] >= scores["diff-ridge"] - 0.02
+
+
+def test_a_diff_ridge_saved_before_levels_still_loads_and_predicts(split, tmp_path):
+    """Layout 1 (difference-only coefficients, no mu/layout/blend): antisymmetrised."""
+    train, test = split
+    est = make_estimator("diff-ridge").fit(train)
+    est.save(tmp_path / "m")
+    p = test.X.shape[1] * test.X.shape[2]
+    rng = np.random.default_rng(0)
+    coef, sd = rng.normal(size=p).astype(np.float32), np.ones(p, np.float32)
+    np.savez(
+        tmp_path / "m" / "state.npz",
+        sd=sd,
+        coef=coef,
+        intercept=np.float32(0),
+        pairs=np.array(["E003:E004"]),
+    )
+    header = json.loads((tmp_path / "m" / "model.json").read_text())
+    header["checksums"]["state.npz"] = sha256(tmp_path / "m" / "state.npz")
+    (tmp_path / "m" / "model.json").write_text(json.dumps(header))
+    old = load_estimator(tmp_path / "m")
+    assert old.layout_ == 1 and old.orientation("E003", "E004") == 0
+    _, XA, XB, _ = pair_examples(test, "E003", "E004")
+    expected = (np.log1p(XA.reshape(len(XA), -1)) - np.log1p(XB.reshape(len(XB), -1))) @ coef
+    np.testing.assert_allclose(
+        old.predict_pair(test, "E003", "E004").predicted, expected, rtol=1e-4, atol=1e-4
+    )

@@ -1,7 +1,9 @@
 """The ``histexpr`` command line: a thin layer over the library functions.
 
 Every user error is printed as one line and exits with code 2; ``--debug``
-shows the traceback instead. Commands live in :mod:`histexpr.cli.data`
+shows the traceback instead. Warnings and notices of the library are one plain
+line each, once (:func:`histexpr._runtime.plain_warnings`); ``--debug`` shows
+Python's full warnings. Commands live in :mod:`histexpr.cli.data`
 (info, convert, simulate, featurize, download), :mod:`histexpr.cli.models`
 (train, evaluate, protocol, predict) and :mod:`histexpr.cli.outputs` (explain,
 report, demo); importing them registers them on :data:`app`.
@@ -15,6 +17,7 @@ import typer
 import typer.exceptions
 from rich.markup import escape
 
+from histexpr._runtime import plain_warnings
 from histexpr.cli import data, models, outputs  # noqa: F401  (registers the commands)
 from histexpr.cli._app import app, err_console
 from histexpr.cli.tables import per_cell_table, results_table
@@ -43,6 +46,11 @@ def _interrupted(args: list[str]) -> None:
     sys.exit(130)
 
 
+def _notice_line(line: str) -> None:
+    """A notice or warning as one line on stderr, never wrapped mid-word."""
+    err_console.print(escape(bounded(line)), highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning user errors into one line and exit code 2.
 
@@ -53,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        code = command.main(args=args, prog_name="histexpr", standalone_mode=False)
+        with plain_warnings(_notice_line, debug=debug):
+            code = command.main(args=args, prog_name="histexpr", standalone_mode=False)
         # typer turns Ctrl-C into a *returned* 130 when not standalone: exit with it.
         if isinstance(code, int) and code != 0:
             if code == 130:

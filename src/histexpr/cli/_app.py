@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -15,9 +17,21 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-err_console = Console(stderr=True)
-_STATE = {"debug": False}
+#: Width of a console that is not a terminal (a log file, a pipe): wide enough that
+#: no table cell or line is wrapped, so no number is split across lines.
+LOG_WIDTH = 1000
+
+
+def _console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    # a terminal (or an explicit COLUMNS) sets the width; a log has none to fit
+    tty = stream.isatty() or "COLUMNS" in os.environ
+    return Console(stderr=stderr, width=None if tty else LOG_WIDTH)
+
+
+console = _console()
+err_console = _console(stderr=True)
+_STATE = {"debug": False, "quiet": False}
 
 
 def _csv_list(value: str | None) -> list[str]:
@@ -39,9 +53,25 @@ Interval = Annotated[
 
 @app.callback()
 def _root(
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks and Python's full warnings.")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress lines or bars, only results.")
+    ] = False,
 ):
     _STATE["debug"] = debug
+    _STATE["quiet"] = quiet
+
+
+def plain(line: str) -> None:
+    """Print a log line as it is: no markup (``[step 2/7, ...]`` is text), never wrapped."""
+    console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def quiet() -> bool:
+    """Whether ``--quiet`` was given (no progress lines or bars)."""
+    return _STATE["quiet"]
 
 
 #: Reader options of deepTools computeMatrix input (histexpr.data.deeptools).

@@ -28,16 +28,11 @@ from histexpr.errors import HistexprError
 
 def _model_info(model_dir: Path) -> None:
     """A saved model: kind, contract and the comparison of ``--model auto`` when recorded."""
-    from histexpr.estimators.bundle import read_auto, read_header
+    from histexpr.estimators.bundle import describe, read_auto, read_header
 
-    h = read_header(model_dir)
-    cells = ", ".join(h.contract.cells) or "unknown"
-    genes = len(h.train_genes) if h.train_genes is not None else "?"
-    console.print(f"[bold]{escape(str(model_dir))}[/bold]: {h.kind} model ({h.task})")
-    console.print(
-        f"marks: {', '.join(h.marks)}; bins: {h.n_bins} x {h.bin_size} bp; target: "
-        f"{h.target or 'unknown'}; trained on {genes} genes of cell types {cells}"
-    )
+    console.print(f"[bold]{escape(str(model_dir))}[/bold]: a histexpr model directory")
+    for line in describe(read_header(model_dir)):
+        console.print(escape(line))
     rows = read_auto(model_dir)
     if not rows:
         return
@@ -70,16 +65,10 @@ def info(
     """Summarise a dataset file, or a saved model (kind, input contract, auto comparison)."""
     from histexpr.data.convert import load_with_target_report
     from histexpr.data.dataset import BIN_SIZE
-    from histexpr.estimators.bundle import HEADER, describe, describe_window, read_header
+    from histexpr.estimators.bundle import HEADER, describe_window
 
     if data.is_dir() and (data / HEADER).is_file():
         _model_info(data)
-        return
-
-    if data.is_dir() and (data / HEADER).is_file():
-        console.print(f"[bold]{escape(str(data))}[/bold]: a histexpr model directory")
-        for line in describe(read_header(data)):
-            console.print(escape(line))
         return
     ds, has_y = load_with_target_report(data)
     console.print(

@@ -22,6 +22,7 @@ from histexpr.cli._app import (
     app,
     console,
     err_console,
+    quiet,
     reader_options,
 )
 from histexpr.cli.tables import per_cell_table, results_table
@@ -232,7 +233,11 @@ def train(
         "atlas_values": atlas_values,
     }
     typed = {name: value for name, value in flags.items() if value is not None}
+    from histexpr.estimators import KINDS, defines
     from histexpr.workflows.diff import is_diff_kind, train_diff
+
+    if quiet() and model in KINDS and defines(model, "progress"):
+        typed["progress"] = False  # --quiet: no member lines, no epoch bars
 
     if is_diff_kind(model):
         res = train_diff(

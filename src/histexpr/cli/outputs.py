@@ -10,7 +10,7 @@ import typer.exceptions
 from rich.markup import escape
 
 from histexpr.atomic import guard_output
-from histexpr.cli._app import Force, _csv_list, app, console
+from histexpr.cli._app import Force, _csv_list, app, console, plain, quiet
 from histexpr.cli.tables import results_table
 from histexpr.errors import HistexprError
 
@@ -145,7 +145,8 @@ def demo(
         models=_csv_list(models) or None,
         report=report,
         differential=differential,
-        log=console.print,
+        log=plain,
+        progress=not quiet(),
     )
     console.print(
         results_table(

@@ -30,6 +30,19 @@ _GROUP_LABELS = {
 }
 
 
+def _table(title: str) -> Table:
+    """An empty table; at least as wide as its title, so that a console wider than the
+    title (a log: histexpr.cli._app.LOG_WIDTH) keeps it on one line; a terminal
+    narrower than the title wraps it to fit."""
+    return Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),
+        show_edge=False,
+        min_width=len(title),
+    )
+
+
 def results_table(table, title: str = "results") -> Table:
     """A rich table of an evaluation table (model x group), one section per group.
 
@@ -44,7 +57,7 @@ def results_table(table, title: str = "results") -> Table:
     if TRAINING_GROUP in present:
         groups.append(TRAINING_GROUP)
     cols = [c for c in _COLUMNS if c[0] in table.columns and table[c[0]].notna().any()]
-    t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+    t = _table(title)
     # wrappable: a narrow terminal wraps a section title rather than cutting numbers
     t.add_column("model")
     t.add_column("n", justify="right")
@@ -67,7 +80,7 @@ def results_table(table, title: str = "results") -> Table:
 def per_cell_table(per_cell, title: str = "per cell type") -> Table:
     """A rich table of an evaluation's per-cell table (one row per model, cell, group)."""
     cols = [c for c in _COLUMNS if c[0] in per_cell.columns and per_cell[c[0]].notna().any()]
-    t = Table(title=title, box=box.SIMPLE_HEAD, padding=(0, 1, 0, 0), show_edge=False)
+    t = _table(title)
     for name in ("model", "cell", "group", "n"):
         t.add_column(name, no_wrap=True, justify="right" if name == "n" else "left")
     for _, header, _ in cols:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import Notice, notice
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, log2_rpkm
 from histexpr.errors import ConfigError, DataError
 
@@ -36,7 +37,7 @@ STAT_NAMES: tuple[str, ...] = ("mean", "sd", "min", "q10", "q25", "q50", "q75", 
 TEMPERATURES: tuple[float, ...] = (0.02, 0.05, 0.1, 0.2, 0.5, 1.0, float("inf"))
 
 
-class AtlasNotice(UserWarning):
+class AtlasNotice(Notice):
     """An atlas column was excluded, or the atlas does not match the data."""
 
 
@@ -192,11 +193,31 @@ def read_atlas_table(path, values: str = "rpkm") -> Atlas:
         df = df.set_index(df.columns[0])
     num = df.apply(pd.to_numeric, errors="coerce")
     if values == "rpkm":
-        if (num.to_numpy(np.float64) < 0).any():
+        raw = num.to_numpy(np.float64)
+        if (raw < 0).any():
             raise DataError("negative RPKM in atlas table (use atlas_values=transformed?)", path)
+        _refuse_log_scaled(raw, path)
         num = pd.DataFrame(log2_rpkm(num.to_numpy()), index=num.index, columns=num.columns)
     target = "log2(RPKM+1)" if values == "rpkm" else "as-given"
     return atlas_from_frame(num, path.name, target)
+
+
+#: An RPKM table with at least this many values whose largest is below
+#: :data:`LOG_SCALED_MAX` is taken for an already log-scaled one: RPKM of real
+#: genes reach the thousands (Roadmap: up to 216,449), their log2(x + 1) stays under 18.
+LOG_SCALED_MIN_VALUES = 50
+LOG_SCALED_MAX = 32.0
+
+
+def _refuse_log_scaled(values: np.ndarray, path) -> None:
+    """A table given as RPKM that is already log-scaled would be transformed twice."""
+    finite = values[np.isfinite(values)]
+    if len(finite) >= LOG_SCALED_MIN_VALUES and finite.max() < LOG_SCALED_MAX:
+        raise DataError(
+            f"atlas values look already log-scaled (largest {finite.max():.3g} over "
+            f"{len(finite)} values; RPKM reach the thousands): use atlas_values=transformed",
+            path,
+        )
 
 
 def roadmap_atlas() -> Atlas:
@@ -218,7 +239,7 @@ def resolve_atlas(spec: str, values: str, train: HistoneDataset) -> Atlas:
         if values == "transformed":  # stated to be in the model's target transform
             atlas = replace(atlas, target=train.target)
     if atlas.target != train.target:
-        warnings.warn(
+        notice(
             f"atlas {atlas.source} is in {atlas.target}, the training targets in {train.target}",
             AtlasNotice,
             stacklevel=2,

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from histexpr._runtime import notice
 from histexpr.errors import DataError
 
 #: Canonical mark order (DeepChrome's ``names.csv`` and the course npz columns 1-5): the
@@ -198,7 +199,6 @@ def conform_marks(
     trained with mark dropout): then it is filled with zeros, listed in
     ``meta["missing_marks"]`` and named in a warning.
     """
-    import warnings
 
     marks = tuple(marks)
     if tuple(data.marks) == marks:
@@ -211,13 +211,13 @@ def conform_marks(
         )
     out = data.select_marks(marks, allow_missing=True)
     if out.meta["dropped_marks"]:
-        warnings.warn(
+        notice(
             f"{source}: mark(s) {', '.join(out.meta['dropped_marks'])} not used by the model; "
             "dropped",
             stacklevel=2,
         )
     if missing:
-        warnings.warn(
+        notice(
             f"{source}: mark(s) {', '.join(missing)} missing; predicted without them "
             "(mark-dropout model)",
             stacklevel=2,

@@ -35,7 +35,6 @@ warning; ``duplicates="error"`` rejects it.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -43,6 +42,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from histexpr._runtime import notice
 from histexpr.atomic import atomic_dir
 from histexpr.data.dataset import MARKS, N_BINS, TARGET_LOG2_RPKM, HistoneDataset, log2_rpkm
 from histexpr.data.validate import check_counts, check_keys, check_marks
@@ -262,7 +262,7 @@ def _read_cell(
         first = gene[int(np.argmax(~keep))]
         if duplicates == "error":
             raise DataError(f"gene {first} occurs more than once", folder, cell)
-        warnings.warn(
+        notice(
             f"{folder} [{cell}]: {int((~keep).sum())} repeated gene(s) (first {first}); "
             "keeping the first occurrence",
             stacklevel=3,
@@ -286,7 +286,7 @@ def _read_cell(
             msg = f"{len(lost)} gene(s) not in the Roadmap RPKM matrix (first {lost[0]})"
             if missing == "error":
                 raise DataError(msg + "; use missing='drop' to skip them", folder, cell)
-            warnings.warn(f"{folder} [{cell}]: {msg}; dropped", stacklevel=3)
+            notice(f"{folder} [{cell}]: {msg}; dropped", stacklevel=3)
             keep &= found
         y = np.zeros(len(gene), np.float32)
         y[found] = log2_rpkm(rpkm.to_numpy()[pos[found]])

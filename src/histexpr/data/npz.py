@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from histexpr._runtime import notice
 from histexpr.atomic import AtomicFileWriter
 from histexpr.data.dataset import MARKS, N_BINS, TARGET_PASSTHROUGH, HistoneDataset
 from histexpr.data.validate import (
@@ -128,7 +129,7 @@ class _NpzSource:
             raise DataError("npz archive holds no arrays", self.path)
         for key, (shape, dtype) in list(self.headers.items()):
             if len(shape) != 3 and not _CELL_KEY.match(key):
-                warnings.warn(
+                notice(
                     f"{self.path} [{key}]: not a cell-type array (shape {shape}); skipped",
                     stacklevel=3,
                 )

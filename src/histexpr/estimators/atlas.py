@@ -17,6 +17,12 @@ always computed from the atlas without ``c``'s column, both while training
 Genes absent from the atlas fall back to the histone-only model of the same
 family (:class:`RidgeBaseline` / :class:`LightGBMBaseline`); after ``predict``,
 ``atlas_used_`` records per example whether the atlas was used.
+
+A cell type's similarity to the reference cells and its softmax temperature are
+estimated from all its genes in the input, never per call or per block
+(:mod:`histexpr.estimators.atlas_cells`; a streamed input gets a first pass through
+:meth:`_AtlasEstimator.prepare_cells`), so a gene's prediction does not depend on
+the other cell types predicted with it or on the memory budget.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import choose_threads, notice
 from histexpr.data.atlas import (
     Atlas,
     AtlasNotice,
@@ -34,7 +41,7 @@ from histexpr.data.atlas import (
 )
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators.atlas_features import AtlasFeatures, fit_scorer
+from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
 from histexpr.estimators.baselines import (
     LightGBMBaseline,
     LightGBMConfig,
@@ -54,7 +61,7 @@ def check_atlas_fields(cfg) -> None:
         raise ConfigError(f"atlas_values must be rpkm or transformed, got {cfg.atlas_values!r}")
     if not cfg.temperature >= 0:
         raise ConfigError(
-            f"temperature must be >= 0 (0 = chosen on training cells), got {cfg.temperature}"
+            f"temperature must be >= 0 (0 = chosen per cell type), got {cfg.temperature}"
         )
     if not 1 <= cfg.pool_bins <= 100:
         raise ConfigError(f"pool_bins must be in 1..100, got {cfg.pool_bins}")
@@ -68,7 +75,7 @@ def check_atlas_fields(cfg) -> None:
 class AtlasRidgeConfig:
     """``atlas``: "" (training targets), "roadmap" or a table path; ``atlas_values``:
     rpkm or transformed (tables only); ``atlas_exclude``: cell columns always dropped;
-    ``temperature``: softmax temperature of the prior (0 = chosen leave-one-cell-out);
+    ``temperature``: softmax temperature of the prior (0 = chosen per cell type);
     ``pool_bins``: bins per mark of the pooled histone profile."""
 
     alpha: float | None = None
@@ -123,6 +130,7 @@ class _AtlasEstimator(_Baseline):
         self.atlas_used_: np.ndarray | None = None
         self.prior_: np.ndarray | None = None
         self.features_: AtlasFeatures | None = None
+        self.cell_states_: dict | None = None
 
     # The atlas and the fitted feature state, by their historic names.
     @property
@@ -150,7 +158,17 @@ class _AtlasEstimator(_Baseline):
     def _features(self, data, genes, training, P_all, cases=None):
         """Residual-model features, order of their rows, prior and atlas-use mask."""
         H = self._histone(data.X, P_all)
-        return self.features_.features(data, genes, training, P_all, H, cases)
+        states = None if training else self.cell_states_
+        return self.features_.features(data, genes, training, P_all, H, cases, states)
+
+    def prepare_cells(self, blocks) -> None:
+        """First pass over an input read in blocks: each cell type's similarity to the
+        reference cells from all its genes, used by the next ``predict`` calls (so a
+        prediction does not depend on the blocks); ``None`` forgets them."""
+        if blocks is None or self.features_ is None:
+            self.cell_states_ = None
+        else:
+            self.cell_states_ = self.features_.cell_states(self._check(b) for b in blocks)
 
     # -- the surface -----------------------------------------------------------------
     def fit(self, train, valid=None, run_dir=None):
@@ -172,7 +190,7 @@ class _AtlasEstimator(_Baseline):
         F, order, prior, used = self._features(train, genes, True, P, cases)
         self.has_model_ = len(order) > 0
         if not self.has_model_:
-            warnings.warn(
+            notice(
                 f"{self.kind}: no training gene is in the atlas without its own cell; "
                 "predicting with the histone-only model",
                 AtlasNotice,
@@ -196,7 +214,7 @@ class _AtlasEstimator(_Baseline):
             "atlas_cells": len(self.atlas_.cells),
             "atlas_genes": len(self.atlas_.genes),
             "atlas_source": self.atlas_.source,
-            "temperature": self.temperature_ if np.isfinite(self.temperature_) else "inf",
+            **cell_metrics(self.features_, cases),
             "train_atlas_used": int(used.sum()),
             "fallback_rows": len(fallback_train),
             "residual_rows": len(keep) if self.has_model_ else 0,
@@ -311,7 +329,7 @@ class AtlasLightGBM(_AtlasEstimator):
         from histexpr.estimators.linear import gene_folds
 
         c = self.config
-        params = lightgbm_params(c)
+        params = lightgbm_params(c, len(F))
         n_genes = len(np.unique(genes))
         if vF is None and c.holdout_fraction > 0 and n_genes * c.holdout_fraction >= 5:
             held = gene_folds(genes, round(1 / c.holdout_fraction), seed=c.seed) == 0
@@ -329,7 +347,9 @@ class AtlasLightGBM(_AtlasEstimator):
 
     def _predict_residual(self, F):
         best = self.booster_.best_iteration or None
-        return self.booster_.predict(F, num_iteration=best).astype(np.float32)
+        return self.booster_.predict(
+            F, num_iteration=best, num_threads=choose_threads(self.config.n_jobs, len(F))
+        ).astype(np.float32)
 
     def _save_residual(self, directory):
         self.booster_.save_model(str(directory / "residual.txt"))

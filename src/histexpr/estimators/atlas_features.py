@@ -11,24 +11,23 @@ the same no-leakage rules.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import notice
 from histexpr.data.atlas import (
     Atlas,
     AtlasNotice,
-    choose_temperature,
     gene_statistics,
-    similarity_correlations,
     softmax_weights,
     weighted_prior,
 )
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
+from histexpr.estimators.atlas_cells import CellScores, CellState, cell_state, warn_few_genes
 from histexpr.estimators.baselines import RidgeBaseline, RidgeConfig, _load_arrays, pooled_log1p
 
-__all__ = ["AtlasFeatures", "fit_scorer"]
+__all__ = ["AtlasFeatures", "cell_metrics", "fit_scorer"]
 
 
 def _gene_sums(genes: np.ndarray, P: np.ndarray):
@@ -46,7 +45,10 @@ class AtlasFeatures:
     Holds what the features need besides the example itself: the atlas, the
     histone-only scorer whose per-gene scores drive the cell similarity, the
     per-gene sums of the training cells' pooled histone profiles and the softmax
-    temperature. No leakage: an example of cell type ``c`` always sees the atlas
+    temperature. Each cell type's similarity to the reference cells (and, with
+    ``temperature`` 0, its own temperature) comes from all its atlas-known genes in
+    the input (:mod:`histexpr.estimators.atlas_cells`): from ``data`` itself, or from
+    the states a first pass over a streamed file gave (:meth:`cell_states`). No leakage: an example of cell type ``c`` always sees the atlas
     without ``c``'s column; while training its own cell is also left out of its
     gene's reference profile (leave-one-cell-out).
 
@@ -61,6 +63,7 @@ class AtlasFeatures:
         Sorted training genes, sums of their pooled profiles (n_genes, n_marks *
         pool_bins) and the number of training examples in each sum.
     temperature : float
+        Softmax temperature of every cell, or 0: chosen per cell from its genes.
     """
 
     STATE = "state.npz"
@@ -74,8 +77,9 @@ class AtlasFeatures:
     def fit(cls, train, atlas, scorer, pool_bins, temperature=0.0, P=None):
         """The features of ``train``; returns ``(features, cases of train)``.
 
-        ``temperature`` 0 means: choose it leave-one-cell-out (each training cell's
-        prior from the other cells' columns) with :func:`choose_temperature`. ``P``:
+        ``temperature`` 0 means: chosen per cell type from its own genes, the same
+        way while training and predicting (a temperature learned on the training
+        cells does not carry over to an unlike cell type, issue #22). ``P``:
         :func:`pooled_log1p` of ``train.X`` when the caller has it already (the
         callers pass the same array on to :meth:`features`).
         """
@@ -83,37 +87,66 @@ class AtlasFeatures:
         if P is None:
             P = pooled_log1p(train.X, pool_bins)
         ref_genes, ref_sum, ref_count = _gene_sums(genes, P)
-        feats = cls(atlas, scorer, pool_bins, ref_genes, ref_sum, ref_count, np.inf)
+        feats = cls(atlas, scorer, pool_bins, ref_genes, ref_sum, ref_count, temperature)
         cases = list(feats.cases(train, genes, True))
-        if temperature > 0:
-            feats.temperature = float(temperature)
-        else:
-            loo = [(corr, ref, train.y[idx][found]) for _, idx, found, ref, corr, _ in cases]
-            feats.temperature = choose_temperature(loo)
         return feats, cases
 
-    def cases(self, data: HistoneDataset, genes: np.ndarray, training: bool):
-        """Per cell type: its rows, atlas rows found, reference values, correlations, scores."""
+    def _score(self, data: HistoneDataset) -> np.ndarray:
+        return self.scorer.predict(data).astype(np.float64)
+
+    def cell_states(self, blocks) -> dict[str, CellState]:
+        """:class:`CellState` of every cell type in ``blocks`` (a first pass over an input
+        read in blocks), from all its atlas-known genes; one notice for those with too few."""
+        seen = CellScores()
+        for block in blocks:
+            genes = canonical_gene_ids(block.gene)
+            score = self._score(block)
+            for c in block.cells:
+                idx = np.flatnonzero(block.cell == c)
+                _, found = self.atlas.without([c]).rows(genes[idx])
+                seen.add(c, genes[idx][found], score[idx][found])
+        states = {c: self._state(c, *seen.get(c)) for c in seen.cells()}
+        warn_few_genes(states, stacklevel=3)
+        return states
+
+    def _state(self, cell: str, genes: np.ndarray, score: np.ndarray) -> CellState:
+        atlas = self.atlas.without([cell])
+        rows, _ = atlas.rows(genes)
+        return cell_state(genes, score, atlas.values[rows], self.temperature)
+
+    def cases(self, data: HistoneDataset, genes: np.ndarray, training: bool, states=None):
+        """Per cell type: its rows, atlas rows found, reference values, state, scores.
+
+        ``states`` (cell -> :class:`CellState`): those of a first pass over the whole
+        input; a cell type without one gets its state from its genes in ``data``.
+        """
         own = [c for c in data.cells if c in set(self.atlas.cells)]
         if not training and own:
             # one notice per call, however many cell types: each is predicted without
             # its own atlas column
             shown = ", ".join(own[:5]) + (f" and {len(own) - 5} more" if len(own) > 5 else "")
-            warnings.warn(
+            notice(
                 f"atlas column(s) of {shown} excluded while predicting them (no leakage)",
                 AtlasNotice,
                 stacklevel=4,
             )
+        states = {} if states is None else states
+        fresh = {}
         for c in data.cells:
             idx = np.flatnonzero(data.cell == c)
             atlas = self.atlas.without([c])
             rows, found = atlas.rows(genes[idx])
             ref = atlas.values[rows[found]]
-            score = self.scorer.predict(data.subset(idx)).astype(np.float64)
-            corr = similarity_correlations(score[found], ref)
-            yield c, idx, found, ref, corr, score
+            score = self._score(data.subset(idx))
+            state = states.get(c)
+            if state is None:
+                state = fresh[c] = cell_state(
+                    genes[idx][found], score[found], ref, self.temperature
+                )
+            yield c, idx, found, ref, state, score
+        warn_few_genes({c: s for c, s in fresh.items() if s.n_genes}, stacklevel=4)
 
-    def features(self, data, genes, training, P_all, histone=None, cases=None):
+    def features(self, data, genes, training, P_all, histone=None, cases=None, states=None):
         """Atlas feature matrix, prior and mask of the rows that use the atlas.
 
         Parameters
@@ -130,6 +163,8 @@ class AtlasFeatures:
             the signal itself).
         cases : list, optional
             :meth:`cases` of ``data`` when already computed.
+        states : dict, optional
+            Cell states of a first pass over the whole input (:meth:`cell_states`).
 
         Returns
         -------
@@ -146,12 +181,12 @@ class AtlasFeatures:
         prior = np.full(n, np.nan, dtype=np.float32)
         parts, rows_out = [], []
         if cases is None:
-            cases = list(self.cases(data, genes, training))
-        for _c, idx, found, ref, corr, score in cases:
+            cases = list(self.cases(data, genes, training, states))
+        for _c, idx, found, ref, state, score in cases:
             if not found.any():
                 continue
             sel = idx[found]
-            p = weighted_prior(ref, softmax_weights(corr, self.temperature))
+            p = weighted_prior(ref, softmax_weights(state.corr, state.temperature))
             stats = gene_statistics(ref)
             P = P_all[sel]
             pos = np.clip(np.searchsorted(self.ref_genes, genes[sel]), 0, len(self.ref_genes) - 1)
@@ -205,6 +240,15 @@ class AtlasFeatures:
             float(z["temperature"]),
         )
         return feats, z
+
+
+def cell_metrics(features: AtlasFeatures, cases) -> dict:
+    """The temperature setting and each training cell's temperature (for ``metrics.json``)."""
+    show = lambda t: t if np.isfinite(t) else "inf"  # noqa: E731 - JSON has no inf
+    return {
+        "temperature": show(features.temperature) if features.temperature > 0 else "per cell",
+        "cell_temperatures": {c: show(state.temperature) for c, _, _, _, state, _ in cases},
+    }
 
 
 def fit_scorer(train, alpha, cv_folds):

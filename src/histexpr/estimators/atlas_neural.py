@@ -21,8 +21,8 @@ indicator 0. The network learns that case from training copies of the examples
 of a random ``hide_fraction`` of the genes with the atlas hidden. One network
 thus serves both cases and shares its histone trunk between them, instead of a
 second, separately trained histone-only model (twice the training time, and a
-model directory holding two networks). ``atlas_used_`` and ``prior_`` record per
-example, after ``predict``, whether the atlas was used and its prior.
+model directory holding two networks). ``atlas_used_`` and ``prior_``: per example,
+after ``predict``. Cell states from all of a cell's genes: as for atlas-ridge.
 
 A saved model is a directory (:mod:`histexpr.estimators.bundle`): ``model.json``
 (config groups "model", "train", "inference", "features"), ``weights.safetensors``,
@@ -41,13 +41,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from histexpr._runtime import notice
 from histexpr.config import check_range, find_setting, from_dict, resolve_overrides, to_dict
 from histexpr.data.atlas import STAT_NAMES, AtlasNotice, resolve_atlas
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
 from histexpr.estimators.atlas import check_atlas_fields
-from histexpr.estimators.atlas_features import AtlasFeatures, fit_scorer
+from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
 from histexpr.estimators.baselines import pooled_log1p
 from histexpr.estimators.bundle import InputContract
 from histexpr.estimators.neural import (
@@ -78,7 +79,7 @@ class AtlasFeatureConfig:
     atlas_exclude : tuple of str
         Cell columns always dropped from the atlas.
     temperature : float
-        Softmax temperature of the prior (0: chosen leave-one-cell-out).
+        Softmax temperature of the prior (0: chosen per cell type from its genes).
     pool_bins : int
         Bins per mark of the pooled histone profile.
     alpha : float or None
@@ -156,16 +157,12 @@ class AtlasConvNetEstimator:
         self.history_: list[dict] = []
         self.atlas_used_: np.ndarray | None = None
         self.prior_: np.ndarray | None = None
+        self.cell_states_: dict | None = None
 
     @classmethod
     def _groups(cls) -> dict:
         d = cls.config_cls()
-        return {
-            "model": d.model,
-            "train": d.train,
-            "inference": d.inference,
-            "features": d.features,
-        }
+        return {f.name: getattr(d, f.name) for f in dataclasses.fields(d)}
 
     @classmethod
     def create(cls, kind: str = "atlas-convnet", overrides=None) -> AtlasConvNetEstimator:
@@ -191,7 +188,8 @@ class AtlasConvNetEstimator:
         """Standardised side features (n, n_side), atlas-use mask and prior."""
         f = self.features_
         P = pooled_log1p(data.X, f.pool_bins)
-        F, order, prior, used = f.features(data, genes, training, P, None, cases)
+        states = None if training else self.cell_states_
+        F, order, prior, used = f.features(data, genes, training, P, None, cases, states)
         if not self.has_atlas_:  # the network never saw atlas features: all hidden
             used[:], prior[:] = False, np.nan
         return self._standardise(F, order, used), used, prior
@@ -255,7 +253,7 @@ class AtlasConvNetEstimator:
             self.side_mean_ = F.mean(axis=0, dtype=np.float64).astype(np.float32)
             self.side_sd_ = (F.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32)
         else:
-            warnings.warn(
+            notice(
                 f"{self.kind}: no training gene is in the atlas without its own cell; "
                 "the network reads the histone signal only",
                 AtlasNotice,
@@ -308,9 +306,7 @@ class AtlasConvNetEstimator:
             "atlas_cells": len(atlas.cells),
             "atlas_genes": len(atlas.genes),
             "atlas_source": atlas.source,
-            "temperature": self.features_.temperature
-            if np.isfinite(self.features_.temperature)
-            else "inf",
+            **cell_metrics(self.features_, cases),
             "train_atlas_used": int(used.sum()),
         }
         # Training metrics on at most trainval_max examples, as for the neural kinds.
@@ -326,6 +322,11 @@ class AtlasConvNetEstimator:
                     fit_metrics(valid.y, self.predict(valid), "regression", "valid")
                 )
         return self
+
+    def prepare_cells(self, blocks) -> None:
+        """First pass over an input read in blocks (see :meth:`AtlasRidge.prepare_cells`)."""
+        conform = (conform_marks(b, self.contract_.marks) for b in blocks or ())
+        self.cell_states_ = None if blocks is None else self.features_.cell_states(conform)
 
     def predict(self, data: HistoneDataset, batch_size: int | None = None) -> np.ndarray:
         """Predictions, shape (n,) float32; sets ``atlas_used_`` and ``prior_``."""

@@ -55,6 +55,9 @@ class RandomForestConfig:
         the chosen forest then grows to ``n_estimators`` trees.
     max_depth : int
         Depth limit, 2-40 (bounds the saved model's size at large n).
+    n_jobs : int
+        Threads: 0 (default) lets histexpr choose from the cores other processes leave
+        free (one for small data); N > 0 uses N; -1 every core.
     """
 
     n_features: int = 50
@@ -64,7 +67,7 @@ class RandomForestConfig:
     max_samples: float = 0.5
     select_trees: int = 10
     seed: int = 0
-    n_jobs: int = -1
+    n_jobs: int = 0
 
     def __post_init__(self):
         if self.n_features < 1:
@@ -99,6 +102,9 @@ class LightGBMConfig:
         Most boosting rounds; training stops early after ``early_stopping`` rounds
         without improvement on the validation data, or (without validation data) on
         ``holdout_fraction`` of the training genes, then refits on all of them.
+    n_jobs : int
+        Threads: 0 (default) lets histexpr choose from the cores other processes leave
+        free (one for small data); N > 0 uses N; -1 every core.
     """
 
     n_estimators: int = 2000
@@ -111,7 +117,7 @@ class LightGBMConfig:
     early_stopping: int = 50
     holdout_fraction: float = 0.1
     seed: int = 0
-    n_jobs: int = 2
+    n_jobs: int = 0
 
     def __post_init__(self):
         if self.n_estimators < 1:

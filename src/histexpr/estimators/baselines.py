@@ -16,11 +16,11 @@ arrays as ``.npz`` (loaded with ``allow_pickle=False``), LightGBM as its text mo
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import choose_threads, notice
 from histexpr.config import from_dict, override, to_dict
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
 from histexpr.errors import HistexprError
@@ -205,7 +205,7 @@ class GeneMean(_Baseline):
         known = train_genes[pos] == genes
         self.unknown_genes_ = len(np.unique(genes[~known]))
         if self.unknown_genes_:
-            warnings.warn(
+            notice(
                 f"gene-mean: {self.unknown_genes_} of {len(np.unique(genes))} genes are not "
                 "among the training genes; they get the global mean",
                 stacklevel=2,
@@ -295,10 +295,12 @@ class RidgeBaseline(_Baseline):
         self.alpha_ = float(z["alpha"]) if "alpha" in z else self.config.alpha
 
 
-def lightgbm_params(c) -> dict:
+def lightgbm_params(c, rows: int | None = None) -> dict:
     """LightGBM's training parameters from a config with the LightGBM fields
     (learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
-    reg_lambda, seed, n_jobs): deterministic, row-wise, quiet."""
+    reg_lambda, seed, n_jobs): deterministic, row-wise, quiet; ``num_threads`` from
+    :func:`histexpr._runtime.choose_threads` (``n_jobs`` 0: by the free cores and
+    the ``rows`` fitted on)."""
     return {
         "objective": "regression",
         "learning_rate": c.learning_rate,
@@ -309,7 +311,7 @@ def lightgbm_params(c) -> dict:
         "feature_fraction": c.colsample_bytree,
         "lambda_l2": c.reg_lambda,
         "seed": c.seed,
-        "num_threads": c.n_jobs,
+        "num_threads": choose_threads(c.n_jobs, rows),
         "deterministic": True,
         "force_row_wise": True,
         "verbosity": -1,
@@ -376,7 +378,7 @@ class RandomForestBaseline(_Baseline):
                 max_samples=c.max_samples,
                 oob_score=Fv is None and len(grid) > 1,
                 random_state=c.seed,
-                n_jobs=c.n_jobs,
+                n_jobs=choose_threads(c.n_jobs, len(Ft)),
                 warm_start=True,
             )
 
@@ -443,7 +445,7 @@ class LightGBMBaseline(_Baseline):
 
         self._require_target(train)
         c = self.config
-        params = lightgbm_params(c)
+        params = lightgbm_params(c, len(train))
         valid = _valid_or_none(valid)
         if valid is not None:
             self.booster_ = self._boost(params, train, valid)
@@ -479,7 +481,9 @@ class LightGBMBaseline(_Baseline):
     def predict(self, data, batch_size=None):
         data = self._check(data)
         best = self.booster_.best_iteration or None
-        return self.booster_.predict(log1p_features(data.X), num_iteration=best).astype(np.float32)
+        threads = choose_threads(self.config.n_jobs, len(data))
+        F = log1p_features(data.X)
+        return self.booster_.predict(F, num_iteration=best, num_threads=threads).astype(np.float32)
 
     def _save_state(self, directory):
         self.booster_.save_model(str(directory / "model.txt"))

@@ -218,11 +218,12 @@ class DiffConvNetEstimator(_Diff):
             raise HistexprError(f"{self.kind}: model is not fitted")
         return self.model_
 
-    def _predict_pair_rows(self, XA, XB):
+    def _predict_pair_rows(self, XA, XB, sign: int = 0):
+        # antisymmetric by construction: the orientation is not needed
         out = predict_batched(self._require_model(), (XA, XB))
         return out[:, 0]
 
-    def _contributions(self, XA, XB, chunk: int = 256):
+    def _contributions(self, XA, XB, sign: int = 0, chunk: int = 256):
         """Integrated gradients on the midpoint path (module docstring); base 0."""
         model = self._require_model()
         steps = self.config.diff.ig_steps

@@ -14,11 +14,11 @@ import gzip
 import os
 import struct
 import tempfile
-import warnings
 import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
+from histexpr._runtime import notice
 from histexpr.errors import DataError
 
 
@@ -92,9 +92,10 @@ def bam_without_bad_index(path):
     if problem is None:
         yield path
         return
-    warnings.warn(
+    notice(
         f"{path}: {problem}; ignoring it and reading the whole file "
         "(re-create it with `samtools index` to read only the windows)",
+        UserWarning,
         stacklevel=4,
     )
     with tempfile.TemporaryDirectory(prefix="histexpr-bam-") as tmp:

@@ -13,11 +13,11 @@ prefix removed, ``M``/``MT`` equal). Every track is then checked:
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 
 import numpy as np
 
+from histexpr._runtime import notice
 from histexpr.errors import DataError
 
 #: Fraction of all-zero windows of a track above which featurize warns.
@@ -103,7 +103,7 @@ class ChromMatcher:
             )
         if self.renamed:
             first = sorted(self.renamed)[0]
-            warnings.warn(
+            notice(
                 f"{path}: chromosome names matched to the track's "
                 f"({first} -> {self.renamed[first]}, {len(self.renamed)} chromosome(s))",
                 stacklevel=3,
@@ -114,7 +114,7 @@ class ChromMatcher:
             if frac > ZERO_WINDOW_WARN:
                 missing = 0 if on_chrom is None else int((~on_chrom).sum())
                 where = f" ({missing} on chromosomes absent from the track)" if missing else ""
-                warnings.warn(
+                notice(
                     f"{path}: {zero.sum()} of {len(zero)} windows ({100 * frac:.0f}%) are all "
                     f"zero{where}",
                     stacklevel=3,

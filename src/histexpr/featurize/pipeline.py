@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from histexpr._runtime import dask_client
+from histexpr._runtime import dask_client, notice
 from histexpr._runtime import progress as _progress_bar
 from histexpr.config import to_dict
 from histexpr.data.dataset import (
@@ -82,7 +82,7 @@ def _track_task(path, tss, window, options) -> tuple[np.ndarray, list[str]]:
 
 def _rewarn(messages: list[str]) -> None:
     for msg in messages:
-        warnings.warn(msg, UserWarning, stacklevel=3)
+        notice(msg, stacklevel=3)
 
 
 def parse_mark_specs(specs, cell: str | None = None) -> dict[str, dict[str, str]]:

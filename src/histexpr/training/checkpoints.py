@@ -18,12 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import warnings
 from pathlib import Path
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from histexpr._runtime import notice
 from histexpr.atomic import atomic_path
 
 
@@ -77,8 +77,9 @@ def resumable_checkpoint(ckpt_dir: Path) -> Path | None:
         return None
     if checkpoint_loads(last):
         return last
-    warnings.warn(
+    notice(
         f"{last}: damaged checkpoint (it does not load); training this member from the start",
+        UserWarning,
         stacklevel=2,
     )
     for ckpt in ckpt_dir.glob("*.ckpt"):
@@ -103,5 +104,5 @@ def read_done(done: Path, final: Path) -> dict | None:
             return info
     except (OSError, ValueError):
         pass
-    warnings.warn(f"{done}: unreadable; training this member again", stacklevel=2)
+    notice(f"{done}: unreadable; training this member again", UserWarning, stacklevel=2)
     return None

@@ -135,7 +135,7 @@ class DeviceConfig:
     num_nodes: int = _help("nodes for DDP training", 1)
     strategy: str = _help("Lightning strategy (auto, ddp)", "auto")
     precision: str = _help("Lightning training precision, e.g. 32-true, bf16-mixed", "32-true")
-    threads: int = _help("CPU threads for torch during training (0: leave torch's)", 0)
+    threads: int = _help("CPU threads of torch (0: the cores other processes leave free)", 0)
 
     def __post_init__(self):
         check_choice("accelerator", self.accelerator, ("cpu", "gpu", "cuda", "mps", "tpu", "auto"))

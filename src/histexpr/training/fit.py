@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -87,6 +88,21 @@ def init_output_bias(module: torch.nn.Module, value: float) -> bool:
                 return True
             return False
     return False
+
+
+def epoch_bar():
+    """Lightning's progress bar, its epochs counted from 1 to ``epochs`` ("epoch 3/6")."""
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    class EpochBar(TQDMProgressBar):
+        def on_train_epoch_start(self, trainer, *args):
+            super().on_train_epoch_start(trainer, *args)
+            total = (
+                f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
+            )
+            self.train_progress_bar.set_description(f"epoch {trainer.current_epoch + 1}{total}")
+
+    return EpochBar()
 
 
 def fit_member(
@@ -161,6 +177,8 @@ def fit_member(
     )
     stopper = EarlyStopping(monitor="valid_loss", mode="min", patience=cfg.optim.patience)
     dev = cfg.device
+    # the per-epoch bar on a terminal only: in a log its redraws are noise
+    bar = epoch_bar() if cfg.runner.progress and sys.stderr.isatty() else None
     trainer_settings = trainer_kwargs(dev.accelerator, dev.devices, dev.num_nodes, dev.strategy)
     trainer = Trainer(
         max_epochs=cfg.optim.epochs,
@@ -168,10 +186,10 @@ def fit_member(
         limit_train_batches=cfg.optim.epoch_fraction,
         **trainer_settings,
         precision=dev.precision,
-        callbacks=[history, *callbacks, stopper, checkpoint],
+        callbacks=[history, *callbacks, stopper, checkpoint, *([bar] if bar else [])],
         plugins=[AtomicCheckpointIO()],
         logger=False,
-        enable_progress_bar=cfg.runner.progress,
+        enable_progress_bar=bar is not None,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=ckpt_dir,

@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from histexpr._runtime import choose_threads
+
 #: Relative penalty grid: ``alpha = lam * n_train`` for these ``lam`` (the Gram matrix of
 #: standardised features grows with n, so a relative grid spans the same range at any n).
 RELATIVE_GRID = np.logspace(-6, 3, 37)
@@ -141,8 +143,10 @@ def fit_ridge_cv(
 
     p = Z_of(slice(0, 1)).shape[1]
     # small problems: one BLAS thread (threads only add overhead, and oversubscribe
-    # a shared machine badly: 20x slower seen with 2 cores and several processes)
-    with threadpool_limits(limits=1 if n * p * p < 2e9 else None, user_api="blas"):
+    # a shared machine badly: 20x slower seen with 2 cores and several processes);
+    # large ones: the cores other processes leave free
+    threads = 1 if n * p * p < 2e9 else choose_threads()
+    with threadpool_limits(limits=threads, user_api="blas"):
         return _fit_ridge_cv(Z_of, n, y, gene, folds, alpha, seed)
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from histexpr._runtime import dask_client, progress, quiet_lightning, torch_threads
+from histexpr._runtime import Steps, dask_client, progress, quiet_lightning, torch_threads
 from histexpr.config import from_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError
@@ -254,7 +254,10 @@ def fit_members(
         stack.enter_context(quiet_lightning())
         writer = is_global_zero()
         results, rows = [], []
+        # one overall line per member (member, elapsed, time left) above the epoch bars
+        steps = Steps([1] * len(specs), enabled=cfg.runner.progress and len(specs) > 1 and writer)
         for i, spec in enumerate(specs):
+            steps.begin(f"training member {spec.name}")
             done_rows = list(rows)
 
             def sink(member_rows, done_rows=done_rows):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from histexpr._runtime import Steps
 from histexpr.data.convert import load_dataset
 from histexpr.estimators import NEURAL_KINDS
 from histexpr.workflows.experiment import (
     DEFAULT_MODELS,
     ExperimentConfig,
     ExperimentResult,
+    model_weights,
     run_experiment,
 )
 
@@ -33,10 +35,13 @@ def run_demo(
     report: bool = True,
     differential: bool = True,
     log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> ExperimentResult:
     """The main job on the embedded simulated data set (generated once, then cached).
 
-    With ``differential`` a short differential section follows (two pairs of cell types,
+    ``log`` gets the data summary, the differential table and, with ``progress``, one
+    line per step (step, elapsed time, time left). With ``differential`` a short
+    differential section follows (two pairs of cell types,
     :func:`histexpr.workflows.diff.run_diff_demo`), written to ``RUN_DIR/differential.csv``.
     """
     from histexpr.simulator import default_dataset
@@ -45,20 +50,25 @@ def run_demo(
     log(f"data: {path}")
     data = load_dataset(path)
     config = ExperimentConfig(models=tuple(models or DEMO_MODELS), neural=DEMO_NEURAL)
-    result = run_experiment(data, run_dir, config, data_path=str(path), log=log)
+    neural = [m for m in config.models if m in NEURAL_KINDS]
+    extra = [differential, report and bool(neural), report]
+    steps = Steps(model_weights(config.models) + [1.0] * sum(extra), emit=log, enabled=progress)
+    result = run_experiment(
+        data, run_dir, config, data_path=str(path), log=log, steps=steps, progress=progress
+    )
     if differential and len(result.train_cells) >= 2:
+        steps.begin("differential section ...")
         run_differential(data, result, config, log)
     if report:
         from histexpr.report import write_data_summary, write_report
 
         write_data_summary(data, result.run_dir)
-        neural = [m for m in config.models if m in NEURAL_KINDS]
         if neural:
             from histexpr.workflows.explain import explain_run
 
             # one seen and one unseen cell type, as the seed's Fig. 4 compares
             cells = result.train_cells[:1] + result.unseen_cells[:1]
-            log(f"explaining {neural[0]} on {', '.join(cells)} ...")
+            steps.begin(f"explaining {neural[0]} on {', '.join(cells)} ...")
             explain_run(
                 result.run_dir,
                 data.select_cells(cells),
@@ -68,6 +78,7 @@ def run_demo(
                 n_steps=32,
                 show_progress=False,
             )
+        steps.begin("writing the report ...")
         html = write_report(result.run_dir)
         log(f"report: {html}")
     return result

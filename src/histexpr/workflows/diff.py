@@ -324,12 +324,16 @@ def evaluate_diff(
         known = None if genes is None else set(genes)
         scored = _score_rows(label, preds, _trained_cells(est), known)
         if calibration is not None and path == models[0]:
-            for row, p in zip(scored, preds, strict=True):
+            for p in preds:
                 lower, upper = _pair_bounds(path, calibration, interval, est, p)
-                cov = interval_coverage(
-                    p.observed, lower, upper, np.full(len(p.gene), "all"), interval
-                )
-                row.update(cov.iloc[0][["level", "coverage", "mean_width"]].to_dict())
+                is_known = np.isin(canonical_gene_ids(p.gene), sorted(known or ()))
+                masks = {"all": np.ones(len(p.gene), bool), "new": ~is_known, "train": is_known}
+                for row in (r for r in scored if r["pair"] == f"{p.cell_a}:{p.cell_b}"):
+                    m = masks[row["genes"]]
+                    cov = interval_coverage(
+                        p.observed[m], lower[m], upper[m], np.full(m.sum(), "all"), interval
+                    )
+                    row.update(cov.iloc[0][["level", "coverage", "mean_width"]].to_dict())
         rows += scored
         gene = canonical_gene_ids(preds[0].gene)
         overlap = 0 if known is None else int(np.isin(gene, sorted(known)).sum())

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from histexpr._runtime import Steps
 from histexpr.config import to_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
@@ -143,12 +144,19 @@ def _neural_overrides(config: ExperimentConfig) -> dict[str, list[str]]:
     return out
 
 
+def model_weights(kinds) -> list[float]:
+    """Expected relative training cost of each kind, for the time-left estimate."""
+    return [10.0 if trains_network(k) else 1.0 for k in kinds]
+
+
 def run_experiment(
     data: HistoneDataset,
     run_dir,
     config: ExperimentConfig = ExperimentConfig(),
     data_path: str | None = None,
     log: Callable[[str], None] = print,
+    steps: Steps | None = None,
+    progress: bool = True,
 ) -> ExperimentResult:
     """Train every model of ``config`` on ``data`` and evaluate on held-out genes.
 
@@ -162,7 +170,13 @@ def run_experiment(
     data_path : str, optional
         Recorded in ``run.json`` so later commands (report, explain) find the data.
     log : callable
-        Receives one line per step.
+        Receives the data summary and one line per step.
+    steps : Steps, optional
+        The caller's overall progress (the demo's, with its later steps); by default
+        one step per model, a network weighing as much as ten other models.
+    progress : bool
+        Log the step lines (step, elapsed time, time left); false also turns off the
+        networks' member lines and epoch bars.
     """
     if not data.has_target:
         raise HistexprError("the data set has no expression values; cannot train or evaluate")
@@ -189,17 +203,23 @@ def run_experiment(
         seconds["oracle"] = time.perf_counter() - t0
     neural_overrides = _neural_overrides(config)
     tasks: dict[str, str] = {}
+    if not progress:  # no member lines or epoch bars either
+        for kind, sets in neural_overrides.items():
+            sets += ["progress=false"] if defines(kind, "progress") else []
+    if steps is None:
+        steps = Steps(model_weights(config.models), emit=log, enabled=progress)
     for kind in config.models:
         est = make_estimator(kind, neural_overrides.get(kind))
         model_dir = run_dir / "models" / kind
-        log(f"training {kind} ...")
+        steps.begin(f"training {kind} ...")
         t0 = time.perf_counter()
         fit_estimator(est, train, valid, run_dir=model_dir)
         seconds[kind] = time.perf_counter() - t0
         predictions[kind] = est.predict(test)
         est.save(model_dir)
         tasks[kind] = model_task(read_header(model_dir))
-        log(f"  {kind}: {seconds[kind]:.1f} s")
+        if progress:
+            log(f"  {kind}: {seconds[kind]:.1f} s")
     # groups (histexpr.evaluate.GROUPS): seen/new = test genes of seen cell types;
     # unseen/known and unseen/new = training and held-out genes of unseen cell types
     evaluation = evaluate_predictions(

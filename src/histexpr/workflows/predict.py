@@ -137,19 +137,34 @@ def _stream(
             if on_open is not None:
                 on_open(list(h.cells))
             rows = rows_for_budget(parse_size(memory_budget), len(h.marks), h.n_bins)
-            with progress_bar(len(h), desc, unit="ex", enabled=progress) as bar:
-                names: set[str] = set()
-                kept = 0
+            names: set[str] = set()
+
+            def blocks():
                 for block in h.iter_batches(rows):
                     block = block if need_target or keep_target else block.without_target()
                     validate_dataset(block, data_path, marks=None, n_bins=None, unique=False)
                     n_read = len(block)
                     if split is not None:
                         block = _in_split(block, split, names, data_path)
+                    yield block, n_read
+
+            # A model that estimates something per cell type from all its genes (the atlas
+            # kinds' similarity to the reference cells) sees the whole input first, so its
+            # predictions do not depend on the memory budget (issue #24).
+            prepare = getattr(est, "prepare_cells", None)
+            if callable(prepare):
+                prepare(b for b, _ in blocks() if len(b))
+            try:
+                with progress_bar(len(h), desc, unit="ex", enabled=progress) as bar:
+                    kept = 0
+                    for block, n_read in blocks():
                         kept += len(block)
-                    if len(block):
-                        yield block, est.predict(block)
-                    bar.update(n_read)
+                        if len(block):
+                            yield block, est.predict(block)
+                        bar.update(n_read)
+            finally:
+                if callable(prepare):
+                    prepare(None)
             if split is not None and kept == 0:
                 _in_split(None, split, names, data_path)
         return
