@@ -33,6 +33,7 @@ from histexpr.estimators import bundle
 from histexpr.estimators.bundle import InputContract
 from histexpr.evaluate import fit_metrics
 from histexpr.models import NETWORKS, Predictor, build_model, network, norm_stats
+from histexpr.models.convnet import ConvNetConfig, sized_for
 from histexpr.models.markmask import mark_missing
 from histexpr.predict import PRECISIONS
 from histexpr.predict import predict as predict_batched
@@ -266,6 +267,9 @@ class NeuralEstimator:
             bundle.check_input(contract, valid, source="validation data")
         self.contract_ = contract
         self.genes_ = sorted(set(train.gene.tolist()))
+        if isinstance(self.model_cfg, ConvNetConfig):
+            # Widths chosen by data size (histexpr.models.convnet.sized_for), then fixed.
+            self.model_cfg = sized_for(self.model_cfg, len(train))
         torch.manual_seed(self.train_cfg.optim.seed)
         model = self._build()
         model.normalizer.set_stats(norm_stats(train.X))

@@ -22,12 +22,17 @@ e.g. 40 bins: ``k = 3``, lengths 40 -> 19 -> 17 -> 8 -> 6 -> 2 -> 2 -> 1 -> 1; 1
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from histexpr.errors import ConfigError
+from histexpr.models.linear_skip import LinearSkip
+
+#: The seed's widths: the default, and the widths that :func:`sized_for` scales.
+SEED_CHANNELS = (64, 64, 128, 128, 256, 256, 512, 512)
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,42 @@ class ConvNetConfig:
         Dropout probability after each batch norm.
     negative_slope : float
         Slope of the LeakyReLU for negative inputs.
+    width_examples : int
+        Training examples from which the default ``channels`` are used as given; with
+        fewer, ``fit`` scales every width by ``sqrt(n / width_examples)`` (never below
+        ``min_width``, see :func:`sized_for`). 0, or explicit channels: as given.
+    min_width : int
+        Narrowest channel count the scaling gives.
+    linear_skip : int
+        Regions of the ridge read-out added to the output (:mod:`histexpr.models.linear_skip`;
+        fitted in closed form before training, regression only); 0: none.
     """
 
-    channels: tuple[int, ...] = (64, 64, 128, 128, 256, 256, 512, 512)
+    channels: tuple[int, ...] = SEED_CHANNELS
     strides: tuple[int, ...] = (2, 1, 2, 1, 2, 1, 2, 1)
     kernel: int = 3
     dropout: float = 0.1
     negative_slope: float = 0.01
+    width_examples: int = 100_000
+    min_width: int = 8
+    linear_skip: int = 10
+
+
+def sized_for(cfg: ConvNetConfig, n_train: int) -> ConvNetConfig:
+    """``cfg`` with its widths chosen for ``n_train`` training examples.
+
+    From ``width_examples`` examples on (or with ``width_examples=0``) the widths are
+    ``cfg.channels``; below, each is ``max(min_width, round(c * sqrt(n / width_examples)))``
+    (the seed's 64..512 from 10^5 examples; 8..32 at 400 genes of one cell type, 10..81 at
+    2,500 examples). Only the seed's default widths are scaled: channels set explicitly
+    are used as given. The result has ``width_examples=0``, so the widths it holds are
+    final (a saved model, or a second fit, keeps them).
+    """
+    if cfg.width_examples <= 0 or tuple(cfg.channels) != SEED_CHANNELS:
+        return cfg
+    scale = min(1.0, (max(int(n_train), 1) / cfg.width_examples) ** 0.5)
+    widths = tuple(max(cfg.min_width, round(c * scale)) for c in cfg.channels)
+    return dataclasses.replace(cfg, channels=widths, width_examples=0)
 
 
 def conv_lengths(n_bins: int, kernel: int, strides, n_padded: int = 0) -> list[int]:
@@ -103,6 +137,10 @@ def _check(cfg: ConvNetConfig, n_bins: int) -> None:
         )
     if not cfg.channels or min(cfg.channels) < 1 or min(cfg.strides) < 1 or cfg.kernel < 1:
         raise ConfigError("convnet: channels, strides and kernel must be positive")
+    if cfg.linear_skip < 0:
+        raise ConfigError(f"convnet: linear_skip must be >= 0, got {cfg.linear_skip}")
+    if cfg.width_examples < 0 or cfg.min_width < 1:
+        raise ConfigError("convnet: width_examples must be >= 0 and min_width >= 1")
     if not 0.0 <= cfg.dropout < 1.0:
         raise ConfigError(f"convnet: dropout must be in [0, 1), got {cfg.dropout}")
     padded_layers(n_bins, cfg.kernel, cfg.strides)
@@ -149,6 +187,9 @@ class ConvNet(nn.Module):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv1d(c_in, n_outputs, 1)
+        self.skip = (
+            LinearSkip(n_marks, cfg.linear_skip) if cfg.linear_skip and n_outputs == 1 else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -161,4 +202,5 @@ class ConvNet(nn.Module):
         -------
         torch.Tensor, shape (n, n_outputs)
         """
-        return self.head(self.features(x)).mean(dim=2)
+        out = self.head(self.features(x)).mean(dim=2)
+        return out if self.skip is None else out + self.skip(x)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from histexpr.errors import ConfigError
+from histexpr.models.linear_skip import LinearSkip
 
 
 @dataclass(frozen=True)
@@ -105,11 +106,16 @@ class DeepChromeCNN(nn.Module):
 
 @dataclass(frozen=True)
 class AttentiveChromeConfig:
-    """Architecture of :class:`AttentiveChrome` (hidden sizes per LSTM direction)."""
+    """Architecture of :class:`AttentiveChrome` (hidden sizes per LSTM direction).
+
+    ``linear_skip``: regions of the ridge read-out added to the output
+    (:mod:`histexpr.models.linear_skip`; fitted before training, regression only); 0: none.
+    """
 
     bin_hidden: int = 32
     mark_hidden: int = 16
     dropout: float = 0.0
+    linear_skip: int = 10
 
 
 class AttentionMaps(NamedTuple):
@@ -172,6 +178,9 @@ class AttentiveChrome(nn.Module):
         self.mark_attention = _Attention(2 * cfg.mark_hidden)
         self.dropout = nn.Dropout(cfg.dropout)
         self.out = nn.Linear(2 * cfg.mark_hidden, 1)
+        if cfg.linear_skip < 0:
+            raise ConfigError(f"attentivechrome: linear_skip must be >= 0, got {cfg.linear_skip}")
+        self.skip = LinearSkip(n_marks, cfg.linear_skip) if cfg.linear_skip else None
 
     def _run(self, x: torch.Tensor) -> tuple[torch.Tensor, AttentionMaps]:
         summaries, bin_maps = [], []
@@ -183,6 +192,7 @@ class AttentiveChrome(nn.Module):
         s, _ = self.mark_lstm(torch.stack(summaries, dim=1))
         v, beta = self.mark_attention(s)
         out = self.out(self.dropout(v))
+        out = out if self.skip is None else out + self.skip(x)
         return out, AttentionMaps(torch.stack(bin_maps, dim=1), beta)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

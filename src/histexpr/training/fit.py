@@ -51,6 +51,7 @@ from histexpr.training.plan import (
     n_examples,
     take,
 )
+from histexpr.training.skip import fit_linear_skips
 
 
 class MemberResult(NamedTuple):
@@ -141,6 +142,7 @@ def fit_member(
     n = n_examples(X)
     if member.loss == "mse":
         init_output_bias(member.module, float(y.mean()))
+        fit_linear_skips(member.module, X, y, seed)
     gen = np.random.default_rng(seed)
     tv_idx = np.arange(n)
     if 0 < cfg.validation.trainval_max < n:
