@@ -60,3 +60,16 @@ def test_evaluation_groups_and_oracle_ratio():
     assert t.loc[("model", "seen"), "n"] == 400
     assert len(ev.per_cell) == 6
     assert not ev.per_cell.set_index(["model", "cell"]).loc[("model", "E3"), "seen"]
+
+
+def test_split_half_coverage_is_near_nominal_on_exchangeable_residuals():
+    from histexpr.evaluate import split_half_coverage
+
+    r = np.abs(np.random.default_rng(0).normal(size=4000))
+    for level in (0.8, 0.9):
+        coverage, width = split_half_coverage(r, level)
+        assert abs(coverage - level) < 0.02
+        # the width is twice the level's quantile of |N(0, 1)|: 2 x 1.28 / 2 x 1.64
+        assert width == pytest.approx(2 * np.quantile(r, level), rel=0.05)
+    # too few residuals for the level: an infinite interval covers everything
+    assert split_half_coverage(r[:6], 0.9) == (1.0, float("inf"))

@@ -153,6 +153,8 @@ def test_final_model_is_unchanged_by_intervals(tmp_path):
 
     html = write_report(tmp_path / "cal").read_text()
     assert "Prediction intervals" in html and "unseen/new" in html
+    # with the estimated coverage per category (one half calibrates, the other is scored)
+    assert "coverage should reach the nominal 90%" in html
     assert "Prediction intervals" not in write_report(tmp_path / "plain").read_text()
 
 

@@ -75,10 +75,11 @@ def _metrics(page: Page, model_dir: Path, metrics: dict | None) -> None:
         page.table(pd.DataFrame(members), details=f"Ensemble members ({len(members)})")
 
 
-def _calibration(page: Page, model_dir: Path) -> None:
+def _calibration(page: Page, model_dir: Path, kind: str) -> None:
     """The calibration of ``train --intervals``: residuals and half-widths per category."""
     from histexpr.estimators.bundle import read_calibration
-    from histexpr.estimators.intervals import Calibration
+    from histexpr.estimators.intervals import MIN_RESIDUALS, Calibration
+    from histexpr.evaluate import split_half_coverage
 
     stored = read_calibration(model_dir)
     if stored is None:
@@ -97,6 +98,23 @@ def _calibration(page: Page, model_dir: Path) -> None:
         page.table(per_cell, details=f"Per training cell type ({len(per_cell)})")
     for note in cal.notes:
         page.note(note)
+    # the coverage new examples get, estimated from the residuals alone: one half of
+    # each category calibrates, the other is scored (evaluate measures it on new data)
+    rows = [
+        {"group": key, "model": kind, "level": lv, "coverage": cov, "width": width, "n": len(r)}
+        for key, r in sorted(cal.residuals.items())
+        if "@" not in key and len(r) >= 2 * MIN_RESIDUALS
+        for lv in (0.8, 0.9)
+        for cov, width in [split_half_coverage(r, lv)]
+    ]
+    if rows:
+        page.text(
+            "Prediction intervals (next section): the coverage and width that new examples "
+            "of each category get, estimated from these residuals (one random half "
+            "calibrates, the other is scored, both ways); `histexpr evaluate --interval` "
+            "measures them on new data."
+        )
+    intervals_section(page, rows, f"{model_dir}: calibration")
 
 
 def model_page(model_dir, explain_dir=None) -> Page:
@@ -128,7 +146,7 @@ def model_page(model_dir, explain_dir=None) -> Page:
     intervals_section(page, (metrics or {}).get("intervals"), f"{model_dir / METRICS}: intervals")
     auto = read_auto(model_dir)
     auto_section(page, {model_dir.name: auto} if auto else {})
-    _calibration(page, model_dir)
+    _calibration(page, model_dir, header.kind)
     training_section(page, histories)
     if neural:
         words = ["histexpr", "explain", str(model_dir)]
