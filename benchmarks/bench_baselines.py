@@ -56,16 +56,15 @@ def load(which: str):
 
 
 def run(ds, kinds, cv: bool, name: str) -> None:
-    from histexpr.data.splits import split_genes
+    from histexpr.data.splits import gene_fold_of, split_genes
     from histexpr.estimators import make_estimator
-    from histexpr.estimators.linear import gene_folds
 
     if cv:
-        fold = gene_folds(ds.gene, 5, seed=11)
+        fold = gene_fold_of(ds.gene, 5, seed=11)
         parts = []
         for f in range(5):
             rest, test = ds.subset(fold != f), ds.subset(fold == f)
-            inner = gene_folds(rest.gene, 8, seed=f) == 0
+            inner = gene_fold_of(rest.gene, 8, seed=f) == 0
             parts.append((rest.subset(~inner), rest.subset(inner), test))
     else:
         s = split_genes(np.unique(ds.gene), "random", valid_fraction=0.1, test_fraction=0.2)

@@ -48,9 +48,9 @@ def real():
 
 def parts_of(ds, cv: int, seed: int = 11):
     """(train, test) pairs: ``cv``-fold over genes, or one 80/20 gene split when cv == 0."""
-    from histexpr.estimators.linear import gene_folds
+    from histexpr.data.splits import gene_fold_of
 
-    fold = gene_folds(ds.gene, cv or 5, seed=seed)
+    fold = gene_fold_of(ds.gene, cv or 5, seed=seed)
     folds = range(cv) if cv else (0,)
     return [(ds.subset(fold != f), ds.subset(fold == f)) for f in folds]
 

@@ -80,9 +80,9 @@ def main(argv=None) -> list[dict]:
         for n in (int(v) for v in a.n.split(",") if v):
             for seed in range(1, a.seeds + 1):
                 ds = simulated(("E003",), n, seed=seed)
-                from histexpr.estimators.linear import gene_folds
+                from histexpr.data.splits import gene_fold_of
 
-                fold = gene_folds(ds.gene, 5, seed=10 + seed)
+                fold = gene_fold_of(ds.gene, 5, seed=10 + seed)
                 parts = [(ds.subset(fold != 0), ds.subset(fold == 0))]
                 rows += rows_for(f"sim{n}", seed, parts, kinds, sets)
     if not a.no_real:

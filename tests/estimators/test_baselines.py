@@ -3,6 +3,7 @@ import pytest
 
 from conftest import REPO_ROOT, make_planted
 from histexpr.data.dataset import HistoneDataset
+from histexpr.data.splits import gene_fold_of
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import BASELINE_KINDS, load_estimator, make_estimator
 from histexpr.estimators.baselines import (
@@ -10,7 +11,7 @@ from histexpr.estimators.baselines import (
     log1p_features,
     select_correlated_features,
 )
-from histexpr.estimators.linear import RELATIVE_GRID, fit_ridge_cv, gene_folds
+from histexpr.estimators.linear import RELATIVE_GRID, fit_ridge_cv
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +163,7 @@ def test_ridge_on_real_e003_genes_beats_the_mean():
     # 100 real E003 genes (fixture): 5-fold CV over genes, pooled MSE
     z = np.load(FIXTURES / "e003_binned.npz", allow_pickle=False)
     ds = HistoneDataset(z["X"], z["y"], np.full(len(z["y"]), "E003"), z["gene"])
-    fold = gene_folds(ds.gene, 5, seed=1)
+    fold = gene_fold_of(ds.gene, 5, seed=1)
     sse = {"ridge": 0.0, "global-mean": 0.0}
     for f in range(5):
         train, test = ds.subset(fold != f), ds.subset(fold == f)
@@ -178,7 +179,7 @@ def test_ridge_cv_closed_form_matches_explicit_refits():
     y = Z[:, 0] - 0.5 * Z[:, 3] + rng.normal(size=n)
     gene = np.repeat([f"g{i}" for i in range(30)], 3)  # 3 cell types per gene
     res = fit_ridge_cv(lambda rows: Z[rows], n, y, gene, folds=4)
-    fold = gene_folds(gene, 4)
+    fold = gene_fold_of(gene, 4)
     for j in (0, 15, 30):  # a few grid points: refit every fold explicitly
         sse = 0.0
         for f in range(4):

@@ -241,8 +241,31 @@ def gene_folds(genes: Sequence[str], k: int, seed: int = 0) -> list[np.ndarray]:
     uniq = np.unique(np.asarray(genes).astype(str))
     if k < 2 or k > len(uniq):
         raise DataError(f"k={k} gene folds need 2 <= k <= {len(uniq)} genes", key="k")
-    perm = uniq[np.random.default_rng(seed).permutation(len(uniq))]
-    return [np.sort(perm[i::k]) for i in range(k)]
+    fold = gene_fold_of(uniq, k, seed)
+    return [uniq[fold == i] for i in range(k)]
+
+
+def gene_fold_of(gene, k: int, seed: int = 0) -> np.ndarray:
+    """Fold number (0..k-1) of every example; all examples of a gene share a fold.
+
+    The one assignment of genes to folds (:func:`gene_folds` lists it by fold): the
+    ``j``-th gene of a seeded permutation of the sorted ids goes to fold ``j % k``.
+
+    Parameters
+    ----------
+    gene : np.ndarray, shape (n,), str
+    k : int
+    seed : int
+
+    Returns
+    -------
+    np.ndarray, shape (n,), int64
+    """
+    genes, inverse = np.unique(np.asarray(gene).astype(str), return_inverse=True)
+    order = np.random.default_rng(seed).permutation(len(genes))
+    fold_of_gene = np.empty(len(genes), dtype=np.int64)
+    fold_of_gene[order] = np.arange(len(genes)) % k
+    return fold_of_gene[inverse]
 
 
 def apply_split(ds: HistoneDataset, split: GeneSplit | CellSplit) -> dict[str, HistoneDataset]:

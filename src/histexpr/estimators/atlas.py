@@ -326,13 +326,13 @@ class AtlasLightGBM(_AtlasEstimator):
     def _fit_residual(self, F, r, genes, vF=None, vr=None):
         import lightgbm as lgb
 
-        from histexpr.estimators.linear import gene_folds
+        from histexpr.data.splits import gene_fold_of
 
         c = self.config
         params = lightgbm_params(c, len(F))
         n_genes = len(np.unique(genes))
         if vF is None and c.holdout_fraction > 0 and n_genes * c.holdout_fraction >= 5:
-            held = gene_folds(genes, round(1 / c.holdout_fraction), seed=c.seed) == 0
+            held = gene_fold_of(genes, round(1 / c.holdout_fraction), seed=c.seed) == 0
             F, r, vF, vr = F[~held], r[~held], F[held], r[held]
         train_set = lgb.Dataset(F, r)
         kw = {}

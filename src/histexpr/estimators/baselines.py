@@ -441,7 +441,7 @@ class LightGBMBaseline(_Baseline):
     config_cls = LightGBMConfig
 
     def fit(self, train, valid=None, run_dir=None):
-        from histexpr.estimators.linear import gene_folds
+        from histexpr.data.splits import gene_fold_of
 
         self._require_target(train)
         c = self.config
@@ -453,7 +453,7 @@ class LightGBMBaseline(_Baseline):
             how = "early stopping on the validation data"
         elif c.holdout_fraction > 0 and len(np.unique(train.gene)) * c.holdout_fraction >= 5:
             # choose the rounds on held-out training genes, then refit on all of them
-            held = gene_folds(train.gene, round(1 / c.holdout_fraction), seed=c.seed) == 0
+            held = gene_fold_of(train.gene, round(1 / c.holdout_fraction), seed=c.seed) == 0
             probe = self._boost(params, train.subset(~held), train.subset(held))
             best = int(probe.best_iteration or c.n_estimators)
             self.booster_ = self._boost(params, train, None, rounds=best)

@@ -226,8 +226,6 @@ class PairModel(_Baseline):
     """
 
     config_cls = DiffConfig
-    #: Whether ``max_rows`` applies (row subsampling before the features are built).
-    subsample_rows = False
 
     def fit(self, train, valid=None, run_dir=None):
         self._require_target(train)

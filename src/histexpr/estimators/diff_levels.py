@@ -34,6 +34,8 @@ class LevelDiff(PairModel):
     #: Saved layout: 1 = models saved before levels were read (antisymmetrised on
     #: every pair), 2 = levels + difference fitted in the training orientation.
     layout_ = 2
+    #: Whether ``max_rows`` applies (row subsampling before the features are built).
+    subsample_rows = False
 
     def _features(self, XA: np.ndarray, XB: np.ndarray) -> np.ndarray:
         """``[pooled A, pooled B, A - B]``, shape (n, 2 * n_marks * groups + n_marks * n_bins)."""
@@ -122,14 +124,14 @@ class DiffRidge(LevelDiff):
         return super()._features(XA, XB)
 
     def _fit_pairs(self, train, pairs):
-        from histexpr.estimators.linear import gene_folds
+        from histexpr.data.splits import gene_fold_of
 
         F, y, gene = self._pair_rows(train, pairs)
         cells = train.select_cells(sorted({c for p in pairs for c in p}))
         p = train.X.shape[1] * train.X.shape[2]
         n_genes = len(np.unique(gene))
         k = min(self.config.cv_folds, n_genes)
-        fold = gene_folds(gene, k, seed=self.config.seed)
+        fold = gene_fold_of(gene, k, seed=self.config.seed)
         # each cell's row of a gene falls in that gene's fold (-1: a gene of no pair)
         pair_genes, first = np.unique(gene, return_index=True)
         at = np.clip(np.searchsorted(pair_genes, cells.gene), 0, len(pair_genes) - 1)
@@ -262,13 +264,13 @@ class DiffLightGBM(LevelDiff):
     def _fit_pairs(self, train, pairs):
         import lightgbm as lgb
 
-        from histexpr.estimators.linear import gene_folds
+        from histexpr.data.splits import gene_fold_of
 
         c = self.config
         # rounds chosen on held-out genes (a fifth), ridge and boosting both fitted
         # without them; then both refitted on every gene
         genes = np.unique(train.gene)
-        held_genes = genes[gene_folds(genes, 5, seed=c.seed) == 0]
+        held_genes = genes[gene_fold_of(genes, 5, seed=c.seed) == 0]
         fit_part = train.select_genes(held_genes, exclude=True)
         probe_ridge = DiffRidge(self.config)
         probe_ridge._fit_pairs(fit_part, pairs)

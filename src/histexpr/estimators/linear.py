@@ -7,11 +7,6 @@ the estimator layer's old import path.
 
 from __future__ import annotations
 
-from histexpr.training.ridge import (
-    RELATIVE_GRID,
-    RidgeCVResult,
-    fit_ridge_cv,
-    gene_folds,
-)
+from histexpr.training.ridge import RELATIVE_GRID, RidgeCVResult, fit_ridge_cv
 
-__all__ = ["RELATIVE_GRID", "RidgeCVResult", "fit_ridge_cv", "gene_folds"]
+__all__ = ["RELATIVE_GRID", "RidgeCVResult", "fit_ridge_cv"]

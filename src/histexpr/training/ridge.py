@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from histexpr._runtime import choose_threads
+from histexpr.data.splits import gene_fold_of
 
 #: Relative penalty grid: ``alpha = lam * n_train`` for these ``lam`` (the Gram matrix of
 #: standardised features grows with n, so a relative grid spans the same range at any n).
@@ -42,26 +43,6 @@ class RidgeCVResult(NamedTuple):
     cv_mse: np.ndarray  # (n_alphas,) cross-validated MSE of each alpha
     cv_mse_mean: float  # cross-validated MSE of predicting the training mean
     folds: int
-
-
-def gene_folds(gene: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
-    """Fold number (0..k-1) of every example; all examples of a gene share a fold.
-
-    Parameters
-    ----------
-    gene : np.ndarray, shape (n,), str
-    k : int
-    seed : int
-
-    Returns
-    -------
-    np.ndarray, shape (n,), int64
-    """
-    genes, inverse = np.unique(np.asarray(gene).astype(str), return_inverse=True)
-    order = np.random.default_rng(seed).permutation(len(genes))
-    fold_of_gene = np.empty(len(genes), dtype=np.int64)
-    fold_of_gene[order] = np.arange(len(genes)) % k
-    return fold_of_gene[inverse]
 
 
 def _moments(Z_of, n: int, y: np.ndarray, fold: np.ndarray, k: int):
@@ -162,7 +143,7 @@ def _fit_ridge_cv(Z_of, n, y, gene, folds, alpha, seed) -> RidgeCVResult:
         nan = np.full(1, np.nan)
         return RidgeCVResult(coefs[:, 0], float(ym - xm @ coefs[:, 0]), float(alphas[0]),
                              alphas, nan, float("nan"), 1)  # fmt: skip
-    fold = gene_folds(gene, k, seed)
+    fold = gene_fold_of(gene, k, seed)
     G, s, b, yy, ys, cnt = _moments(Z_of, n, y, fold, k)
     Gt, st, bt, yst, cntt = G.sum(0), s.sum(0), b.sum(0), ys.sum(), cnt.sum()
     sse = np.zeros(len(RELATIVE_GRID))
