@@ -140,3 +140,14 @@ def atlas_with_truth(atlas, data):
     col[rows[found], 0] = data.y[found]
     cells = np.append(atlas.cells, data.cells[0])
     return dataclasses.replace(atlas, cells=cells, values=np.hstack([atlas.values, col]))
+
+
+@pytest.fixture
+def project(base, tmp_path, monkeypatch) -> Path:
+    """A fresh copy of the test module's ``base`` project folder, as the current folder."""
+    import shutil
+
+    root = tmp_path / "project"
+    shutil.copytree(base, root)
+    monkeypatch.chdir(root)
+    return root

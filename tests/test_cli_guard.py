@@ -44,14 +44,6 @@ def base(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture
-def project(base, tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "project"
-    shutil.copytree(base, root)
-    monkeypatch.chdir(root)
-    return root
-
-
 def refused(capsys, *command, force=True) -> str:
     """Run ``command`` with and without --force: exit 2, one line, nothing written."""
     root = Path.cwd()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -47,15 +46,6 @@ def base(tmp_path_factory) -> Path:
     (root / "track.bw").write_bytes(b"\x26\xfc\x8f\x88" + bytes(range(200)))
     model = root / "model"
     assert run_cli("train", data / "train.h5", "--model", "ridge", "-o", model) == 0
-    return root
-
-
-@pytest.fixture
-def project(base, tmp_path, monkeypatch) -> Path:
-    """A fresh copy of the project, as the current folder."""
-    root = tmp_path / "project"
-    shutil.copytree(base, root)
-    monkeypatch.chdir(root)
     return root
 
 
