@@ -43,6 +43,7 @@ LAYERS: dict[str, str] = {
     "prediction": "predicted",
     "probability_high": "predicted",
     "predicted_lfc": "predicted",
+    "probability_high_difference": "predicted",
     "predicted": "predicted",
     "observed": "observed",
     "observed_lfc": "observed",

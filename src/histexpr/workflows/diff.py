@@ -210,57 +210,55 @@ def _one_pair(pair) -> tuple[str, str]:
 def predict_diff(model_dir, data_path, pair, out, names=None, split=None, interval=None) -> int:
     """Write ``gene, cell_a, cell_b, predicted_lfc`` of one pair to ``out`` (CSV); rows.
 
-    ``interval``: add ``lower`` and ``upper``, the prediction interval of that level
-    (a calibrated model, ``train --intervals``). An ``out`` ending in ``.h5ad`` gets an
-    AnnData file instead (:mod:`histexpr.data.h5ad`): one observation per pair (several
-    pairs allowed there, ``A:B,C:D``), layers ``predicted``, ``lower``/``upper`` with
-    ``interval`` and, when the data has expression, ``observed``.
+    The value column is named by :func:`histexpr.data.submission.value_column`
+    (``probability_high_difference`` for a classifier). ``interval``: add ``lower`` and
+    ``upper``, the prediction interval of that level (a calibrated model, ``train
+    --intervals``). An ``out`` ending in ``.h5ad`` gets an AnnData file instead
+    (:mod:`histexpr.data.h5ad`): one observation per pair (several pairs allowed there,
+    ``A:B,C:D``), layers ``predicted``, ``lower``/``upper`` with ``interval`` and, when
+    the data has expression, ``observed``.
     """
-    from histexpr.data.h5ad import is_h5ad
+    from histexpr.data.h5ad import is_h5ad, write_anndata
+    from histexpr.workflows.predict import model_uns
 
-    if is_h5ad(out):
-        return _predict_diff_h5ad(model_dir, data_path, pair, out, names, split, interval)
-    a, b = _one_pair(pair)
-    calibration, interval = model_calibration(model_dir, interval)
-    est = load_estimator(model_dir)
-    data = load_pair_data(data_path, names, split, target="auto")
-    check_input(read_header(model_dir), data, source=str(data_path))  # the one contract check
-    p = pair_prediction(est, data, a, b)
-    # a classifier's difference is one of probabilities, not a log fold change
-    column = value_column(model_task(read_header(model_dir)), "pair")
-    gene = output_gene_ids(p.gene, data.meta)  # the ids of predict's tidy output
-    table = pd.DataFrame({"gene": gene, "cell_a": a, "cell_b": b, column: p.predicted})
-    if calibration is not None:
-        table["lower"], table["upper"] = _pair_bounds(model_dir, calibration, interval, est, p)
-    write_table(table, out, float_format="%.6g")
+    anndata = is_h5ad(out)
+    pairs = parse_pairs(pair) if anndata else [_one_pair(pair)]
+    if not pairs:
+        raise HistexprError("give at least one pair (--pair A:B)")
+    table = _pair_table(model_dir, data_path, pairs, names, split, interval, anndata)
+    if anndata:
+        uns = model_uns(read_header(model_dir))
+        write_anndata(table, out, obs_keys=("cell_a", "cell_b"), uns=uns)
+    else:
+        write_table(table, out, float_format="%.6g")
     return len(table)
 
 
-def _predict_diff_h5ad(model_dir, data_path, pair, out, names, split, interval) -> int:
-    from histexpr.data.h5ad import write_anndata
-    from histexpr.estimators.bundle import read_header
-    from histexpr.workflows.predict import model_uns
+def _pair_table(model_dir, data_path, pairs, names, split, interval, anndata: bool):
+    """Predicted changes of ``pairs``: one row per pair and shared gene.
 
-    pairs = parse_pairs(pair)
-    if not pairs:
-        raise HistexprError("give at least one pair (--pair A:B)")
+    ``anndata``: canonical gene ids and the observed change (``observed_lfc``) when the
+    data has expression; else the gene ids of predict's tidy output.
+    """
     calibration, interval = model_calibration(model_dir, interval)
+    header = read_header(model_dir)
     est = load_estimator(model_dir)
     data = load_pair_data(data_path, names, split, target="auto")
-    check_input(read_header(model_dir), data, source=str(data_path))  # the one contract check
+    check_input(header, data, source=str(data_path))  # the one contract check
+    # a classifier's difference is one of probabilities, not a log fold change
+    column = value_column(model_task(header), "pair")
     parts = []
     for a, b in pairs:
         p = pair_prediction(est, data, a, b)
-        part = pd.DataFrame({"cell_a": a, "cell_b": b, "gene": p.gene})
-        part["predicted_lfc"] = np.asarray(p.predicted, dtype=np.float64)
-        if p.observed is not None:
+        gene = p.gene if anndata else output_gene_ids(p.gene, data.meta)
+        part = pd.DataFrame({"gene": gene, "cell_a": a, "cell_b": b})
+        part[column] = np.asarray(p.predicted, dtype=np.float64)
+        if anndata and p.observed is not None:
             part["observed_lfc"] = np.asarray(p.observed, dtype=np.float64)
         if calibration is not None:
             part["lower"], part["upper"] = _pair_bounds(model_dir, calibration, interval, est, p)
         parts.append(part)
-    table = pd.concat(parts, ignore_index=True)
-    write_anndata(table, out, obs_keys=("cell_a", "cell_b"), uns=model_uns(read_header(model_dir)))
-    return len(table)
+    return pd.concat(parts, ignore_index=True)
 
 
 def _pair_bounds(model_dir, calibration, level, est, p: PairPrediction):
