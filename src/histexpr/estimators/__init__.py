@@ -26,6 +26,22 @@ from histexpr.config import Setting, describe
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import HEADER, read_header
+from histexpr.estimators.kinds import DECLARED, KIND_TABLE, Kind, kind_names, kind_of
+
+__all__ = [
+    "KINDS",
+    "KIND_TABLE",
+    "Estimator",
+    "Kind",
+    "check_trainable",
+    "fit_estimator",
+    "kind_names",
+    "kind_of",
+    "load_estimator",
+    "make_estimator",
+    "min_genes",
+    "settings",
+]
 from histexpr.models import NETWORKS
 
 
@@ -47,93 +63,53 @@ class Estimator(Protocol):
     def save(self, directory) -> Path: ...
 
 
-#: Baseline kind -> "module:Class".
+class _Kinds(Mapping):
+    """kind -> "module:Class" of its estimator, read from the one table of kinds."""
+
+    def __getitem__(self, kind: str) -> str:
+        return KIND_TABLE[kind].estimator
+
+    def __iter__(self):
+        return iter(KIND_TABLE)
+
+    def __len__(self) -> int:
+        return len(KIND_TABLE)
+
+
+#: kind -> "module:Class"; each class has ``create(kind, overrides)`` and ``load(directory)``.
+#: A view of :data:`histexpr.estimators.kinds.KIND_TABLE` (adding a network adds a kind).
+KINDS: Mapping[str, str] = _Kinds()
+# Views of the table kept for the callers not yet asking kind_of (to be removed).
 BASELINES: dict[str, str] = {
-    "global-mean": "histexpr.estimators.baselines:GlobalMean",
-    "gene-mean": "histexpr.estimators.baselines:GeneMean",
-    "ridge": "histexpr.estimators.baselines:RidgeBaseline",
-    "random-forest": "histexpr.estimators.baselines:RandomForestBaseline",
-    "lightgbm": "histexpr.estimators.baselines:LightGBMBaseline",
-    "atlas-ridge": "histexpr.estimators.atlas:AtlasRidge",
-    "atlas-lightgbm": "histexpr.estimators.atlas:AtlasLightGBM",
-    "atlas-convnet": "histexpr.estimators.atlas_neural:AtlasConvNetEstimator",
+    k: KIND_TABLE[k].estimator for k in DECLARED if KIND_TABLE[k].task == "expression"
 }
-#: Differential kinds (log fold change between two cell types; predict_pair, not predict).
-DIFF_KINDS: dict[str, str] = {
-    "diff-ridge": "histexpr.estimators.diff_levels:DiffRidge",
-    "diff-lightgbm": "histexpr.estimators.diff_levels:DiffLightGBM",
-    "diff-convnet": "histexpr.estimators.diff_neural:DiffConvNetEstimator",
-}
-#: Fewest distinct training genes of each kind outside the network registry (a
-#: registered network declares its own, ``Network.min_genes``): below it a model is a
-#: constant, or its fit fails, so :func:`check_trainable` refuses in one line.
-MIN_GENES: dict[str, int] = {
-    "global-mean": 1,
-    "gene-mean": 1,
-    "ridge": 5,  # the penalty is cross-validated over genes, 5 folds by default
-    "random-forest": 5,
-    "lightgbm": 20,  # leaves hold at least 20 examples: fewer genes give one constant
-    "atlas-ridge": 5,
-    "atlas-lightgbm": 20,
-    "atlas-convnet": 10,
-    "diff-ridge": 5,
-    "diff-lightgbm": 20,
-    "diff-convnet": 10,
-}
-NEURAL_ESTIMATOR = "histexpr.estimators.neural:NeuralEstimator"
-#: Kinds outside the network registry whose networks train with the neural training
-#: settings (``epochs``, ``batch_size``, ... and ``--resume`` for atlas-convnet).
-TORCH_KINDS = ("atlas-convnet", "diff-convnet")
+DIFF_KINDS: dict[str, str] = {k: KIND_TABLE[k].estimator for k in kind_names(task="difference")}
+MIN_GENES: dict[str, int] = {k: KIND_TABLE[k].min_genes for k in DECLARED}
+TORCH_KINDS = tuple(k for k in DECLARED if KIND_TABLE[k].network)
 BASELINE_KINDS = tuple(BASELINES)
 
 
 class _NeuralKinds(Sequence):
-    """The neural kinds: every entry of :data:`histexpr.models.NETWORKS`, read live."""
+    """The registered network kinds, read live."""
 
     def __getitem__(self, i):
-        return tuple(NETWORKS)[i]
+        return kind_names(family="network")[i]
 
     def __len__(self) -> int:
-        return len(NETWORKS)
+        return len(kind_names(family="network"))
 
     def __contains__(self, kind) -> bool:
         return kind in NETWORKS
 
     def __repr__(self) -> str:
-        return repr(tuple(NETWORKS))
+        return repr(kind_names(family="network"))
 
 
-class _Kinds(Mapping):
-    """kind -> "module:Class": the baselines, then every registered network."""
-
-    def __getitem__(self, kind: str) -> str:
-        if kind in BASELINES:
-            return BASELINES[kind]
-        if kind in DIFF_KINDS:
-            return DIFF_KINDS[kind]
-        if kind in NETWORKS:
-            return NEURAL_ESTIMATOR
-        raise KeyError(kind)
-
-    def __iter__(self):
-        yield from BASELINES
-        yield from DIFF_KINDS
-        yield from NETWORKS
-
-    def __len__(self) -> int:
-        return len(BASELINES) + len(DIFF_KINDS) + len(NETWORKS)
-
-
-#: kind -> "module:Class"; each class has ``create(kind, overrides)`` and ``load(directory)``.
-#: The neural entries come from the network registry: adding a network adds a kind.
-KINDS: Mapping[str, str] = _Kinds()
 NEURAL_KINDS: Sequence[str] = _NeuralKinds()
 
 
 def _class_for(kind: str):
-    if kind not in KINDS:
-        raise HistexprError(f"unknown model kind {kind!r}; choose from {', '.join(KINDS)}")
-    module, name = KINDS[kind].split(":")
+    module, name = kind_of(kind).estimator.split(":")
     return getattr(importlib.import_module(module), name)
 
 
@@ -144,10 +120,7 @@ def make_estimator(kind: str, overrides: dict | list[str] | None = None) -> Esti
 
 def min_genes(kind: str) -> int:
     """Fewest distinct training genes ``kind`` trains on (:data:`MIN_GENES`, ``Network.min_genes``)."""
-    if kind in NETWORKS:
-        return int(NETWORKS[kind].min_genes)
-    _class_for(kind)  # unknown kinds: the usual one-line error
-    return int(MIN_GENES.get(kind, 1))
+    return kind_of(kind).min_genes
 
 
 def check_trainable(kind: str, train: HistoneDataset, source: str = "training data") -> None:
@@ -185,8 +158,8 @@ def load_estimator(directory) -> Estimator:
 
 
 def trains_network(kind: str) -> bool:
-    """Whether ``kind`` trains a torch network (a registered one or a :data:`TORCH_KINDS`)."""
-    return kind in NETWORKS or kind in TORCH_KINDS
+    """Whether ``kind`` trains a torch network (its declaration's ``network``)."""
+    return kind_of(kind).network
 
 
 def defines(kind: str, name: str) -> bool:
