@@ -14,7 +14,7 @@ from histexpr.data.atlas import AtlasNotice
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError
 from histexpr.estimators import load_estimator, make_estimator
-from histexpr.estimators.baselines import pooled_log1p
+from histexpr.estimators.histone_features import pooled_log1p
 
 CELLS = ("E003", "E004", "E005", "E006", "E007")
 LGB = {"n_estimators": 40, "n_jobs": 1, "alpha": 10.0}  # fixed alpha: no CV, fast

@@ -6,11 +6,8 @@ from histexpr.data.dataset import HistoneDataset
 from histexpr.data.splits import gene_fold_of
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import BASELINE_KINDS, load_estimator, make_estimator
-from histexpr.estimators.baselines import (
-    RF_LEAF_GRID,
-    log1p_features,
-    select_correlated_features,
-)
+from histexpr.estimators.baseline_config import RF_LEAF_GRID
+from histexpr.estimators.histone_features import log1p_features, select_correlated_features
 from histexpr.estimators.linear import RELATIVE_GRID, fit_ridge_cv
 
 

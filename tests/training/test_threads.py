@@ -87,8 +87,8 @@ def test_importing_histexpr_makes_openmp_wait_passively_unless_set():
 
 def test_lightgbm_fits_small_data_on_one_thread_unless_told(busy, monkeypatch):
     from histexpr.estimators.baseline_config import LightGBMConfig
-    from histexpr.estimators.baselines import lightgbm_params
     from histexpr.estimators.diff import DiffConfig
+    from histexpr.estimators.trees import lightgbm_params
 
     monkeypatch.setattr(_runtime, "usable_cores", lambda: 4)
     busy(0.0)

@@ -170,18 +170,80 @@ def split_genes(
     return GeneSplit(np.sort(train), np.sort(valid), np.sort(test), method=method)
 
 
+#: The draws of :func:`holdout_mask`. Each is kept because models trained with it
+#: must train the same after this code moved here (bit-identical non-neural
+#: predictions, neural ones within float tolerance); a new caller takes the default.
+HOLDOUT_DRAWS: tuple[str, ...] = ("first", "folds", "choice")
+
+
+def holdout_mask(
+    gene,
+    fraction: float,
+    seed: int | np.random.Generator = 0,
+    *,
+    draw: str = "first",
+    min_held: float = 0,
+) -> np.ndarray:
+    """The one gene hold-out: which examples belong to a random ``fraction`` of the genes.
+
+    Every example of a gene (in all cell types) lands on the same side, and the draw
+    depends only on the distinct gene ids and ``seed``, not on their order.
+
+    Parameters
+    ----------
+    gene : array-like of str, shape (n,)
+        The gene of every example (repeats, e.g. one per cell type, share a side).
+    fraction : float
+        Share of the distinct genes held out, in [0, 1).
+    seed : int or np.random.Generator
+        Seeds the draw; a Generator is drawn from (and advanced), so a caller that
+        goes on drawing from it keeps one stream.
+    draw : {"first", "folds", "choice"}
+        ``"first"``: the first ``round(fraction * n_genes)`` genes of a seeded
+        permutation of the sorted ids (:func:`split_genes`' ``"random"`` valid part);
+        ``"folds"``: fold 0 of ``round(1 / fraction)`` gene folds (:func:`gene_fold_of`),
+        the early-stopping genes of the LightGBM kinds; ``"choice"``:
+        ``min(n_genes - 1, max(1, round(fraction * n_genes)))`` genes drawn by
+        ``Generator.choice`` (the neural kinds' early-stopping genes), so at least
+        one gene is held out and one kept.
+    min_held : float
+        Hold out nothing when ``fraction * n_genes`` is below this (too few genes for
+        the held-out score to mean anything).
+
+    Returns
+    -------
+    np.ndarray, shape (n,), bool
+        True for the examples of the held-out genes.
+    """
+    gene = np.asarray(gene).astype(str)
+    if not 0 <= fraction < 1:
+        raise DataError(f"hold-out fraction {fraction} must be in [0, 1)", key="split")
+    if draw not in HOLDOUT_DRAWS:
+        raise ValueError(f"draw {draw!r} not in {HOLDOUT_DRAWS}")
+    uniq = np.unique(gene)
+    if fraction == 0 or len(uniq) * fraction < min_held:
+        return np.zeros(len(gene), dtype=bool)
+    if draw == "folds":
+        return gene_fold_of(gene, round(1 / fraction), seed=seed) == 0
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if draw == "first":
+        held = uniq[rng.permutation(len(uniq))[: round(fraction * len(uniq))]]
+    else:
+        n_held = min(len(uniq) - 1, max(1, round(fraction * len(uniq)))) if len(uniq) > 1 else 0
+        held = rng.choice(uniq, n_held, replace=False)
+    return np.isin(gene, held)
+
+
 def hold_out_genes(
     data: HistoneDataset, fraction: float, seed: int = 0
 ) -> tuple[HistoneDataset, HistoneDataset]:
     """Split ``data`` by gene into (train, valid): a random ``fraction`` of the genes is valid.
 
-    The same draw as :func:`split_genes` with ``method="random"`` and no test genes, so
-    a gene's examples in every cell type land on the same side.
+    The ``"first"`` draw of :func:`holdout_mask` (the valid part of :func:`split_genes`
+    with ``method="random"`` and no test genes).
     """
-    split = split_genes(
-        np.unique(data.gene), "random", valid_fraction=fraction, test_fraction=0.0, seed=seed
-    )
-    return data.select_genes(split.valid, exclude=True), data.select_genes(split.valid)
+    held = holdout_mask(data.gene, fraction, seed)
+    return data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
 
 
 def holdout_cells(cells: Sequence[str], holdout: Sequence[str] | None = None) -> CellSplit:

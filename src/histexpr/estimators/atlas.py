@@ -21,7 +21,7 @@ family (:class:`RidgeBaseline` / :class:`LightGBMBaseline`); after ``predict``,
 A cell type's similarity to the reference cells and its softmax temperature are
 estimated from all its genes in the input, never per call or per block
 (:mod:`histexpr.estimators.atlas_cells`; a streamed input gets a first pass through
-:meth:`_AtlasEstimator.prepare_cells`), so a gene's prediction does not depend on
+:meth:`AtlasEstimator.prepare_cells`), so a gene's prediction does not depend on
 the other cell types predicted with it or on the memory budget.
 """
 
@@ -40,19 +40,13 @@ from histexpr.data.atlas import (
     resolve_atlas,
 )
 from histexpr.data.dataset import canonical_gene_ids
-from histexpr.errors import ConfigError, HistexprError
+from histexpr.errors import ConfigError
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
-from histexpr.estimators.baselines import (
-    LightGBMBaseline,
-    LightGBMConfig,
-    RidgeBaseline,
-    RidgeConfig,
-    _Baseline,
-    lightgbm_params,
-    load_arrays,
-    log1p_features,
-    pooled_log1p,
-)
+from histexpr.estimators.baseline_config import LightGBMConfig, RidgeConfig
+from histexpr.estimators.baselines import LightGBMBaseline, RidgeBaseline
+from histexpr.estimators.histone_features import log1p_features, pooled_log1p
+from histexpr.estimators.tabular import TabularEstimator, load_arrays
+from histexpr.estimators.trees import lightgbm_params, load_booster
 
 
 def check_atlas_fields(cfg) -> None:
@@ -117,10 +111,13 @@ def _row_sample(n: int, cap: int, config) -> np.ndarray:
     return np.sort(rng.choice(n, cap, replace=False))
 
 
-class _AtlasEstimator(_Baseline):
+class AtlasEstimator(TabularEstimator):
     """Shared fit / predict of the atlas kinds; subclasses fit the residual model."""
 
     fallback_cls: type = RidgeBaseline
+    # one call sees every gene of the input: a cell type's similarity to the reference
+    # cells comes from all its genes (or from prepare_cells), never from a block
+    block_rows = 0
     #: Histone block of the residual model's features: "bins" (every log1p bin) or
     #: "pooled" (:func:`pooled_log1p`, ``pool_bins`` per mark).
     histone_features: str = "bins"
@@ -222,8 +219,7 @@ class _AtlasEstimator(_Baseline):
         }
         return self
 
-    def predict(self, data, batch_size=None):
-        data = self._check(data)  # the model's marks, by name (extras dropped, reordered)
+    def _predict_rows(self, data):
         out = self.fallback_.predict(data).astype(np.float32)
         genes = canonical_gene_ids(data.gene)
         P = pooled_log1p(data.X, self.config.pool_bins)
@@ -262,7 +258,7 @@ class _AtlasEstimator(_Baseline):
             self._load_residual(directory)
 
 
-class AtlasRidge(_AtlasEstimator):
+class AtlasRidge(AtlasEstimator):
     """Ridge on histone log1p bins + atlas features, fitted to ``y - prior``."""
 
     kind = "atlas-ridge"
@@ -309,7 +305,7 @@ class AtlasRidge(_AtlasEstimator):
         )
 
 
-class AtlasLightGBM(_AtlasEstimator):
+class AtlasLightGBM(AtlasEstimator):
     """LightGBM on pooled histone features + atlas features, fitted to ``y - prior``.
 
     The residual model reads the pooled log1p profile (``pool_bins`` per mark)
@@ -355,9 +351,4 @@ class AtlasLightGBM(_AtlasEstimator):
         self.booster_.save_model(str(directory / "residual.txt"))
 
     def _load_residual(self, directory):
-        import lightgbm as lgb
-
-        path = directory / "residual.txt"
-        if not path.is_file():
-            raise HistexprError(f"{directory}: model directory is missing residual.txt")
-        self.booster_ = lgb.Booster(model_file=str(path))
+        self.booster_ = load_booster(directory, "residual.txt")

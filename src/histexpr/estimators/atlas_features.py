@@ -25,7 +25,10 @@ from histexpr.data.atlas import (
 )
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
 from histexpr.estimators.atlas_cells import CellScores, CellState, cell_state, warn_few_genes
-from histexpr.estimators.baselines import RidgeBaseline, RidgeConfig, load_arrays, pooled_log1p
+from histexpr.estimators.baseline_config import RidgeConfig
+from histexpr.estimators.baselines import RidgeBaseline
+from histexpr.estimators.histone_features import pooled_log1p
+from histexpr.estimators.tabular import load_arrays
 
 __all__ = ["AtlasFeatures", "cell_metrics", "fit_scorer"]
 

@@ -49,8 +49,8 @@ from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
 from histexpr.estimators.atlas import check_atlas_fields
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
-from histexpr.estimators.baselines import pooled_log1p
 from histexpr.estimators.bundle import InputContract
+from histexpr.estimators.histone_features import pooled_log1p
 from histexpr.estimators.neural import (
     NEURAL_ALIASES,
     InferenceConfig,

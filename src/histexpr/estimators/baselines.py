@@ -16,14 +16,12 @@ arrays as ``.npz`` (loaded with ``allow_pickle=False``), LightGBM as its text mo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 
 from histexpr._runtime import choose_threads, notice
-from histexpr.config import from_dict, override, to_dict
-from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
-from histexpr.errors import HistexprError
+from histexpr.data.dataset import canonical_gene_ids
+from histexpr.data.splits import holdout_mask
 from histexpr.estimators.baseline_config import (
     FALLBACK_ROUNDS,
     RF_LEAF_GRID,
@@ -33,128 +31,20 @@ from histexpr.estimators.baseline_config import (
     RandomForestConfig,
     RidgeConfig,
 )
-from histexpr.estimators.bundle import (
-    InputContract,
-    bundle_dir,
-    check_input,
-    read_header,
-    save_metrics,
-    write_header,
-)
-from histexpr.estimators.trees import TreeEnsembleArrays
+from histexpr.estimators.histone_features import log1p_features, select_correlated_features
+from histexpr.estimators.tabular import TabularEstimator, load_arrays, valid_or_none
+from histexpr.estimators.trees import TreeEnsembleArrays, lightgbm_params, load_booster
+
+__all__ = [
+    "GeneMean",
+    "GlobalMean",
+    "LightGBMBaseline",
+    "RandomForestBaseline",
+    "RidgeBaseline",
+]
 
 
-def log1p_features(X: np.ndarray) -> np.ndarray:
-    """Flatten log1p counts.
-
-    Parameters
-    ----------
-    X : np.ndarray, shape (n_examples, n_marks, n_bins)
-
-    Returns
-    -------
-    np.ndarray, shape (n_examples, n_marks * n_bins), float32
-    """
-    X = np.asarray(X, dtype=np.float32)
-    return np.log1p(X.reshape(X.shape[0], -1))
-
-
-def pool_edges(n_bins: int, pool_bins: int) -> np.ndarray:
-    """Bin edges of ``min(pool_bins, n_bins)`` near-equal groups of ``n_bins`` bins."""
-    return np.linspace(0, n_bins, min(pool_bins, n_bins) + 1).astype(int)
-
-
-def pooled_log1p(X: np.ndarray, pool_bins: int) -> np.ndarray:
-    """log1p counts averaged over ``pool_bins`` equal groups of bins per mark
-    (:func:`pool_edges`).
-
-    Parameters
-    ----------
-    X : np.ndarray, shape (n, n_marks, n_bins)
-
-    Returns
-    -------
-    np.ndarray, shape (n, n_marks * groups), float32
-    """
-    L = np.log1p(np.asarray(X, dtype=np.float32))
-    edges = pool_edges(L.shape[2], pool_bins)
-    pooled = np.add.reduceat(L, edges[:-1], axis=2) / np.diff(edges)[None, None, :]
-    return pooled.reshape(L.shape[0], -1).astype(np.float32)
-
-
-class _Baseline:
-    """Shared bundle plumbing: config, input contract, save/load."""
-
-    kind: str = ""
-    config_cls: type = GlobalMeanConfig
-
-    def __init__(self, config=None):
-        self.config = config if config is not None else self.config_cls()
-        self.contract_: InputContract | None = None
-        self.genes_: list[str] = []
-        self.metrics_: dict = {}
-
-    @property
-    def marks(self) -> tuple[str, ...] | None:
-        return None if self.contract_ is None else self.contract_.marks
-
-    @property
-    def n_bins(self) -> int | None:
-        return None if self.contract_ is None else self.contract_.n_bins
-
-    @classmethod
-    def create(cls, kind: str, overrides=None):
-        return cls(override(cls.config_cls(), overrides))
-
-    def _require_target(self, train: HistoneDataset) -> None:
-        if not train.has_target:
-            raise HistexprError(f"{self.kind}: training data has no expression values")
-        self.contract_ = InputContract.of(train)
-        self.genes_ = sorted(set(train.gene.tolist()))
-
-    def _check(self, data: HistoneDataset) -> HistoneDataset:
-        """``data`` in the model's marks, selected and ordered by name."""
-        if self.marks is None:
-            raise HistexprError(f"{self.kind}: model is not fitted")
-        if tuple(data.marks) != tuple(self.marks):
-            data = conform_marks(data, self.marks)
-        check_input(self.contract_, data)
-        return data
-
-    def save(self, directory) -> Path:
-        if self.marks is None:
-            raise HistexprError(f"{self.kind}: cannot save an unfitted model")
-        with bundle_dir(directory) as tmp:
-            write_header(
-                tmp, self.kind, to_dict(self.config), contract=self.contract_, genes=self.genes_
-            )
-            self._save_state(tmp)
-            save_metrics(tmp, self.metrics_)
-        return Path(directory)
-
-    @classmethod
-    def load(cls, directory):
-        header = read_header(directory)
-        est = cls(from_dict(cls.config_cls, header.config))
-        est.contract_, est.genes_ = header.contract, list(header.train_genes or ())
-        est._load_state(Path(directory))
-        return est
-
-    def _save_state(self, directory: Path) -> None:
-        raise NotImplementedError
-
-    def _load_state(self, directory: Path) -> None:
-        raise NotImplementedError
-
-
-def load_arrays(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise HistexprError(f"{path.parent}: model directory is missing {path.name}")
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
-
-
-class GlobalMean(_Baseline):
+class GlobalMean(TabularEstimator):
     """Predict the mean training expression for every example."""
 
     kind = "global-mean"
@@ -165,8 +55,7 @@ class GlobalMean(_Baseline):
         self.mean_ = float(np.mean(train.y))
         return self
 
-    def predict(self, data, batch_size=None):
-        data = self._check(data)
+    def _predict_rows(self, data):
         return np.full(len(data), self.mean_, dtype=np.float32)
 
     def _save_state(self, directory):
@@ -176,7 +65,7 @@ class GlobalMean(_Baseline):
         self.mean_ = float(json.loads((directory / "state.json").read_text())["mean"])
 
 
-class GeneMean(_Baseline):
+class GeneMean(TabularEstimator):
     """Predict each gene's mean expression over the training cell types.
 
     Genes not seen in training get the global mean.
@@ -184,6 +73,8 @@ class GeneMean(_Baseline):
 
     kind = "gene-mean"
     config_cls = GeneMeanConfig
+    # it reads only gene ids, and one notice must count every unknown gene
+    block_rows = 0
 
     def fit(self, train, valid=None, run_dir=None):
         self._require_target(train)
@@ -195,8 +86,7 @@ class GeneMean(_Baseline):
         self.global_ = float(np.mean(train.y))
         return self
 
-    def predict(self, data, batch_size=None):
-        data = self._check(data)
+    def _predict_rows(self, data):
         # Canonical ids on both sides: a model saved before ids were canonical still matches.
         genes, train_genes = canonical_gene_ids(data.gene), canonical_gene_ids(self.genes_)
         order = np.argsort(train_genes)
@@ -231,7 +121,7 @@ class GeneMean(_Baseline):
         )
 
 
-class RidgeBaseline(_Baseline):
+class RidgeBaseline(TabularEstimator):
     """Ridge regression on standardised log1p bin counts, alpha chosen by CV over genes."""
 
     kind = "ridge"
@@ -268,8 +158,7 @@ class RidgeBaseline(_Baseline):
             self.metrics_["selection"] = f"alpha={self.alpha_:.4g} (fixed)"
         return self
 
-    def predict(self, data, batch_size=None):
-        data = self._check(data)
+    def _predict_rows(self, data):
         F = (log1p_features(data.X) - self.mu_) / self.sd_
         return (F @ self.coef_ + self.intercept_).astype(np.float32)
 
@@ -295,55 +184,7 @@ class RidgeBaseline(_Baseline):
         self.alpha_ = float(z["alpha"]) if "alpha" in z else self.config.alpha
 
 
-def lightgbm_params(c, rows: int | None = None) -> dict:
-    """LightGBM's training parameters from a config with the LightGBM fields
-    (learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
-    reg_lambda, seed, n_jobs): deterministic, row-wise, quiet; ``num_threads`` from
-    :func:`histexpr._runtime.choose_threads` (``n_jobs`` 0: by the free cores and
-    the ``rows`` fitted on)."""
-    return {
-        "objective": "regression",
-        "learning_rate": c.learning_rate,
-        "num_leaves": c.num_leaves,
-        "min_child_samples": c.min_child_samples,
-        "bagging_fraction": c.subsample,
-        "bagging_freq": 1,
-        "feature_fraction": c.colsample_bytree,
-        "lambda_l2": c.reg_lambda,
-        "seed": c.seed,
-        "num_threads": choose_threads(c.n_jobs, rows),
-        "deterministic": True,
-        "force_row_wise": True,
-        "verbosity": -1,
-    }
-
-
-def select_correlated_features(F: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` feature columns with the largest |Pearson r| with ``y``.
-
-    Parameters
-    ----------
-    F : np.ndarray, shape (n_examples, n_features)
-    y : np.ndarray, shape (n_examples,)
-    k : int
-
-    Returns
-    -------
-    np.ndarray, shape (k,), sorted column indices
-    """
-    Fc = F - F.mean(axis=0)
-    yc = y - y.mean()
-    denom = np.sqrt((Fc**2).sum(axis=0) * (yc**2).sum())
-    r = np.divide(Fc.T @ yc, denom, out=np.zeros(F.shape[1]), where=denom > 0)
-    k = min(k, F.shape[1])
-    return np.sort(np.argsort(-np.abs(r), kind="stable")[:k])
-
-
-def _valid_or_none(valid):
-    return valid if (valid is not None and valid.has_target and len(valid)) else None
-
-
-class RandomForestBaseline(_Baseline):
+class RandomForestBaseline(TabularEstimator):
     """Random forest on the ``n_features`` mark-bins most correlated with expression.
 
     ``min_samples_leaf`` is chosen from :data:`RF_LEAF_GRID` on the validation data
@@ -362,7 +203,7 @@ class RandomForestBaseline(_Baseline):
         self.features_ = select_correlated_features(F, train.y.astype(np.float64), c.n_features)
         Ft = F[:, self.features_]
         del F
-        valid = _valid_or_none(valid)
+        valid = valid_or_none(valid)
         Fv = None if valid is None else log1p_features(valid.X)[:, self.features_]
         if c.min_samples_leaf:
             grid = (c.min_samples_leaf,)
@@ -414,8 +255,7 @@ class RandomForestBaseline(_Baseline):
             )
         return self
 
-    def predict(self, data, batch_size=None):
-        data = self._check(data)
+    def _predict_rows(self, data):
         F = log1p_features(data.X)[:, self.features_]
         return self.trees_.predict_mean(F)
 
@@ -428,7 +268,7 @@ class RandomForestBaseline(_Baseline):
         self.trees_ = TreeEnsembleArrays.from_arrays(z)
 
 
-class LightGBMBaseline(_Baseline):
+class LightGBMBaseline(TabularEstimator):
     """LightGBM gradient boosting on log1p bin counts.
 
     The number of rounds is chosen by early stopping on ``valid`` when given; else on
@@ -441,19 +281,16 @@ class LightGBMBaseline(_Baseline):
     config_cls = LightGBMConfig
 
     def fit(self, train, valid=None, run_dir=None):
-        from histexpr.data.splits import gene_fold_of
-
         self._require_target(train)
         c = self.config
         params = lightgbm_params(c, len(train))
-        valid = _valid_or_none(valid)
+        valid = valid_or_none(valid)
         if valid is not None:
             self.booster_ = self._boost(params, train, valid)
             best = int(self.booster_.best_iteration or c.n_estimators)
             how = "early stopping on the validation data"
-        elif c.holdout_fraction > 0 and len(np.unique(train.gene)) * c.holdout_fraction >= 5:
+        elif (held := self.holdout(train.gene)).any():
             # choose the rounds on held-out training genes, then refit on all of them
-            held = gene_fold_of(train.gene, round(1 / c.holdout_fraction), seed=c.seed) == 0
             probe = self._boost(params, train.subset(~held), train.subset(held))
             best = int(probe.best_iteration or c.n_estimators)
             self.booster_ = self._boost(params, train, None, rounds=best)
@@ -464,6 +301,21 @@ class LightGBMBaseline(_Baseline):
             how = "fixed: too few genes to hold out"
         self.metrics_ = {"best_iteration": best, "selection": f"{best} boosting rounds ({how})"}
         return self
+
+    def holdout(self, gene) -> np.ndarray:
+        """Early-stopping genes without validation data: ``holdout_fraction`` of them
+        (the ``"folds"`` draw of :func:`holdout_mask`), none when that is under 5 genes.
+
+        Parameters
+        ----------
+        gene : np.ndarray, shape (n,), str
+
+        Returns
+        -------
+        np.ndarray, shape (n,), bool
+        """
+        c = self.config
+        return holdout_mask(gene, c.holdout_fraction, c.seed, draw="folds", min_held=5)
 
     def _boost(self, params, train, valid, rounds=None):
         import lightgbm as lgb
@@ -478,8 +330,7 @@ class LightGBMBaseline(_Baseline):
             }
         return lgb.train(params, train_set, num_boost_round=rounds or c.n_estimators, **kw)
 
-    def predict(self, data, batch_size=None):
-        data = self._check(data)
+    def _predict_rows(self, data):
         best = self.booster_.best_iteration or None
         threads = choose_threads(self.config.n_jobs, len(data))
         F = log1p_features(data.X)
@@ -489,9 +340,4 @@ class LightGBMBaseline(_Baseline):
         self.booster_.save_model(str(directory / "model.txt"))
 
     def _load_state(self, directory):
-        import lightgbm as lgb
-
-        path = directory / "model.txt"
-        if not path.is_file():
-            raise HistexprError(f"{directory}: model directory is missing model.txt")
-        self.booster_ = lgb.Booster(model_file=str(path))
+        self.booster_ = load_booster(directory, "model.txt")

@@ -35,9 +35,7 @@ import numpy as np
 
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators.baselines import (
-    _Baseline,
-)
+from histexpr.estimators.tabular import TabularEstimator
 
 __all__ = [
     "DiffConfig",
@@ -217,7 +215,7 @@ class DiffConfig:
             raise ConfigError("n_estimators >= 1, learning_rate > 0 and num_leaves >= 2 required")
 
 
-class PairModel(_Baseline):
+class PairModel(TabularEstimator):
     """Shared pair plumbing: the training pairs, pair prediction and attribution.
 
     A subclass predicts a pair's rows (:meth:`_predict_pair_rows`) and their

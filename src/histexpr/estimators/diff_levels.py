@@ -12,10 +12,15 @@ import numpy as np
 from histexpr._runtime import choose_threads
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
-from histexpr.estimators.baselines import load_arrays, log1p_features, pool_edges, pooled_log1p
 from histexpr.estimators.diff import PairModel, pair_examples, parse_pairs
+from histexpr.estimators.histone_features import log1p_features, pool_edges, pooled_log1p
+from histexpr.estimators.tabular import load_arrays
+from histexpr.estimators.trees import load_booster
 
 __all__ = ["DiffLightGBM", "DiffRidge", "LevelDiff"]
+
+#: Share of the training genes on which diff-lightgbm chooses its boosting rounds.
+HOLDOUT_FRACTION = 0.2
 
 
 class LevelDiff(PairModel):
@@ -264,13 +269,13 @@ class DiffLightGBM(LevelDiff):
     def _fit_pairs(self, train, pairs):
         import lightgbm as lgb
 
-        from histexpr.data.splits import gene_fold_of
+        from histexpr.data.splits import holdout_mask
 
         c = self.config
         # rounds chosen on held-out genes (a fifth), ridge and boosting both fitted
         # without them; then both refitted on every gene
         genes = np.unique(train.gene)
-        held_genes = genes[gene_fold_of(genes, 5, seed=c.seed) == 0]
+        held_genes = genes[holdout_mask(genes, HOLDOUT_FRACTION, c.seed, draw="folds")]
         fit_part = train.select_genes(held_genes, exclude=True)
         probe_ridge = DiffRidge(self.config)
         probe_ridge._fit_pairs(fit_part, pairs)
@@ -333,8 +338,6 @@ class DiffLightGBM(LevelDiff):
         np.savez(directory / "ridge.npz", **self.ridge_._state())
 
     def _load_state(self, directory):
-        import lightgbm as lgb
-
         if not (directory / "pairs.txt").is_file():
             raise HistexprError(f"{directory}: model directory is missing pairs.txt")
         self.pairs_ = list(parse_pairs((directory / "pairs.txt").read_text().split()))
@@ -346,7 +349,7 @@ class DiffLightGBM(LevelDiff):
         elif not (directory / "model.txt").is_file():
             raise HistexprError(f"{directory}: model directory is missing model.txt")
         if (directory / "model.txt").is_file():
-            self.booster_ = lgb.Booster(model_file=str(directory / "model.txt"))
+            self.booster_ = load_booster(directory, "model.txt")
 
 
 def _pool_spread(n_marks: int, n_bins: int, pool_bins: int) -> np.ndarray:

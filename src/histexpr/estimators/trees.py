@@ -3,14 +3,19 @@
 scikit-learn persists forests only through pickle, which histexpr never loads
 from user files. :class:`TreeEnsembleArrays` keeps the node arrays of each
 fitted tree (children, split feature, threshold, leaf value) and evaluates them
-level by level for a whole batch at once.
+level by level for a whole batch at once. LightGBM models are saved as their own
+text format: :func:`lightgbm_params` and :func:`load_booster` serve every LightGBM kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from histexpr._runtime import choose_threads
+from histexpr.errors import HistexprError
 
 
 @dataclass
@@ -104,3 +109,36 @@ class TreeEnsembleArrays:
         for t in range(self.n_trees):
             total += self.predict_tree(t, F)
         return (total / max(self.n_trees, 1)).astype(np.float32)
+
+
+def lightgbm_params(c, rows: int | None = None) -> dict:
+    """LightGBM's training parameters from a config with the LightGBM fields
+    (learning_rate, num_leaves, min_child_samples, subsample, colsample_bytree,
+    reg_lambda, seed, n_jobs): deterministic, row-wise, quiet; ``num_threads`` from
+    :func:`histexpr._runtime.choose_threads` (``n_jobs`` 0: by the free cores and
+    the ``rows`` fitted on)."""
+    return {
+        "objective": "regression",
+        "learning_rate": c.learning_rate,
+        "num_leaves": c.num_leaves,
+        "min_child_samples": c.min_child_samples,
+        "bagging_fraction": c.subsample,
+        "bagging_freq": 1,
+        "feature_fraction": c.colsample_bytree,
+        "lambda_l2": c.reg_lambda,
+        "seed": c.seed,
+        "num_threads": choose_threads(c.n_jobs, rows),
+        "deterministic": True,
+        "force_row_wise": True,
+        "verbosity": -1,
+    }
+
+
+def load_booster(directory: Path, name: str):
+    """The LightGBM text model ``directory / name``; one line if it is missing."""
+    import lightgbm as lgb
+
+    path = directory / name
+    if not path.is_file():
+        raise HistexprError(f"{directory}: model directory is missing {name}")
+    return lgb.Booster(model_file=str(path))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from histexpr.data.dataset import HistoneDataset
-from histexpr.data.splits import cell_folds
+from histexpr.data.splits import cell_folds, holdout_mask
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.evaluate import cell_medians, is_label, median_split_labels
 from histexpr.models import Predictor, network
@@ -33,8 +33,6 @@ __all__ = [
     "build_member",
     "experts_plan",
     "folds_plan",
-    "gene_holdout",
-    "gene_holdout_mask",
     "member_specs",
     "members_for",
     "plan_specs",
@@ -75,21 +73,6 @@ def task_targets(data: HistoneDataset, task: str) -> np.ndarray:
     if data.y is None:
         raise HistexprError("training needs expression targets (y)")
     return data.y.astype(np.float32)
-
-
-def gene_holdout_mask(data: HistoneDataset, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask (n,) of the examples of a random ``fraction`` of the genes."""
-    genes = np.unique(data.gene)
-    rng = np.random.default_rng(seed)
-    n_out = max(1, round(fraction * len(genes))) if len(genes) > 1 else 0
-    out = rng.choice(genes, size=n_out, replace=False)
-    return np.isin(data.gene, out)
-
-
-def gene_holdout(data: HistoneDataset, fraction: float, seed: int):
-    """Split ``data`` by gene into (train, held-out) parts."""
-    mask = gene_holdout_mask(data, fraction, seed)
-    return data.subset(~mask), data.subset(mask)
 
 
 class Rows(NamedTuple):
@@ -155,8 +138,12 @@ class _Rows:
         )
 
     def holdout(self) -> np.ndarray:
-        return gene_holdout_mask(
-            self.train, self.cfg.validation.holdout_fraction, self.cfg.optim.seed
+        # the "choice" draw: the genes every network trained with before
+        return holdout_mask(
+            self.train.gene,
+            self.cfg.validation.holdout_fraction,
+            self.cfg.optim.seed,
+            draw="choice",
         )
 
 
