@@ -160,3 +160,36 @@ def test_metric_code_lives_in_evaluate_only():
         text = path.read_text()
         found = [n for n in needles if n in text]
         assert not found, f"{path.relative_to(SRC)} computes metrics itself: {found}"
+
+
+def private_imports(source: str) -> list[str]:
+    """``module.name`` of every ``from histexpr... import _name`` in ``source`` (at any depth)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+            continue
+        if node.module != "histexpr" and not node.module.startswith("histexpr."):
+            continue
+        found += [
+            f"{node.module}.{a.name}"
+            for a in node.names
+            if a.name.startswith("_") and not a.name.startswith("__")
+        ]
+    return found
+
+
+def test_no_module_imports_another_modules_private_names():
+    bad = [
+        f"{path.relative_to(SRC)}: {name}"
+        for path in sorted(SRC.rglob("*.py"))
+        for name in private_imports(path.read_text())
+    ]
+    assert not bad, "private names imported across modules (make them public):\n" + "\n".join(bad)
+
+
+def test_private_import_checker_sees_nested_imports():
+    source = "def f():\n    from histexpr.x import _y, z\nfrom histexpr.a import b\n"
+    assert private_imports(source) == ["histexpr.x._y"]
+    assert private_imports("from histexpr import _runtime\nfrom os import _exit\n") == [
+        "histexpr._runtime"
+    ]

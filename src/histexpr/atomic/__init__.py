@@ -37,13 +37,13 @@ from histexpr.atomic.guard import (
     is_unfinished_model_dir,
 )
 from histexpr.atomic.temps import (
-    _SIGINTS,
+    SIGINTS,
     STALE_AFTER_S,
-    _temp_prefix,
-    _watch_sigint,
     remove_stale_temporaries,
     reraise_interrupt,
     stale_temporaries,
+    temp_prefix,
+    watch_sigint,
 )
 from histexpr.errors import HistexprError
 
@@ -98,7 +98,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=suffix + ".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path), suffix=suffix + ".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -142,13 +142,13 @@ def atomic_dir(
         raise HistexprError(f"{path}: exists and histexpr did not write it; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         yield tmp
         _normal_modes(tmp)
         if path.exists():
             old = Path(
-                tempfile.mkdtemp(prefix=_temp_prefix(path), suffix=".old.tmp", dir=path.parent)
+                tempfile.mkdtemp(prefix=temp_prefix(path), suffix=".old.tmp", dir=path.parent)
             )
             os.replace(path, old)
             os.replace(tmp, path)
@@ -175,7 +175,7 @@ class AtomicFileWriter:
 
     def _begin(self, path, suffix: str = "") -> Path:
         self.path = Path(path)
-        self._sigints = _watch_sigint()
+        self._sigints = watch_sigint()
         self._ctx = atomic_path(self.path, suffix=suffix)
         self._closed = False
         return self._ctx.__enter__()
@@ -203,7 +203,7 @@ class AtomicFileWriter:
         return self.path
 
     def _interrupted(self) -> bool:
-        return _SIGINTS[0] != getattr(self, "_sigints", _SIGINTS[0])
+        return SIGINTS[0] != getattr(self, "_sigints", SIGINTS[0])
 
     def abort(self, exc: BaseException | None = None) -> None:
         """Discard the partial file."""

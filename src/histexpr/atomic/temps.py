@@ -31,7 +31,8 @@ def _host_tag() -> str:
     return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:6]
 
 
-def _temp_prefix(path: Path) -> str:
+def temp_prefix(path: Path) -> str:
+    """Name prefix of a temporary beside ``path``: its name, this process and host."""
     return f".{path.name}.{os.getpid()}-{_host_tag()}."
 
 
@@ -94,12 +95,13 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
 
 # --------------------------------------------------------------------------- interrupts
 
-_SIGINTS = [0]
+#: Ctrl-C presses counted so far (one mutable cell, shared with :mod:`histexpr.atomic`).
+SIGINTS = [0]
 _PREVIOUS: list = []
 
 
 def _count_sigint(signum, frame):
-    _SIGINTS[0] += 1
+    SIGINTS[0] += 1
     previous = _PREVIOUS[0] if _PREVIOUS else signal.default_int_handler
     if callable(previous):
         previous(signum, frame)
@@ -107,7 +109,7 @@ def _count_sigint(signum, frame):
         raise KeyboardInterrupt
 
 
-def _watch_sigint() -> int:
+def watch_sigint() -> int:
     """Count Ctrl-C from now on (main thread only); return the count so far."""
     if threading.current_thread() is threading.main_thread():
         current = signal.getsignal(signal.SIGINT)
@@ -115,7 +117,7 @@ def _watch_sigint() -> int:
             _PREVIOUS[:] = [current]
             with contextlib.suppress(ValueError):
                 signal.signal(signal.SIGINT, _count_sigint)
-    return _SIGINTS[0]
+    return SIGINTS[0]
 
 
 @contextlib.contextmanager

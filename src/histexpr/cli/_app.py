@@ -34,7 +34,7 @@ err_console = _console(stderr=True)
 _STATE = {"debug": False, "quiet": False}
 
 
-def _csv_list(value: str | None) -> list[str]:
+def csv_list(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 

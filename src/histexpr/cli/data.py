@@ -17,9 +17,9 @@ from histexpr.cli._app import (
     Expression,
     Force,
     Marks,
-    _csv_list,
     app,
     console,
+    csv_list,
     err_console,
     reader_options,
 )
@@ -164,7 +164,7 @@ def convert(
         src,
         dst,
         fmt=fmt,
-        cells=_csv_list(cells) or None,
+        cells=csv_list(cells) or None,
         target=target,
         progress=progress,
         compression=compression,
@@ -228,17 +228,17 @@ def simulate(
 
         kwargs["cells"] = DEEPCHROME_CELLS
     elif cells:
-        kwargs["cells"] = tuple(_csv_list(cells))
+        kwargs["cells"] = tuple(csv_list(cells))
     if marks:
         from histexpr.simulator.config import SIM_MARKS
 
-        kwargs["marks"] = SIM_MARKS if marks == "all" else tuple(_csv_list(marks))
+        kwargs["marks"] = SIM_MARKS if marks == "all" else tuple(csv_list(marks))
     path = _simulate(
         SimulatorConfig(**kwargs),
         out=out,
         progress=progress,
         fmt=fmt,
-        unseen_cells=_csv_list(unseen) if unseen is not None else None,
+        unseen_cells=csv_list(unseen) if unseen is not None else None,
     )
     console.print(f"wrote {path}")
 
@@ -359,12 +359,12 @@ def download(
     from histexpr.data.download import download as _download
 
     guard_output(dest or default_cache_dir() / source, "download-dir")
-    cell_arg = "all" if cells == "all" else (_csv_list(cells) or None)
+    cell_arg = "all" if cells == "all" else (csv_list(cells) or None)
     paths = _download(
         source,
         cells=cell_arg,
         dest=dest,
-        marks=tuple(_csv_list(marks)) or MARKS,
+        marks=tuple(csv_list(marks)) or MARKS,
         base_url=base_url,
         extract=extract,
         dry_run=dry_run,

@@ -10,7 +10,7 @@ import typer.exceptions
 from rich.markup import escape
 
 from histexpr.atomic import guard_output
-from histexpr.cli._app import Force, _csv_list, app, console, plain, quiet
+from histexpr.cli._app import Force, app, console, csv_list, plain, quiet
 from histexpr.cli.tables import results_table
 from histexpr.errors import HistexprError
 
@@ -81,13 +81,13 @@ def explain(
     result = explain_path(
         path,
         data,
-        _csv_list(cells) or None,
-        methods=_csv_list(methods),
+        csv_list(cells) or None,
+        methods=csv_list(methods),
         model_kind=model,
         max_per_cell=max_genes,
         n_steps=steps,
         out=out,
-        genes=_csv_list(genes) or None,
+        genes=csv_list(genes) or None,
         n_genes=n_genes,
     )
     # soft_wrap: a path or a command is never broken across lines, so it copies as printed
@@ -121,7 +121,7 @@ def report(
     # the default path gets the rules of a given one: an earlier report needs --force
     dest = out or default_report_path(path)
     guard_output(dest, "report-file", [path], force=force)
-    written = write_report(path, out, _csv_list(cells) or None, explain_dir=explain_dir)
+    written = write_report(path, out, csv_list(cells) or None, explain_dir=explain_dir)
     console.print(f"wrote {escape(str(written))}", soft_wrap=True, highlight=False)
 
 
@@ -142,7 +142,7 @@ def demo(
     guard_output(run_dir, "run-dir", force=force)
     result = run_demo(
         run_dir,
-        models=_csv_list(models) or None,
+        models=csv_list(models) or None,
         report=report,
         differential=differential,
         log=plain,

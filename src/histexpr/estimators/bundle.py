@@ -42,9 +42,9 @@ from histexpr.errors import HistexprError
 from histexpr.estimators.contract import (  # noqa: F401 - the contract, re-exported
     DEFAULT_BIN_SIZE,
     InputContract,
-    _bin_size,
     check_input,
     check_target,
+    data_bin_size,
     describe,
     describe_window,
     holds_labels,

@@ -55,14 +55,16 @@ class InputContract:
         return cls(
             tuple(data.marks),
             int(data.n_bins),
-            _bin_size(data),
+            data_bin_size(data),
             str(getattr(data, "target", "") or ""),
             tuple(str(c) for c in getattr(data, "cells", ())),
             window_upstream(data),
         )
 
 
-def _bin_size(data) -> int:
+def data_bin_size(data) -> int:
+    """Bin size in bp of ``data``: its ``bin_size`` attribute, else ``meta["bin_size"]``,
+    else :data:`DEFAULT_BIN_SIZE` (data read before the size was recorded)."""
     value = getattr(data, "bin_size", None)
     if value is None:
         value = (getattr(data, "meta", None) or {}).get("bin_size", DEFAULT_BIN_SIZE)
@@ -178,7 +180,7 @@ def check_input(
         contract = header.contract
     if hasattr(data, "marks"):
         marks, n_bins = tuple(data.marks), int(data.n_bins)
-        bin_size = _bin_size(data) if bin_size is None else bin_size
+        bin_size = data_bin_size(data) if bin_size is None else bin_size
         upstream = window_upstream(data) if upstream is None else upstream
         if target is None and (
             getattr(data, "y", None) is not None or getattr(data, "has_target", False)

@@ -32,7 +32,7 @@ from histexpr.evaluate import (
     fitting_metrics,
     keep_metrics,
 )
-from histexpr.workflows.predict import DEFAULT_MEMORY_BUDGET, _refuse_input_as_output, _stream
+from histexpr.workflows.predict import DEFAULT_MEMORY_BUDGET, predict_stream, refuse_input_as_output
 
 #: Header keys (fields of the bundle header or keys of its ``extra``) that may hold
 #: the training cell types and genes, newest first.
@@ -151,13 +151,13 @@ def evaluate_model(
     """
     unseen = [str(c) for c in unseen_cells]
     if out is not None:
-        _refuse_input_as_output(data_path, out)
-        _refuse_input_as_output(data_path, per_cell_path(out))
+        refuse_input_as_output(data_path, out)
+        refuse_input_as_output(data_path, per_cell_path(out))
     header = read_header(model_dir)
     calibration, level = model_calibration(model_dir, interval, DEFAULT_LEVEL)
     train_cells, train_genes = training_record(model_dir, header)
     ys, cells, genes, preds, target_name = [], [], [], [], None
-    stream = _stream(
+    stream = predict_stream(
         model_dir,
         data_path,
         memory_budget,

@@ -78,7 +78,7 @@ def _load_model(model_dir):
         raise HistexprError(f"{model_dir}: cannot load the model ({one_line(exc)})") from None
 
 
-def _stream(
+def predict_stream(
     model_dir,
     data_path,
     memory_budget,
@@ -298,11 +298,11 @@ def predict_file(
     anndata_out = is_h5ad(out)
     if fmt == "submission" and (is_parquet(out) or anndata_out or table_sep(out) != ","):
         raise HistexprError(f"{out}: the submission format is CSV; use a .csv name")
-    _refuse_input_as_output(data_path, out)
+    refuse_input_as_output(data_path, out)
     calibration = _calibration(model_dir, interval, fmt)
     est = _load_model(model_dir)
     preds, cells, genes, flags, observed, canonical = [], [], [], [], [], []
-    for block, pred in _stream(
+    for block, pred in predict_stream(
         model_dir,
         data_path,
         memory_budget,
@@ -393,7 +393,7 @@ def _interval_columns(model_dir, calibration, level, pred, cell, gene, log=None)
     return {"lower": lower, "upper": upper}
 
 
-def _refuse_input_as_output(data_path, out) -> None:
+def refuse_input_as_output(data_path, out) -> None:
     """An output must never replace the input it is computed from."""
     from pathlib import Path
 
