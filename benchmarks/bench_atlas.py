@@ -37,14 +37,14 @@ import numpy as np
 from _common import demo_split
 
 from histexpr._runtime import torch_threads
-from histexpr.data.atlas import (
-    AtlasNotice,
+from histexpr.data.atlas import AtlasNotice
+from histexpr.estimators import make_estimator
+from histexpr.estimators.atlas_prior import (
     choose_temperature,
     similarity_correlations,
     softmax_weights,
     weighted_prior,
 )
-from histexpr.estimators import make_estimator
 from histexpr.workflows.demo import DEMO_NEURAL
 
 #: Neural settings: the demo's, without a progress bar.

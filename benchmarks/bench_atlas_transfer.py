@@ -31,17 +31,17 @@ from pathlib import Path
 
 import numpy as np
 
-from histexpr.data.atlas import (
-    choose_temperature,
-    roadmap_atlas,
-    similarity_correlations,
-    softmax_weights,
-    weighted_prior,
-)
+from histexpr.data.atlas import roadmap_atlas
 from histexpr.data.convert import load_dataset
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.estimators import make_estimator
 from histexpr.estimators.atlas_cells import cell_state
+from histexpr.estimators.atlas_prior import (
+    choose_temperature,
+    similarity_correlations,
+    softmax_weights,
+    weighted_prior,
+)
 
 FAST = {
     "atlas-lightgbm": {"n_jobs": 2},

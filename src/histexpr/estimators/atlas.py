@@ -3,7 +3,7 @@
 ``atlas-ridge`` and ``atlas-lightgbm`` predict, for a gene in a (possibly new) cell
 type, ``prior + f(features)`` where the prior is the reference cells' expression of
 the gene weighted by how similar the cell type is to each of them
-(:func:`histexpr.data.atlas.similarity_correlations`), and the features are
+(:func:`histexpr.estimators.atlas_prior.similarity_correlations`), and the features are
 histone features (every log1p bin for atlas-ridge, the pooled log1p profile for
 atlas-lightgbm), the gene's atlas statistics (mean, spread, quantiles), the
 prior, a histone-only score and the departure of the cell's pooled histone

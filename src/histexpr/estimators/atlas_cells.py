@@ -2,7 +2,7 @@
 
 The atlas prior of a gene in a (possibly new) cell type weights the reference
 cells by how much the cell resembles each of them
-(:func:`histexpr.data.atlas.similarity_correlations`) with a softmax of some
+(:func:`histexpr.estimators.atlas_prior.similarity_correlations`) with a softmax of some
 temperature. Neither is known for a cell type that was not trained on; both are
 estimated here from the cell's histone-only scores over *all* its genes that the
 atlas knows, never from the genes of one call or one streamed block, so that a
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from histexpr.data.atlas import (
+from histexpr.estimators.atlas_prior import (
     TEMPERATURES,
     similarity_correlations,
     softmax_weights,

@@ -16,15 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from histexpr._runtime import notice
-from histexpr.data.atlas import (
-    Atlas,
-    AtlasNotice,
-    gene_statistics,
-    softmax_weights,
-    weighted_prior,
-)
+from histexpr.data.atlas import Atlas, AtlasNotice
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
 from histexpr.estimators.atlas_cells import CellScores, CellState, cell_state, warn_few_genes
+from histexpr.estimators.atlas_prior import gene_statistics, softmax_weights, weighted_prior
 from histexpr.estimators.baseline_config import RidgeConfig
 from histexpr.estimators.baselines import RidgeBaseline
 from histexpr.estimators.histone_features import pooled_log1p

@@ -43,12 +43,13 @@ import torch
 
 from histexpr._runtime import notice
 from histexpr.config import check_range, find_setting, from_dict, resolve_overrides, to_dict
-from histexpr.data.atlas import STAT_NAMES, AtlasNotice, resolve_atlas
+from histexpr.data.atlas import AtlasNotice, resolve_atlas
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import bundle
 from histexpr.estimators.atlas import check_atlas_fields
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
+from histexpr.estimators.atlas_prior import STAT_NAMES
 from histexpr.estimators.bundle import InputContract
 from histexpr.estimators.histone_features import pooled_log1p
 from histexpr.estimators.neural import (
