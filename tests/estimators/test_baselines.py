@@ -260,3 +260,16 @@ def test_lightgbm_early_stops_without_valid_and_refits():
 def test_baseline_configs_reject_out_of_range(kind, bad, field):
     with pytest.raises(ConfigError, match=field):
         make_estimator(kind, [bad])
+
+
+@pytest.mark.parametrize("kind", ["global-mean", "ridge", "random-forest", "lightgbm"])
+def test_prediction_in_blocks_is_bit_identical_to_one_call(kind, split):
+    # the base predicts block_rows rows at a time (aligned to BLOCK_ALIGN); a block
+    # size that cuts the data into uneven blocks must not change one bit
+    train, test = split
+    est = make_estimator(kind, FAST.get(kind)).fit(train)
+    whole = est.predict(test, batch_size=len(test))
+    assert whole.dtype == np.float32 and whole.shape == (len(test),)
+    for rows in (7, 64, 100):
+        np.testing.assert_array_equal(est.predict(test, batch_size=rows), whole)
+    np.testing.assert_array_equal(est.predict(test), whole)

@@ -32,6 +32,7 @@ from histexpr.estimators.baseline_config import (
     RidgeConfig,
 )
 from histexpr.estimators.histone_features import log1p_features, select_correlated_features
+from histexpr.estimators.linear import apply_standardised, fit_standardised
 from histexpr.estimators.tabular import TabularEstimator, load_arrays, valid_or_none
 from histexpr.estimators.trees import TreeEnsembleArrays, lightgbm_params, load_booster
 
@@ -128,22 +129,17 @@ class RidgeBaseline(TabularEstimator):
     config_cls = RidgeConfig
 
     def fit(self, train, valid=None, run_dir=None):
-        from histexpr.estimators.linear import fit_ridge_cv
-
         self._require_target(train)
-        F = log1p_features(train.X)
-        self.mu_ = F.mean(axis=0, dtype=np.float64).astype(np.float32)
-        self.sd_ = (F.std(axis=0, dtype=np.float64) + 1e-6).astype(np.float32)
-        mu, sd = self.mu_.astype(np.float64), self.sd_.astype(np.float64)
-
-        def standardised(rows):
-            return (F[rows].astype(np.float64) - mu) / sd
-
         c = self.config
-        res = fit_ridge_cv(standardised, len(F), train.y, train.gene, c.cv_folds, c.alpha)
-        self.coef_ = res.coef.astype(np.float32)
-        self.intercept_ = np.float32(res.intercept)
-        self.alpha_ = float(res.alpha)
+        fitted, res = fit_standardised(
+            log1p_features(train.X),
+            train.y,
+            train.gene,
+            c.cv_folds,
+            c.alpha,
+            fit_on_saved_stats=True,
+        )
+        self.mu_, self.sd_, self.coef_, self.intercept_, self.alpha_ = fitted
         self.metrics_ = {"alpha": self.alpha_, "cv_folds": res.folds}
         if res.folds > 1:
             self.metrics_.update(
@@ -159,8 +155,8 @@ class RidgeBaseline(TabularEstimator):
         return self
 
     def _predict_rows(self, data):
-        F = (log1p_features(data.X) - self.mu_) / self.sd_
-        return (F @ self.coef_ + self.intercept_).astype(np.float32)
+        F = log1p_features(data.X)
+        return apply_standardised(F, self.mu_, self.sd_, self.coef_, self.intercept_)
 
     def _save_state(self, directory):
         np.savez(

@@ -14,6 +14,7 @@ from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
 from histexpr.estimators.diff import PairModel, pair_examples, parse_pairs
 from histexpr.estimators.histone_features import log1p_features, pool_edges, pooled_log1p
+from histexpr.estimators.linear import StandardisedRidge, apply_standardised, fit_standardised
 from histexpr.estimators.tabular import load_arrays
 from histexpr.estimators.trees import load_booster
 
@@ -146,7 +147,7 @@ class DiffRidge(LevelDiff):
             for i in range(k):
                 out = fold == i
                 direct = self._direct(F[~out], y[~out], gene[~out])
-                direct_oof[out] = _ridge_apply(direct, F[out])
+                direct_oof[out] = apply_standardised(F[out], *direct[:4])
                 single_oof[out] = F[out, -p:] @ self._single(cells.subset(cell_fold != i))
             grid = np.linspace(0.0, 1.0, 11)
             mse = [np.mean((g * direct_oof + (1 - g) * single_oof - y) ** 2) for g in grid]
@@ -156,28 +157,10 @@ class DiffRidge(LevelDiff):
         self.metrics_ = {"alpha": alpha, "cv_folds": k, "blend_direct": self.lam_}
         return len(y)
 
-    def _direct(self, F, y, gene):
-        """Ridge of the change on ``F``: (mu, sd, coef, intercept, alpha)."""
-        from histexpr.estimators.linear import fit_ridge_cv
-
-        mu = F.mean(axis=0, dtype=np.float64)
-        sd = F.std(axis=0, dtype=np.float64) + 1e-6
-        res = fit_ridge_cv(
-            lambda rows: (F[rows].astype(np.float64) - mu) / sd,
-            len(F),
-            y,
-            gene,
-            self.config.cv_folds,
-            seed=self.config.seed,
-        )
-        f32 = np.float32
-        return (
-            mu.astype(f32),
-            sd.astype(f32),
-            res.coef.astype(f32),
-            f32(res.intercept),
-            float(res.alpha),
-        )
+    def _direct(self, F, y, gene) -> StandardisedRidge:
+        """Ridge of the change on ``F``, alpha by CV over genes."""
+        direct, _ = fit_standardised(F, y, gene, self.config.cv_folds, seed=self.config.seed)
+        return direct
 
     def _single(self, cells: HistoneDataset) -> np.ndarray:
         """Per-bin weights ``v`` of a single-cell ridge: ``s(A) - s(B) = v . (A - B)``."""
@@ -188,7 +171,7 @@ class DiffRidge(LevelDiff):
         return (est.coef_ / est.sd_).astype(np.float64)
 
     def _predict_rows(self, F):
-        direct = ((F - self.mu_) / self.sd_) @ self.coef_ + self.intercept_
+        direct = apply_standardised(F, self.mu_, self.sd_, self.coef_, self.intercept_)
         if self.lam_ >= 1.0:
             return direct
         return self.lam_ * direct + (1 - self.lam_) * (F[:, -len(self.single_) :] @ self.single_)
@@ -226,11 +209,6 @@ class DiffRidge(LevelDiff):
         z = load_arrays(directory / "state.npz")
         self._set_state(z)
         self.pairs_ = list(parse_pairs([str(p) for p in z["pairs"]]))
-
-
-def _ridge_apply(direct, F) -> np.ndarray:
-    mu, sd, coef, intercept, _ = direct
-    return ((F - mu) / sd) @ coef + intercept
 
 
 class DiffLightGBM(LevelDiff):
