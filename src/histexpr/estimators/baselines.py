@@ -21,7 +21,6 @@ import numpy as np
 
 from histexpr._runtime import choose_threads, notice
 from histexpr.data.dataset import canonical_gene_ids
-from histexpr.data.splits import holdout_mask
 from histexpr.estimators.baseline_config import (
     FALLBACK_ROUNDS,
     RF_LEAF_GRID,
@@ -34,7 +33,12 @@ from histexpr.estimators.baseline_config import (
 from histexpr.estimators.histone_features import log1p_features, select_correlated_features
 from histexpr.estimators.linear import apply_standardised, fit_standardised
 from histexpr.estimators.tabular import TabularEstimator, load_arrays, valid_or_none
-from histexpr.estimators.trees import TreeEnsembleArrays, lightgbm_params, load_booster
+from histexpr.estimators.trees import (
+    TreeEnsembleArrays,
+    early_stopping_genes,
+    lightgbm_params,
+    load_booster,
+)
 
 __all__ = [
     "GeneMean",
@@ -285,7 +289,7 @@ class LightGBMBaseline(TabularEstimator):
             self.booster_ = self._boost(params, train, valid)
             best = int(self.booster_.best_iteration or c.n_estimators)
             how = "early stopping on the validation data"
-        elif (held := self.holdout(train.gene)).any():
+        elif (held := early_stopping_genes(train.gene, c)).any():
             # choose the rounds on held-out training genes, then refit on all of them
             probe = self._boost(params, train.subset(~held), train.subset(held))
             best = int(probe.best_iteration or c.n_estimators)
@@ -297,21 +301,6 @@ class LightGBMBaseline(TabularEstimator):
             how = "fixed: too few genes to hold out"
         self.metrics_ = {"best_iteration": best, "selection": f"{best} boosting rounds ({how})"}
         return self
-
-    def holdout(self, gene) -> np.ndarray:
-        """Early-stopping genes without validation data: ``holdout_fraction`` of them
-        (the ``"folds"`` draw of :func:`holdout_mask`), none when that is under 5 genes.
-
-        Parameters
-        ----------
-        gene : np.ndarray, shape (n,), str
-
-        Returns
-        -------
-        np.ndarray, shape (n,), bool
-        """
-        c = self.config
-        return holdout_mask(gene, c.holdout_fraction, c.seed, draw="folds", min_held=5)
 
     def _boost(self, params, train, valid, rounds=None):
         import lightgbm as lgb

@@ -4,7 +4,8 @@ scikit-learn persists forests only through pickle, which histexpr never loads
 from user files. :class:`TreeEnsembleArrays` keeps the node arrays of each
 fitted tree (children, split feature, threshold, leaf value) and evaluates them
 level by level for a whole batch at once. LightGBM models are saved as their own
-text format: :func:`lightgbm_params` and :func:`load_booster` serve every LightGBM kind.
+text format: :func:`lightgbm_params`, :func:`early_stopping_genes` and
+:func:`load_booster` serve every LightGBM kind.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from histexpr._runtime import choose_threads
+from histexpr.data.splits import holdout_mask
 from histexpr.errors import HistexprError
 
 
@@ -132,6 +134,25 @@ def lightgbm_params(c, rows: int | None = None) -> dict:
         "force_row_wise": True,
         "verbosity": -1,
     }
+
+
+def early_stopping_genes(gene, c) -> np.ndarray:
+    """The training genes a LightGBM kind without validation data stops early on.
+
+    ``c.holdout_fraction`` of them (the ``"folds"`` draw of
+    :func:`histexpr.data.splits.holdout_mask`, seeded by ``c.seed``); none when that
+    is under 5 genes (the rounds are then fixed).
+
+    Parameters
+    ----------
+    gene : np.ndarray, shape (n,), str
+    c : a config with ``holdout_fraction`` and ``seed``
+
+    Returns
+    -------
+    np.ndarray, shape (n,), bool
+    """
+    return holdout_mask(gene, c.holdout_fraction, c.seed, draw="folds", min_held=5)
 
 
 def load_booster(directory: Path, name: str):
