@@ -128,6 +128,8 @@ class AtlasEstimator(TabularEstimator):
         self.prior_: np.ndarray | None = None
         self.features_: AtlasFeatures | None = None
         self.cell_states_: dict | None = None
+        # what _fit_residual reports (its penalty or rounds), merged into metrics_
+        self.metrics_residual_: dict = {}
 
     # The atlas and the fitted feature state, by their historic names.
     @property
@@ -215,7 +217,7 @@ class AtlasEstimator(TabularEstimator):
             "train_atlas_used": int(used.sum()),
             "fallback_rows": len(fallback_train),
             "residual_rows": len(keep) if self.has_model_ else 0,
-            **getattr(self, "metrics_residual_", {}),
+            **self.metrics_residual_,
         }
         return self
 

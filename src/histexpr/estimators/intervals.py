@@ -258,9 +258,9 @@ def calibrate(
         a calibration split of :data:`CALIBRATION_FRACTION` of the genes is made).
     """
     from histexpr.data.splits import cell_folds, hold_out_genes
-    from histexpr.estimators import DIFF_KINDS, make_estimator
+    from histexpr.estimators import kind_of, make_estimator
 
-    diff = kind in DIFF_KINDS
+    diff = kind_of(kind).pairs
     cells = list(train.cells)
     notes = []
     if valid is None or not len(valid) or not valid.has_target:
@@ -271,7 +271,7 @@ def calibrate(
     valid = valid.select_cells([c for c in valid.cells if c in cells])
     genes = np.unique(train.gene)
     pool: dict[str, list] = {}
-    pairs = list(getattr(est, "pairs_", [])) if diff else None
+    pairs = list(est.pairs_) if diff else None
     _add(pool, *_residuals(est, valid, cells, genes, pairs))
     why = f"only {len(cells)} training cell type(s)"
     if len(cells) >= 3:
@@ -297,14 +297,14 @@ def calibrate(
 
 def _unseen_folds(kind, overrides, pairs, train, valid, folds, seed, log) -> list[tuple]:
     """(residual, group, label) of copies of the model fitted without each fold's cells."""
-    from histexpr.estimators import DIFF_KINDS, make_estimator
+    from histexpr.estimators import kind_of, make_estimator
 
     out = []
     for i, fold in enumerate(folds, 1):
         rest = [c for c in train.cells if c not in fold]
         log(f"intervals: cell-type fold {i}/{len(folds)} (leaving out {', '.join(fold)})")
         fold_pairs, fold_over = None, overrides
-        if kind in DIFF_KINDS:
+        if kind_of(kind).pairs:
             fold_pairs = _fold_pairs(fold, rest, seed + i)
             fold_over = _with_pairs(overrides, [p for p in pairs if set(p) <= set(rest)], rest)
         copy = make_estimator(kind, fold_over)
