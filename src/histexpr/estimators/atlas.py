@@ -45,6 +45,7 @@ from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_
 from histexpr.estimators.baseline_config import LightGBMConfig, RidgeConfig
 from histexpr.estimators.baselines import LightGBMBaseline, RidgeBaseline
 from histexpr.estimators.histone_features import log1p_features, pooled_log1p
+from histexpr.estimators.linear import get_ridge_arrays, set_ridge_arrays
 from histexpr.estimators.tabular import TabularEstimator, load_arrays
 from histexpr.estimators.trees import lightgbm_params, load_booster
 
@@ -289,22 +290,10 @@ class AtlasRidge(AtlasEstimator):
         return ((F - self.mu_) / self.sd_ @ self.coef_ + self.intercept_).astype(np.float32)
 
     def _save_residual(self, directory):
-        np.savez(
-            directory / "residual.npz",
-            mu=self.mu_,
-            sd=self.sd_,
-            coef=self.coef_,
-            intercept=self.intercept_,
-        )
+        np.savez(directory / "residual.npz", **get_ridge_arrays(self))
 
     def _load_residual(self, directory):
-        z = load_arrays(directory / "residual.npz")
-        self.mu_, self.sd_, self.coef_, self.intercept_ = (
-            z["mu"],
-            z["sd"],
-            z["coef"],
-            z["intercept"],
-        )
+        set_ridge_arrays(self, load_arrays(directory / "residual.npz"))
 
 
 class AtlasLightGBM(AtlasEstimator):

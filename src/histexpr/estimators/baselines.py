@@ -31,7 +31,12 @@ from histexpr.estimators.baseline_config import (
     RidgeConfig,
 )
 from histexpr.estimators.histone_features import log1p_features, select_correlated_features
-from histexpr.estimators.linear import apply_standardised, fit_standardised
+from histexpr.estimators.linear import (
+    apply_standardised,
+    fit_standardised,
+    get_ridge_arrays,
+    set_ridge_arrays,
+)
 from histexpr.estimators.tabular import TabularEstimator, load_arrays, valid_or_none
 from histexpr.estimators.trees import (
     TreeEnsembleArrays,
@@ -163,23 +168,11 @@ class RidgeBaseline(TabularEstimator):
         return apply_standardised(F, self.mu_, self.sd_, self.coef_, self.intercept_)
 
     def _save_state(self, directory):
-        np.savez(
-            directory / "state.npz",
-            mu=self.mu_,
-            sd=self.sd_,
-            coef=self.coef_,
-            intercept=self.intercept_,
-            alpha=np.float64(self.alpha_),
-        )
+        np.savez(directory / "state.npz", **get_ridge_arrays(self), alpha=np.float64(self.alpha_))
 
     def _load_state(self, directory):
         z = load_arrays(directory / "state.npz")
-        self.mu_, self.sd_, self.coef_, self.intercept_ = (
-            z["mu"],
-            z["sd"],
-            z["coef"],
-            z["intercept"],
-        )
+        set_ridge_arrays(self, z)
         # Models saved before the CV search carry only the configured alpha.
         self.alpha_ = float(z["alpha"]) if "alpha" in z else self.config.alpha
 

@@ -23,6 +23,8 @@ __all__ = [
     "apply_standardised",
     "fit_ridge_cv",
     "fit_standardised",
+    "get_ridge_arrays",
+    "set_ridge_arrays",
 ]
 
 
@@ -96,3 +98,19 @@ def fit_standardised(
 def apply_standardised(F: np.ndarray, mu, sd, coef, intercept) -> np.ndarray:
     """``((F - mu) / sd) @ coef + intercept``, shape (n,), in ``F``'s precision."""
     return ((F - mu) / sd) @ coef + intercept
+
+
+#: The saved arrays of a standardised ridge, held by an estimator as ``mu_``, ``sd_``,
+#: ``coef_`` and ``intercept_``.
+RIDGE_ARRAYS = ("mu", "sd", "coef", "intercept")
+
+
+def get_ridge_arrays(est) -> dict[str, np.ndarray]:
+    """``{"mu": est.mu_, "sd": est.sd_, "coef": est.coef_, "intercept": est.intercept_}``."""
+    return {name: getattr(est, f"{name}_") for name in RIDGE_ARRAYS}
+
+
+def set_ridge_arrays(est, arrays: dict[str, np.ndarray]) -> None:
+    """Set ``est.mu_``, ``sd_``, ``coef_`` and ``intercept_`` from saved ``arrays``."""
+    for name in RIDGE_ARRAYS:
+        setattr(est, f"{name}_", arrays[name])
