@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from histexpr._runtime import choose_threads, notice
-from histexpr.config import from_dict, override, to_dict
+from histexpr.config import describe, from_dict, override, to_dict
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
 from histexpr.errors import HistexprError
 from histexpr.estimators.baseline_config import (
@@ -105,6 +105,11 @@ class _Baseline:
     @classmethod
     def create(cls, kind: str, overrides=None):
         return cls(override(cls.config_cls(), overrides))
+
+    @classmethod
+    def defines(cls, name: str) -> bool:
+        """Whether ``name`` is a ``--set`` setting of this kind (a field of its config)."""
+        return name in {s.name for s in describe(cls.config_cls())}
 
     def _require_target(self, train: HistoneDataset) -> None:
         if not train.has_target:
