@@ -19,6 +19,7 @@ from histexpr.workflows.experiment import (
     DEFAULT_MODELS,
     ExperimentConfig,
     ExperimentResult,
+    check_models,
     model_weights,
     run_experiment,
 )
@@ -56,10 +57,11 @@ def run_demo(
     """
     from histexpr.simulator import default_dataset
 
+    config = ExperimentConfig(models=tuple(models or DEMO_MODELS), neural=DEMO_NEURAL)
+    check_models(config.models)  # before the data set is made or read
     path = default_dataset()
     log(f"data: {path}")
     data = load_dataset(path)
-    config = ExperimentConfig(models=tuple(models or DEMO_MODELS), neural=DEMO_NEURAL)
     neural = explain_candidates({m: m for m in config.models})  # the model explained
     extra = [differential, report and bool(neural), report]
     steps = Steps(model_weights(config.models) + [1.0] * sum(extra), emit=log, enabled=progress)

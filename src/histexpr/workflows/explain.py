@@ -304,7 +304,7 @@ def explain_path(
         kwargs.get("n_genes", DEFAULT_GENES_PER_CELL),
     )
     path = Path(path)
-    resolve_target(path, kwargs.get("model_kind"))
+    check_pair_given(resolve_target(path, kwargs.get("model_kind")).kind, pair)
     if data_path is None:
         recorded = runs.read_header(path).data_path if runs.is_run_dir(path) else None
         if recorded is None or not Path(recorded).is_file():
