@@ -42,7 +42,7 @@ from _common import demo_split
 
 from histexpr._runtime import torch_threads
 from histexpr.data.convert import load_dataset
-from histexpr.estimators import make_estimator
+from histexpr.estimators import kind_of, make_estimator
 from histexpr.estimators.diff import diff_from_model
 from histexpr.evaluate import diff_metrics
 
@@ -103,7 +103,7 @@ def model_rows(quick: bool, kinds=KINDS):
         t = time.perf_counter()
         est = make_estimator(kind, sets[kind]).fit(train)
         fit_s = time.perf_counter() - t
-        if kind.startswith("diff-"):
+        if kind_of(kind).pairs:
             name = kind
             rows = score(est.predict_pair, test)
         else:
@@ -125,14 +125,14 @@ def single_pair_rows(kinds, sizes=(300, 1600)):
             part = train.select_cells([a, b]).select_genes(np.unique(train.gene)[:n])
             out = {}
             for kind in kinds:
-                overrides = [*sets[kind], *([f"pairs={a}:{b}"] if kind.startswith("diff-") else [])]
+                overrides = [*sets[kind], *([f"pairs={a}:{b}"] if kind_of(kind).pairs else [])]
                 est = make_estimator(kind, overrides).fit(part)
                 p = (
                     est.predict_pair(test, a, b)
-                    if kind.startswith("diff-")
+                    if kind_of(kind).pairs
                     else diff_from_model(est, test, a, b)
                 )
-                out[kind if kind.startswith("diff-") else f"{kind} difference"] = diff_metrics(
+                out[kind if kind_of(kind).pairs else f"{kind} difference"] = diff_metrics(
                     p.observed, p.predicted
                 ).pearson
             yield f"{a}:{b}", n, out
@@ -142,7 +142,8 @@ def deepdiff_section(quick: bool) -> str:
     """Write a DeepDiff folder, read it back, train and score diff-ridge through it."""
     from histexpr.data.dataset import HistoneDataset
     from histexpr.data.deepdiff import write_deepdiff
-    from histexpr.workflows.diff import evaluate_diff, train_diff
+    from histexpr.workflows.evaluate import evaluate_model
+    from histexpr.workflows.train import train_model
 
     data, _, _, split = split_data(quick)
     cells = ["E003", "E004", "E005", "E071"]
@@ -158,11 +159,11 @@ def deepdiff_section(quick: bool) -> str:
         a = part.subset(np.lexsort((part.gene, part.cell)))
         b = back.subset(np.lexsort((back.gene, back.cell)))
         same = bool(np.array_equal(a.X, b.X) and np.abs(a.y - b.y).max() < 1e-4)
-        train_diff(
+        train_model(
             folder, model, "diff-ridge", cells=["E003", "E004", "E005"], valid_fraction=0.0,
             train_split="train", log=lambda _: None,
         )  # fmt: skip
-        ev = evaluate_diff(model, folder, "E003:E004,E071:E003", split="test")
+        ev = evaluate_model(model, folder, split="test", pair="E003:E004,E071:E003")
     lines = [
         f"DeepDiff folder: {len(cells)} cell types x {len(np.unique(part.gene))} genes, "
         f"written + read back in {io_s:.1f} s, arrays equal: {same}",

@@ -193,3 +193,57 @@ def test_private_import_checker_sees_nested_imports():
     assert private_imports("from histexpr import _runtime\nfrom os import _exit\n") == [
         "histexpr._runtime"
     ]
+
+
+#: Kind name prefixes only the table of kinds may know (``estimators/kinds.py``).
+KIND_PREFIXES = ("atlas-", "diff-")
+#: Capabilities a kind declares in the table, never probed on an estimator.
+CAPABILITIES = {"predict_pair", "attribute_pair", "side_inputs", "prepare_cells", "defines"}
+KINDS_TABLE = "estimators/kinds.py"
+
+
+def _strings(node) -> list[str]:
+    """The string constants of ``node``: a literal, or the literals of a tuple/list."""
+    items = node.elts if isinstance(node, ast.Tuple | ast.List) else [node]
+    return [n.value for n in items if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def kind_guesses(source: str) -> list[str]:
+    """Calls in ``source`` that guess what a kind is from its name or its attributes.
+
+    ``x.startswith("atlas-")`` / ``"diff-"`` (any quote style, also in a tuple), and
+    ``hasattr(x, NAME)`` or ``getattr(x, NAME, default)`` with NAME a declared capability.
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call) or not node.args:
+            continue
+        func = node.func
+        if isinstance(func, ast.Attribute) and func.attr == "startswith":
+            found += [f"startswith({s!r})" for s in _strings(node.args[0]) if s in KIND_PREFIXES]
+        elif isinstance(func, ast.Name) and func.id in ("hasattr", "getattr"):
+            probe = func.id == "hasattr" or len(node.args) == 3
+            if probe and len(node.args) >= 2:
+                found += [
+                    f"{func.id}(..., {s!r})" for s in _strings(node.args[1]) if s in CAPABILITIES
+                ]
+    return found
+
+
+def test_no_kind_is_guessed_from_its_name_or_attributes():
+    """Every layer asks ``kind_of(kind)``; only the table of kinds spells the prefixes."""
+    bad = []
+    for path in sorted(SRC.rglob("*.py")):
+        if path.relative_to(SRC).as_posix() == KINDS_TABLE:
+            continue
+        bad += [f"{path.relative_to(SRC)}: {g}" for g in kind_guesses(path.read_text())]
+    assert not bad, "ask histexpr.estimators.kinds.kind_of instead:\n" + "\n".join(bad)
+
+
+def test_the_kind_guess_checker_sees_every_spelling():
+    source = """
+a.startswith('atlas-'); b.startswith("diff-"); c.startswith(("atlas-", "auto"))
+hasattr(est, 'predict_pair'); hasattr(cls, "defines"); getattr(est, "prepare_cells", None)
+name.startswith("E0"); hasattr(x, "close"); getattr(est, "side_inputs")
+"""
+    assert len(kind_guesses(source)) == 6

@@ -65,7 +65,7 @@ EXPLAIN_FORMAT = "histexpr-explain"
 EXPLAIN_FORMAT_VERSION = 1
 #: Columns of ``predictions.csv`` that are not predictions.
 PREDICTION_META = ("cell", "gene", "y", "seen", "group")
-#: Optional: the demo's differential table (``histexpr.workflows.diff.run_diff_demo``).
+#: Optional: the demo's differential table (``histexpr.workflows.demo.run_diff_demo``).
 DIFFERENTIAL = "differential.csv"
 #: Optional, in an explanation folder of an atlas model: per gene its prior and prediction.
 ATLAS_PRIOR = "atlas_prior.csv"

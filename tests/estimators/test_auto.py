@@ -163,11 +163,11 @@ def test_cli_auto_records_and_refits_like_the_named_kind(tmp_path, capsys):
 
 def test_diff_auto_chooses_among_diff_kinds(tmp_path):
     from histexpr.estimators.bundle import read_auto
-    from histexpr.workflows.diff import train_diff
+    from histexpr.workflows.train import train_model
 
     data = tmp_path / "d.h5"
     write_h5(make_planted(n_genes=120), data)
-    res = train_diff(
+    res = train_model(
         data,
         tmp_path / "m",
         "diff-auto",

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from conftest import make_planted
-from histexpr.workflows.diff import run_diff_demo
+from histexpr.workflows.demo import run_diff_demo
 
 
 def test_run_diff_demo_scores_a_seen_and_an_unseen_pair(tmp_path):

@@ -82,3 +82,28 @@ def test_neural_overrides_reach_only_the_kinds_that_define_them():
     assert "ridge" not in out
     with pytest.raises(HistexprError, match="none of"):
         _neural_overrides(ExperimentConfig(models=("deepchrome",), neural=("chanels=8",)))
+
+
+def test_a_differential_kind_is_refused_before_any_training(tmp_path, monkeypatch):
+    """A run scores expression; a differential kind is refused in one line, nothing trained."""
+    from histexpr.workflows import experiment
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a model was trained before the refusal")
+
+    monkeypatch.setattr(experiment, "fit_estimator", no_training)
+    cfg = ExperimentConfig(models=("ridge", "diff-ridge"), unseen_cells=("E005",))
+    with pytest.raises(HistexprError) as exc:
+        run_experiment(make_planted(n_genes=50), tmp_path / "run", cfg, log=lambda s: None)
+    message = str(exc.value)
+    assert "\n" not in message and "diff-ridge" in message and "--pair" in message
+    assert not (tmp_path / "run").exists()  # no run directory started either
+
+
+def test_the_demo_refuses_a_differential_kind_in_one_line(tmp_path, capsys):
+    from conftest import run_cli
+
+    assert run_cli("demo", "--run-dir", tmp_path / "demo", "--models", "diff-lightgbm") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "diff-lightgbm" in err and "--pair" in err
+    assert not (tmp_path / "demo").exists()

@@ -4,8 +4,8 @@ Every user error is printed as one line and exits with code 2; ``--debug``
 shows the traceback instead. Warnings and notices of the library are one plain
 line each, once (:func:`histexpr._runtime.plain_warnings`); ``--debug`` shows
 Python's full warnings. Commands live in :mod:`histexpr.cli.data`
-(info, convert, simulate, featurize, download), :mod:`histexpr.cli.models`
-(train, evaluate, protocol, predict) and :mod:`histexpr.cli.outputs` (explain,
+(info, convert, simulate, featurize, download), :mod:`histexpr.cli.train`
+(train), :mod:`histexpr.cli.models` (evaluate, protocol, predict) and :mod:`histexpr.cli.outputs` (explain,
 report, demo); importing them registers them on :data:`app`.
 """
 
@@ -18,7 +18,7 @@ import typer.exceptions
 from rich.markup import escape
 
 from histexpr._runtime import plain_warnings
-from histexpr.cli import data, models, outputs  # noqa: F401  (registers the commands)
+from histexpr.cli import data, models, outputs, train  # noqa: F401  (registers the commands)
 from histexpr.cli._app import app, err_console
 from histexpr.cli.tables import per_cell_table, results_table
 from histexpr.errors import HistexprError
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if "train" in args and "--help" in args:
+        train.list_kinds_in_help(command)
     try:
         with plain_warnings(_notice_line, debug=debug):
             code = command.main(args=args, prog_name="histexpr", standalone_mode=False)

@@ -12,7 +12,6 @@ from rich.markup import escape
 from histexpr.atomic import guard_output
 from histexpr.cli._app import Force, app, console, csv_list, plain, quiet
 from histexpr.cli.tables import results_table
-from histexpr.errors import HistexprError
 
 
 @app.command()
@@ -50,7 +49,7 @@ def explain(
     max_genes: Annotated[int, typer.Option(help="Genes averaged per cell type.")] = 2000,
     steps: Annotated[int, typer.Option(help="Integrated-gradients steps.")] = 50,
     pair: Annotated[
-        str | None, typer.Option(help="Differential model: explain the change A:B per gene.")
+        str | None, typer.Option(help="Explain the predicted change A:B per gene (any model).")
     ] = None,
     names: Annotated[
         str | None, typer.Option(help="DeepDiff folder: NAME=CELL,... cell ids of file names.")
@@ -62,18 +61,6 @@ def explain(
     the same model's explanation is replaced, one of another model never, and
     nothing is written inside a model or run directory but the run's own explain/.
     """
-    if pair:
-        from histexpr.runs import model_explain_dir
-        from histexpr.workflows.diff import explain_diff
-
-        if data is None:
-            raise HistexprError("explain --pair needs --data")
-        guard_output(out or model_explain_dir(path), "explain-dir", [data, path], force=True)
-        for f in explain_diff(path, data, pair, out, names):
-            console.print(f"wrote {escape(str(f))}", soft_wrap=True, highlight=False)
-        return
-    if names:
-        raise HistexprError("--names applies with --pair")
     from histexpr.workflows.explain import explain_path, resolve_target
 
     target = resolve_target(path, model)
@@ -82,6 +69,8 @@ def explain(
         path,
         data,
         csv_list(cells) or None,
+        pair=pair,
+        names=names,
         methods=csv_list(methods),
         model_kind=model,
         max_per_cell=max_genes,

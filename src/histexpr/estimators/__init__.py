@@ -168,10 +168,8 @@ def defines(kind: str, name: str) -> bool:
         from histexpr.estimators.neural import defines as neural_defines
 
         return neural_defines(kind, name)
-    cls = _class_for(kind)
-    if hasattr(cls, "defines"):
-        return cls.defines(name)
-    return name in {s.name for s in describe(cls.config_cls())}
+    # every other estimator class answers for its own settings (grouped ones resolve aliases)
+    return _class_for(kind).defines(name)
 
 
 def settings(kind: str) -> list[Setting]:

@@ -49,6 +49,7 @@ from histexpr.config import check_choice, check_range
 from histexpr.data.dataset import HistoneDataset
 from histexpr.data.splits import cell_folds, gene_folds
 from histexpr.errors import HistexprError
+from histexpr.estimators.kinds import kind_of
 from histexpr.evaluate import fit_metrics
 
 AUTO_KINDS = ("auto", "diff-auto")
@@ -182,7 +183,7 @@ def candidates(
     out = []
     for kind in ORDER:
         reason = ""
-        if kind.startswith("atlas-") and not atlas:
+        if kind_of(kind).needs_atlas and not atlas:
             reason = "no atlas given (--atlas)"
         elif (
             kind in ("deepchrome", "convnet", "ensemble", "atlas-convnet")
@@ -226,7 +227,7 @@ def cv_folds(
 def mse_score(est, test: HistoneDataset) -> float:
     """MSE of ``est``'s predictions of ``test`` (of the log fold changes of its training
     pairs, for a differential kind)."""
-    if hasattr(est, "predict_pair"):
+    if kind_of(est.kind).pairs:
         preds = [est.predict_pair(test, a, b) for a, b in est.pairs_]
         y = np.concatenate([p.observed for p in preds])
         pred = np.concatenate([p.predicted for p in preds])

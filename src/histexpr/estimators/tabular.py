@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from histexpr.config import from_dict, override, to_dict
+from histexpr.config import describe, from_dict, override, to_dict
 from histexpr.data.dataset import HistoneDataset, conform_marks
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import (
@@ -103,6 +103,11 @@ class TabularEstimator:
     def create(cls, kind: str, overrides=None):
         """A new, unfitted estimator with ``overrides`` (dict or ``--set`` strings) applied."""
         return cls(override(cls.config_cls(), overrides))
+
+    @classmethod
+    def defines(cls, name: str) -> bool:
+        """Whether ``name`` is a ``--set`` setting of this kind (a field of its config)."""
+        return name in {s.name for s in describe(cls.config_cls())}
 
     # -- fit and predict -------------------------------------------------------------
     def _require_target(self, train: HistoneDataset) -> None:

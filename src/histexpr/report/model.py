@@ -119,7 +119,7 @@ def _calibration(page: Page, model_dir: Path, kind: str) -> None:
 
 def model_page(model_dir, explain_dir=None) -> Page:
     """The report page of one model directory (every piece is checked before drawing)."""
-    from histexpr.estimators import NEURAL_KINDS
+    from histexpr.estimators import KIND_TABLE
 
     model_dir = Path(model_dir)
     header = read_header(model_dir)
@@ -127,8 +127,10 @@ def model_page(model_dir, explain_dir=None) -> Page:
     path = model_dir / runs.HISTORY
     histories = {model_dir.name: read_history(path)} if path.is_file() else {}
     folder = Path(explain_dir) if explain_dir is not None else runs.model_explain_dir(model_dir)
-    neural = header.kind in NEURAL_KINDS or header.kind.startswith("atlas-")  # atlas: its prior
-    explanation = read_explanation(folder, model_dir) if neural else None
+    # an explainable kind may have an explanation folder (attributions, attention, prior)
+    known = header.kind in KIND_TABLE
+    explained = known and KIND_TABLE[header.kind].explainable
+    explanation = read_explanation(folder, model_dir) if explained else None
     page = Page()
     page.section("overview", "Model")
     rows = [
@@ -148,9 +150,10 @@ def model_page(model_dir, explain_dir=None) -> Page:
     auto_section(page, {model_dir.name: auto} if auto else {})
     _calibration(page, model_dir, header.kind)
     training_section(page, histories)
-    if neural:
+    if explained:
         words = ["histexpr", "explain", str(model_dir)]
-        hint = "run `" + " ".join(shlex.quote(w) for w in words) + " --data DATA_FILE` to add one."
+        pair = " --pair A:B" if KIND_TABLE[header.kind].pairs else ""
+        hint = "run `" + " ".join(map(shlex.quote, words)) + f" --data DATA_FILE{pair}` to add one."
         interpretation_section(page, explanation, str, f"No explanation in {folder}: {hint}")
     else:
         page.section("interpretation", "Interpretation")

@@ -1,14 +1,16 @@
 """Workflows behind the CLI commands: paths in, result objects out.
 
 Each function takes paths, calls the library and returns a result object; the
-CLI only parses options and prints. One module per command:
+CLI only parses options and prints. One module per command, each for every kind
+(``--pair A:B`` included: :mod:`~histexpr.workflows.pairs` holds the pair pieces):
 
 - :mod:`~histexpr.workflows.train` -- :func:`train_model`
 - :mod:`~histexpr.workflows.evaluate` -- :func:`evaluate_model`
-- :mod:`~histexpr.workflows.predict` -- :func:`predict_file` (and the streamed reader)
+- :mod:`~histexpr.workflows.predict` -- :func:`predict_file` (the streamed reader of
+  predict and evaluate: :mod:`~histexpr.workflows.stream`)
 - :mod:`~histexpr.workflows.demo` -- :func:`run_demo`
 - :mod:`~histexpr.workflows.experiment` -- :func:`run_experiment` (the run directory)
-- :mod:`~histexpr.workflows.explain` -- :func:`explain_run`
+- :mod:`~histexpr.workflows.explain` -- :func:`explain_run`, :func:`explain_path`
 """
 
 from __future__ import annotations

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from histexpr._runtime import Steps
+from histexpr.atomic import atomic_path
 from histexpr.data.convert import load_dataset
-from histexpr.estimators import NEURAL_KINDS
+from histexpr.data.dataset import HistoneDataset
+from histexpr.errors import HistexprError
+from histexpr.estimators import kind_of, make_estimator
+from histexpr.runs import DIFFERENTIAL
 from histexpr.workflows.experiment import (
     DEFAULT_MODELS,
     ExperimentConfig,
     ExperimentResult,
+    check_models,
     model_weights,
     run_experiment,
 )
+from histexpr.workflows.explain_target import explain_candidates
+from histexpr.workflows.pairs import SCORE_COLUMNS, PairEvaluation, pair_prediction, pair_scores
 
 #: Neural settings of the demo only: smaller widths and few epochs keep it within
 #: a few minutes on 2 CPU cores. The default configs remain the seed's.
@@ -42,15 +53,16 @@ def run_demo(
     ``log`` gets the data summary, the differential table and, with ``progress``, one
     line per step (step, elapsed time, time left). With ``differential`` a short
     differential section follows (two pairs of cell types,
-    :func:`histexpr.workflows.diff.run_diff_demo`), written to ``RUN_DIR/differential.csv``.
+    :func:`run_diff_demo`), written to ``RUN_DIR/differential.csv``.
     """
     from histexpr.simulator import default_dataset
 
+    config = ExperimentConfig(models=tuple(models or DEMO_MODELS), neural=DEMO_NEURAL)
+    check_models(config.models)  # before the data set is made or read
     path = default_dataset()
     log(f"data: {path}")
     data = load_dataset(path)
-    config = ExperimentConfig(models=tuple(models or DEMO_MODELS), neural=DEMO_NEURAL)
-    neural = [m for m in config.models if m in NEURAL_KINDS]
+    neural = explain_candidates({m: m for m in config.models})  # the model explained
     extra = [differential, report and bool(neural), report]
     steps = Steps(model_weights(config.models) + [1.0] * sum(extra), emit=log, enabled=progress)
     result = run_experiment(
@@ -89,9 +101,6 @@ def run_differential(data, result: ExperimentResult, config: ExperimentConfig, l
 
     Writes ``RUN_DIR/differential.csv`` (:data:`histexpr.runs.DIFFERENTIAL`) and logs it.
     """
-    import numpy as np
-
-    from histexpr.workflows.diff import run_diff_demo
     from histexpr.workflows.experiment import split_examples
 
     train, _, _ = split_examples(data, config, result.unseen_cells)
@@ -102,3 +111,45 @@ def run_differential(data, result: ExperimentResult, config: ExperimentConfig, l
     cols = [c for c in ("model", "pair", "cells", "n", "pearson", "auc") if c in ev.table]
     log(ev.table[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return ev
+
+
+def run_diff_demo(
+    data: HistoneDataset,
+    out_dir,
+    train_cells: Sequence[str],
+    unseen_cells: Sequence[str],
+    test_genes: Sequence[str] | None = None,
+    max_pairs: int = 6,
+    log: Callable[[str], None] = print,
+) -> PairEvaluation:
+    """The demo's differential section: ``diff-ridge`` vs the ridge difference on two pairs.
+
+    Both models train on ``train_cells`` x the genes not in ``test_genes``; the pairs are
+    two training cell types (seen) and an unseen cell type vs a training one, scored on
+    ``test_genes`` (default: every gene). Writes ``OUT_DIR/differential.csv``.
+    """
+    train_cells, unseen_cells = list(train_cells), list(unseen_cells)
+    if len(train_cells) < 2:
+        raise HistexprError("the differential demo needs two training cell types")
+    test_genes = np.unique(data.gene) if test_genes is None else np.asarray(test_genes)
+    fit_genes = np.setdiff1d(np.unique(data.gene), test_genes)
+    train = data.select_cells(train_cells)
+    train = train.select_genes(fit_genes) if len(fit_genes) else train
+    pairs = [(train_cells[0], train_cells[1])]
+    if unseen_cells:
+        pairs.append((unseen_cells[0], train_cells[0]))
+    test = data.select_cells(sorted({c for p in pairs for c in p})).select_genes(test_genes)
+    names = ", ".join(f"{a}:{b}" for a, b in pairs)
+    log(f"differential: diff-ridge on {len(train.cells)} cell types, pairs {names}")
+    rows = []
+    for kind, over in (("diff-ridge", [f"max_pairs={max_pairs}"]), ("ridge", None)):
+        est = make_estimator(kind, over).fit(train)
+        label = kind if kind_of(kind).pairs else f"{kind} difference"
+        preds = [pair_prediction(est, test, a, b) for a, b in pairs]
+        rows += pair_scores(label, preds, set(train.cells))
+    table = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    out = Path(out_dir) / DIFFERENTIAL
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    return PairEvaluation(table, [f"wrote {out}"])

@@ -19,11 +19,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from histexpr.data.submission import write_table
 from histexpr.data.validate import check_cells, check_unique_examples
 from histexpr.errors import HistexprError
-from histexpr.estimators.bundle import check_target, holds_labels, model_task, read_header
+from histexpr.estimators.bundle import (
+    check_input,
+    check_target,
+    holds_labels,
+    model_task,
+    read_header,
+)
 from histexpr.estimators.intervals import DEFAULT_LEVEL, model_calibration
 from histexpr.evaluate import (
     METRIC_NAMES,
@@ -32,7 +39,24 @@ from histexpr.evaluate import (
     fitting_metrics,
     keep_metrics,
 )
-from histexpr.workflows.predict import DEFAULT_MEMORY_BUDGET, predict_stream, refuse_input_as_output
+from histexpr.workflows.pairs import (
+    SCORE_COLUMNS,
+    PairEvaluation,
+    check_pair_given,
+    load_pair_data,
+    pair_bounds,
+    pair_prediction,
+    pair_scores,
+    parse_pairs,
+    score_label,
+    trained_cells,
+)
+from histexpr.workflows.stream import (
+    DEFAULT_MEMORY_BUDGET,
+    load_model,
+    refuse_input_as_output,
+    stream_predictions,
+)
 
 #: Header keys (fields of the bundle header or keys of its ``extra``) that may hold
 #: the training cell types and genes, newest first.
@@ -108,6 +132,13 @@ def intervals_path(out) -> Path:
     return out.with_name(f"{out.stem if out.suffix else out.name}.intervals{suffix}")
 
 
+def output_paths(out, pair=None) -> list[Path]:
+    """Every file ``-o OUT`` may write: the table, and without ``pair`` the tables beside it."""
+    if out is None:
+        return []
+    return [Path(out)] if pair else [Path(out), per_cell_path(out), intervals_path(out)]
+
+
 def evaluate_model(
     model_dir,
     data_path,
@@ -118,8 +149,14 @@ def evaluate_model(
     split: str | None = None,
     target: str = "auto",
     interval: float | None = None,
-) -> Evaluation:
+    pair: str | None = None,
+    from_model=None,
+    names: str | None = None,
+) -> Evaluation | PairEvaluation:
     """Score a saved model on a data file with expression values (streamed).
+
+    With ``pair`` (``"A:B[,C:D]"``) the predicted changes of those pairs are scored
+    instead (:func:`evaluate_pairs`); a differential model needs them.
 
     ``split`` scores only the examples of that split of the data's ``split`` field
     (e.g. ``"test"`` of a DeepChrome folder).
@@ -144,20 +181,27 @@ def evaluate_model(
         ``Evaluation.intervals``, written at :func:`intervals_path`). Default: 0.9
         when the model is calibrated (``train --intervals``), else none.
 
+    pair, from_model, names :
+        See :func:`evaluate_pairs` (``from_model`` and ``names`` apply with ``pair`` only).
+
     Returns
     -------
-    Evaluation
+    Evaluation or PairEvaluation
         ``notes`` holds the warnings to show (training genes scored, no record).
     """
+    if pair:
+        return evaluate_pairs(model_dir, data_path, pair, from_model, names, split, out, interval)
+    if names or from_model:
+        raise HistexprError("--names and --from-model apply with --pair")
     unseen = [str(c) for c in unseen_cells]
-    if out is not None:
-        refuse_input_as_output(data_path, out)
-        refuse_input_as_output(data_path, per_cell_path(out))
+    for path in output_paths(out)[:2]:
+        refuse_input_as_output(data_path, path)
     header = read_header(model_dir)
+    check_pair_given(header.kind, pair)
     calibration, level = model_calibration(model_dir, interval, DEFAULT_LEVEL)
     train_cells, train_genes = training_record(model_dir, header)
     ys, cells, genes, preds, target_name = [], [], [], [], None
-    stream = predict_stream(
+    stream = stream_predictions(
         model_dir,
         data_path,
         memory_budget,
@@ -225,3 +269,69 @@ def evaluate_model(
         if evaluation.intervals is not None:
             write_table(evaluation.intervals, intervals_path(out))
     return evaluation
+
+
+def evaluate_pairs(
+    model_dir, data_path, pairs, from_model=None, names=None, split=None, out=None, interval=None
+) -> PairEvaluation:
+    """Score the predicted log fold changes of ``pairs`` by any model; ``from_model`` beside it.
+
+    Rows per model, pair and gene group (:func:`~histexpr.workflows.pairs.pair_scores`);
+    a single-cell model's row is its difference. ``interval``: also score the prediction
+    intervals of that level of the (calibrated) model: columns ``level``, ``coverage``
+    and ``mean_width`` (default: 0.9 when the model is calibrated).
+    """
+    from histexpr.data.dataset import canonical_gene_ids
+    from histexpr.evaluate import interval_coverage
+
+    pairs = parse_pairs(pairs)
+    if not pairs:
+        raise HistexprError("give at least one pair (--pair A:B)")
+    if out is not None:
+        refuse_input_as_output(data_path, out)
+    data = load_pair_data(data_path, names, split, target="yes")
+    models = [Path(model_dir)] + ([Path(from_model)] if from_model else [])
+    rows, notes = [], []
+    calibration, interval = model_calibration(model_dir, interval, DEFAULT_LEVEL)
+    for path in models:
+        header = read_header(path)
+        check_input(header, data, source=str(data_path))  # the one contract check
+        if model_task(header) == "classification":
+            raise HistexprError(
+                f"{path}: a classifier predicts probabilities, not expression: the difference "
+                "of two is no log fold change to score (use a regression model)"
+            )
+        est = load_model(path)
+        preds = [pair_prediction(est, data, a, b) for a, b in pairs]
+        _, genes = training_record(path, header)
+        known = None if genes is None else set(genes)
+        scored = pair_scores(score_label(est, path), preds, trained_cells(est), known)
+        if calibration is not None and path == models[0]:
+            for p in preds:
+                lower, upper = pair_bounds(path, calibration, interval, est, p)
+                is_known = np.isin(canonical_gene_ids(p.gene), sorted(known or ()))
+                masks = {"all": np.ones(len(p.gene), bool), "new": ~is_known, "train": is_known}
+                for row in (r for r in scored if r["pair"] == f"{p.cell_a}:{p.cell_b}"):
+                    m = masks[row["genes"]]
+                    cov = interval_coverage(
+                        p.observed[m], lower[m], upper[m], np.full(m.sum(), "all"), interval
+                    )
+                    row.update(cov.iloc[0][["level", "coverage", "mean_width"]].to_dict())
+        rows += scored
+        gene = canonical_gene_ids(preds[0].gene)
+        overlap = 0 if known is None else int(np.isin(gene, sorted(known)).sum())
+        if overlap:
+            notes.append(
+                f"{path.name}: {overlap} of {len(gene)} genes were training genes: scored "
+                "apart (genes = train, optimistic), left out of the new-gene rows"
+            )
+        elif known is None:
+            notes.append(
+                f"{path.name}: the model records no training genes: genes are not split "
+                "into training / new"
+            )
+    extra = ["level", "coverage", "mean_width"] if calibration is not None else []
+    table = pd.DataFrame(rows, columns=[*SCORE_COLUMNS, *extra])
+    if out is not None:
+        write_table(table, out, float_format="%.6g")
+    return PairEvaluation(table, notes)

@@ -30,7 +30,7 @@ from histexpr._runtime import Steps
 from histexpr.config import to_dict
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators import KINDS, defines, fit_estimator, make_estimator, trains_network
+from histexpr.estimators import KIND_TABLE, defines, fit_estimator, kind_of, make_estimator
 from histexpr.estimators.bundle import holds_labels, model_task, read_header
 from histexpr.evaluate import (
     METRIC_NAMES,
@@ -124,12 +124,12 @@ def _neural_overrides(config: ExperimentConfig) -> dict[str, list[str]]:
 
     Names are matched by the one resolver (:func:`histexpr.config.resolve_overrides`
     through :func:`histexpr.estimators.defines`): flat, dotted or old aliases. The kinds
-    are those that train a network (:func:`histexpr.estimators.trains_network`).
+    are those that train a network (``kind_of(kind).network``).
     """
     from histexpr.config import parse_overrides
 
     overrides = parse_overrides(list(config.neural))
-    kinds = [k for k in config.models if trains_network(k)]
+    kinds = [k for k in config.models if kind_of(k).network]
     out, used = {}, set()
     for kind in kinds:
         names = [k for k in overrides if defines(kind, k)]
@@ -146,7 +146,29 @@ def _neural_overrides(config: ExperimentConfig) -> dict[str, list[str]]:
 
 def model_weights(kinds) -> list[float]:
     """Expected relative training cost of each kind, for the time-left estimate."""
-    return [10.0 if trains_network(k) else 1.0 for k in kinds]
+    return [10.0 if kind_of(k).network else 1.0 for k in kinds]
+
+
+def check_models(models) -> None:
+    """Refuse, in one line and before any training, kinds a run cannot score.
+
+    A run scores each model's expression of every held-out example; a differential kind
+    (``kind_of(kind).pairs``) predicts the change between two cell types instead: it is
+    trained with ``histexpr train`` and scored with ``evaluate --pair`` (the demo's
+    differential section, :func:`histexpr.workflows.demo.run_diff_demo`, scores pairs).
+    """
+    unknown = [m for m in models if m not in KIND_TABLE]
+    if unknown:
+        raise ConfigError(
+            f"unknown model kind(s) {', '.join(unknown)}; choose from {', '.join(KIND_TABLE)}"
+        )
+    pairs = [m for m in models if kind_of(m).pairs]
+    if pairs:
+        raise ConfigError(
+            f"{', '.join(pairs)} predict(s) the change between two cell types, not the "
+            "expression a run scores: train with histexpr train --model KIND and score with "
+            "histexpr evaluate MODEL DATA --pair A:B"
+        )
 
 
 def run_experiment(
@@ -180,11 +202,7 @@ def run_experiment(
     """
     if not data.has_target:
         raise HistexprError("the data set has no expression values; cannot train or evaluate")
-    unknown = [m for m in config.models if m not in KINDS]
-    if unknown:
-        raise ConfigError(
-            f"unknown model kind(s) {', '.join(unknown)}; choose from {', '.join(KINDS)}"
-        )
+    check_models(config.models)
     unseen = resolve_unseen_cells(data, config.unseen_cells)
     train, valid, test = split_examples(data, config, unseen)
     run_dir = start_run(run_dir)

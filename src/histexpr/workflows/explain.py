@@ -12,14 +12,15 @@ The folder receives (names from :mod:`histexpr.runs`) ``attributions_<method>.np
 (per gene its atlas prior, final prediction and observed value,
 :mod:`histexpr.workflows.explain_atlas`): instead of attributions for atlas-ridge and
 atlas-lightgbm (no gradients), beside them for atlas-convnet, whose attributions are those
-of its histone part (the atlas features held fixed).
+of its histone part (the atlas features held fixed). With ``--pair A:B`` a model of any
+explainable kind explains the predicted change of each gene instead (:func:`explain_pair`).
+Which model and folder: :mod:`histexpr.workflows.explain_target`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,8 +32,8 @@ from histexpr._runtime import histexpr_version, progress
 from histexpr.atomic import atomic_dir
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators import NEURAL_KINDS
-from histexpr.estimators.bundle import HEADER, check_input, read_header
+from histexpr.estimators import kind_of
+from histexpr.estimators.bundle import check_input, model_task, read_header
 from histexpr.explain import (
     METHODS,
     AttentionMaps,
@@ -55,128 +56,30 @@ from histexpr.workflows.explain_atlas import (
     report_hint,
     summary_head,
 )
+from histexpr.workflows.explain_target import (
+    check_out_dir,
+    default_cells,
+    resolve_target,
+)
+from histexpr.workflows.pairs import (
+    check_pair_given,
+    load_pair_data,
+    one_pair,
+    pair_attribution,
+    write_pair_explanation,
+)
+
+__all__ = [
+    "DEFAULT_GENES_PER_CELL",
+    "check_request",
+    "explain_pair",
+    "explain_path",
+    "explain_run",
+    "resolve_target",
+]
 
 #: Per-gene attributions written by default: the first genes of each cell type.
 DEFAULT_GENES_PER_CELL = 10
-#: Cell types explained by default for a model directory (the first of the data).
-DEFAULT_CELLS = 4
-
-
-@dataclass(frozen=True)
-class ExplainTarget:
-    """What :func:`resolve_target` found: the model to explain and where its explanation goes."""
-
-    path: Path
-    model_dir: Path
-    name: str
-    kind: str
-    default_out: Path
-    run: runs.Run | None
-    notes: tuple[str, ...] = ()
-
-
-def is_atlas_kind(kind: str) -> bool:
-    """Atlas kinds (``atlas-ridge``, ``atlas-lightgbm``): explained by their prior, not gradients."""
-    return str(kind).startswith("atlas-")
-
-
-def _no_gradients(where, kind: str) -> HistexprError:
-    return HistexprError(
-        f"{where}: a {kind} baseline has no gradients to explain; "
-        f"explain needs a neural model ({', '.join(NEURAL_KINDS)})"
-    )
-
-
-def choose_model(run: runs.Run, model_kind: str | None = None) -> tuple[str, list[str]]:
-    """The model of a run to explain, and notes on the ones skipped.
-
-    Without ``model_kind`` the first neural model in :data:`~histexpr.estimators.NEURAL_KINDS`
-    order is taken; baselines have no gradients and are skipped.
-    """
-    dirs = run.model_dirs()
-    if not dirs:
-        raise HistexprError(f"{run.dir / runs.MODELS}: no saved models in this run directory")
-    found = {name: read_header(d).kind for name, d in dirs.items()}
-    if model_kind is not None:
-        if model_kind not in found:
-            raise HistexprError(
-                f"{run.dir / runs.MODELS}: no model {model_kind!r}; found {', '.join(found)}"
-            )
-        if found[model_kind] not in NEURAL_KINDS and not is_atlas_kind(found[model_kind]):
-            raise _no_gradients(dirs[model_kind], found[model_kind])
-        return model_kind, []
-    neural = [name for name, kind in found.items() if kind in NEURAL_KINDS]
-    if not neural:
-        raise HistexprError(
-            f"{run.dir / runs.MODELS}: only baselines ({', '.join(found)}); "
-            "explain needs a neural model"
-        )
-    neural.sort(key=lambda name: NEURAL_KINDS.index(found[name]))
-    skipped = [name for name in found if name != neural[0]]
-    notes = [f"explained {neural[0]}; not explained: {', '.join(skipped)}"] if skipped else []
-    return neural[0], notes
-
-
-def resolve_target(path, model_kind: str | None = None) -> ExplainTarget:
-    """A run directory or a model directory -> the model to explain and its default folder."""
-    path = Path(path)
-    if runs.is_run_dir(path):
-        run = runs.read_run(path)
-        name, notes = choose_model(run, model_kind)
-        model_dir = run.model_dirs()[name]
-        kind = read_header(model_dir).kind
-        return ExplainTarget(path, model_dir, name, kind, run.explain_dir, run, tuple(notes))
-    if (path / HEADER).is_file():
-        kind = read_header(path).kind
-        if model_kind is not None and model_kind not in (kind, path.name):
-            raise HistexprError(f"{path}: holds a {kind} model, not {model_kind!r}")
-        if kind not in NEURAL_KINDS and not is_atlas_kind(kind):
-            raise _no_gradients(path, kind)
-        return ExplainTarget(path, path, path.name, kind, runs.model_explain_dir(path), None)
-    raise HistexprError(
-        f"{path}: neither a run directory (no {runs.RUN_JSON}) nor a model directory (no {HEADER})"
-    )
-
-
-def check_out_dir(out_dir: Path, model_dir: Path) -> None:
-    """Refuse to replace a folder that is not this model's explanation (one line)."""
-    if not out_dir.exists():
-        return
-    if not out_dir.is_dir():
-        raise HistexprError(f"{out_dir}: exists and is not a folder; choose another -o")
-    if runs.has_explanation(out_dir):
-        owner = runs.read_explain_info(out_dir).get("model_dir")
-        # folders written before explanations recorded their model belong to their run
-        if owner is not None and Path(owner) != model_dir.resolve():
-            raise HistexprError(
-                f"{out_dir}: holds the explanation of another model ({owner}); choose another -o"
-            )
-        return
-    if any(out_dir.iterdir()):
-        raise HistexprError(
-            f"{out_dir}: exists and is not an explanation folder; choose another -o"
-        )
-
-
-def default_cells(target: ExplainTarget, data: HistoneDataset) -> tuple[list[str], list[str]]:
-    """Cell types to explain when none are asked for, and a note on the choice.
-
-    A run: one seen and one unseen cell type (as the seed's Fig. 4 compares). A model
-    directory: the first :data:`DEFAULT_CELLS` cell types of the data.
-    """
-    available = [str(c) for c in data.cells]
-    if target.run is not None:
-        seen = [c for c in target.run.train_cells if c in available][:1]
-        unseen = [c for c in target.run.unseen_cells if c in available][:1]
-        if seen or unseen:
-            return seen + unseen, []
-    cells = available[:DEFAULT_CELLS]
-    notes = []
-    if len(available) > len(cells):
-        notes.append(
-            f"explained {len(cells)} of {len(available)} cell types; choose others with --cells"
-        )
-    return cells, notes
 
 
 def _gene_rows(part: HistoneDataset, cells, genes, n_genes: int) -> np.ndarray:
@@ -248,6 +151,7 @@ def explain_run(
     """
     check_request(methods, n_steps, max_per_cell, n_genes)
     target = resolve_target(path, model_kind)
+    check_pair_given(target.kind, None)  # a differential model explains pairs only
     out_dir = Path(out) if out is not None else target.default_out
     check_out_dir(out_dir, target.model_dir)
     header = read_header(target.model_dir)
@@ -264,8 +168,9 @@ def explain_run(
     est = estimators.load_estimator(target.model_dir)
     part = data.select_cells(cells)
     side = prior_table = None
-    if is_atlas_kind(target.kind):
-        if not hasattr(est, "side_inputs"):  # atlas-ridge, atlas-lightgbm: no gradients
+    explains = kind_of(target.kind).explain
+    if "prior" in explains:
+        if "attributions" not in explains:  # atlas-ridge, atlas-lightgbm: no gradients
             return explain_atlas_prior(target, est, part, out_dir, notes)
         # atlas-convnet: its prior per gene, and the gradients of its histone part with
         # the atlas features held fixed
@@ -377,11 +282,21 @@ def explain_path(
     path,
     data_path=None,
     cells: Sequence[str] | None = None,
+    pair: str | None = None,
+    names: str | None = None,
     **kwargs,
 ) -> ExplainResult:
-    """:func:`explain_run` from paths: the data file defaults to the one a run recorded."""
+    """:func:`explain_run` from paths: the data file defaults to the one a run recorded.
+
+    ``pair`` (``"A:B"``): explain the predicted change instead (:func:`explain_pair`);
+    ``names``: DeepDiff cell ids of file names (with ``pair``).
+    """
     from histexpr.data.convert import load_dataset
 
+    if pair:
+        return explain_pair(path, data_path, pair, names=names, **kwargs)
+    if names:
+        raise HistexprError("--names applies with --pair")
     check_request(
         kwargs.get("methods", METHODS),
         kwargs.get("n_steps", 50),
@@ -389,7 +304,7 @@ def explain_path(
         kwargs.get("n_genes", DEFAULT_GENES_PER_CELL),
     )
     path = Path(path)
-    resolve_target(path, kwargs.get("model_kind"))
+    check_pair_given(resolve_target(path, kwargs.get("model_kind")).kind, pair)
     if data_path is None:
         recorded = runs.read_header(path).data_path if runs.is_run_dir(path) else None
         if recorded is None or not Path(recorded).is_file():
@@ -400,3 +315,30 @@ def explain_path(
         data_path = recorded
     data = load_dataset(data_path, cells=list(cells) if cells else None)
     return explain_run(path, data, cells, **kwargs)
+
+
+def explain_pair(
+    path, data_path, pair, names=None, out=None, model_kind=None, n_steps=50, **_
+) -> ExplainResult:
+    """Per-gene attributions of a pair's predicted change, by a model of any explainable kind.
+
+    Writes ``attributions_A_vs_B.npz`` and ``attribution_A_vs_B.png``
+    (:func:`~histexpr.workflows.pairs.write_pair_explanation`) into ``out`` (default: the
+    model's explanation folder). ``_``: the other options of :func:`explain_run` (unused).
+    """
+    a, b = one_pair(pair)
+    if data_path is None:
+        raise HistexprError("explain --pair needs --data")
+    target = resolve_target(path, model_kind)
+    header = read_header(target.model_dir)
+    if not kind_of(target.kind).pairs and model_task(header) == "classification":
+        raise HistexprError(f"{path}: a classifier's difference is no log fold change to explain")
+    data = load_pair_data(data_path, names, None, target="auto")
+    check_input(header, data, source=str(data_path))  # the one contract check
+    data = conform_marks(data, header.marks, source="data")
+    est = estimators.load_estimator(target.model_dir)
+    att = pair_attribution(est, data, a, b, n_steps=n_steps)
+    out_dir = Path(out) if out is not None else target.default_out
+    bin_size = int(data.meta.get("bin_size", 100))
+    files = write_pair_explanation(att, header.marks, out_dir, bin_size)
+    return ExplainResult(target.name, out_dir, {}, files=files)
