@@ -11,7 +11,8 @@ from conftest import FAST, atlas_parts, atlas_with_truth, quiet_predict
 from histexpr.data.atlas import AtlasNotice
 from histexpr.errors import ConfigError
 from histexpr.estimators import load_estimator, make_estimator, settings
-from histexpr.models.atlasnet import AtlasConvNet, AtlasConvNetConfig, AtlasFoldEnsemble
+from histexpr.models.atlasnet import AtlasConvNet, AtlasConvNetConfig
+from histexpr.models.ensemble import FoldEnsemble
 
 CELLS = ("E003", "E004", "E005", "E006", "E007")
 SETS = {**FAST, "epochs": 20, "n_folds": 1, "alpha": 10.0}
@@ -33,8 +34,11 @@ def _mse(pred, data):
 
 def test_network_shapes_and_fold_members():
     cfg = AtlasConvNetConfig(channels=(4, 4, 8, 8, 8, 8, 16, 16), n_folds=2)
-    net = AtlasFoldEnsemble([AtlasConvNet(cfg, 5, 40, 7) for _ in range(2)]).eval()
-    x, side = np.random.default_rng(0).normal(size=(2, 3, 5, 40)), np.ones((3, 7))
+    net = FoldEnsemble([AtlasConvNet(cfg, 5, 40, 7) for _ in range(2)]).eval()
+    x, side = (
+        np.random.default_rng(0).normal(size=(2, 3, 5, 40)),
+        np.ones((3, 8)),
+    )  # 7 features, then the prior
     import torch
 
     out = net(torch.tensor(x[0], dtype=torch.float32), torch.tensor(side, dtype=torch.float32))
