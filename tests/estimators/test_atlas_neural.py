@@ -107,3 +107,23 @@ def test_settings_overrides_and_errors():
         make_estimator("atlas-convnet", {"task": "classification"})
     with pytest.raises(ConfigError, match="hide_fraction"):
         make_estimator("atlas-convnet", {"hide_fraction": 1.0})
+
+
+def test_the_network_adds_the_prior_itself(fitted, parts):
+    """The prediction is the network's output on (X, atlas input): nothing is added after
+    it, so explain treats it like any network (gradients with the atlas input fixed)."""
+    import warnings
+
+    from histexpr.predict import predict
+
+    data = parts["unseen_known"]
+    pred = quiet_predict(fitted, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AtlasNotice)
+        A = fitted.side_inputs(data)
+    used = fitted.atlas_used_
+    assert used.any() and A.shape[1] == len(fitted.side_mean_) + 2
+    np.testing.assert_array_equal(A[used, -1], fitted.prior_[used].astype(np.float32))
+    np.testing.assert_array_equal(A[~used, -1], np.float32(fitted.base_mean_))
+    out = predict(fitted.model_, (data.X, A)).reshape(-1)
+    np.testing.assert_allclose(out, pred, rtol=0, atol=1e-6)

@@ -10,6 +10,8 @@ contract ``attribute(model, X, method) -> array shaped like X``:
   (default: no reads, all zeros) to ``x`` (Sundararajan et al. 2017); its
   attributions sum to ``f(x) - f(baseline)`` (completeness).
 
+A network of several inputs (an atlas network's atlas input, the midpoint of a
+pair) is attributed with respect to its first input, the others held fixed.
 Models take raw read counts and normalise internally, so attributions are with
 respect to read counts. Per-cell-type averages reproduce the "average input
 gradient" maps of DeepChrome-style analyses (Singh et al. 2016).

@@ -5,7 +5,9 @@ Eight unpadded ``Conv1d`` layers with kernel 3, each followed by
 stride 2 and double the channel count (64, 64, 128, 128, 256, 256, 512, 512), so
 the length of an example shrinks 100 -> 49 -> 47 -> 23 -> 21 -> 10 -> 8 -> 3 -> 1
 (``L_out = (L_in - kernel) // stride + 1``). A kernel-1 convolution then maps the
-512 channels to the output. Widths, strides, kernel, dropout and negative slope
+512 channels to the output. The stack is one module, :class:`ConvTrunk`, shared by
+every network built on it; the read-out is a head of :mod:`histexpr.models.heads`
+(:class:`ConvNet` = trunk + :class:`~histexpr.models.heads.SingleCellHead`). Widths, strides, kernel, dropout and negative slope
 are configurable; when a configuration leaves a length above 1 the outputs are
 averaged over the remaining positions.
 
