@@ -142,5 +142,5 @@ def test_trains_through_the_runners_with_run_dir_valid_and_resume(split, tmp_pat
     p = est.predict_pair(test, "E003", "E006").predicted
     np.testing.assert_array_equal(again.predict_pair(test, "E003", "E006").predicted, p)
     other = make_estimator("diff-convnet", [*fast, "head_width=8"])
-    with pytest.raises(HistexprError, match="resume|differ"):
+    with pytest.raises(HistexprError, match="cannot resume"):
         other.fit(train, test, run_dir=run, resume=True)
