@@ -62,7 +62,7 @@ class StackedEnsemble(nn.Module):
         super().__init__()
         members = list(ensemble.members)
         k = len(members)
-        convs = [[m for m in net.features if isinstance(m, nn.Conv1d)] for net in members]
+        convs = [[m for m in net.trunk.layers if isinstance(m, nn.Conv1d)] for net in members]
         layers: list[nn.Module] = []
         for depth, group in enumerate(zip(*convs, strict=True)):
             first = group[0]
@@ -78,7 +78,7 @@ class StackedEnsemble(nn.Module):
                 conv.bias.copy_(torch.cat([c.bias for c in group]))
             layers += [conv, nn.LeakyReLU(members[0].cfg.negative_slope)]
         self.features = nn.Sequential(*layers)
-        heads = [net.head for net in members]
+        heads = [net.head.out for net in members]
         self.head = nn.Conv1d(heads[0].in_channels * k, k, 1, groups=k)
         with torch.no_grad():
             self.head.weight.copy_(torch.cat([h.weight for h in heads]))

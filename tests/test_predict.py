@@ -30,7 +30,7 @@ def test_batch_size_does_not_change_predictions(model):
 
 def test_restores_training_mode_and_flags(model):
     model.train()
-    model.net.features[1].eval()  # a caller-frozen batch norm must stay frozen
+    model.net.trunk.layers[1].eval()  # a caller-frozen batch norm must stay frozen
     before = [m.training for m in model.modules()]
     predict(model, np.zeros((3, 5, 100), np.float32))
     assert [m.training for m in model.modules()] == before

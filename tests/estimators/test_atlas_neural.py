@@ -11,7 +11,8 @@ from conftest import FAST, atlas_parts, atlas_with_truth, quiet_predict
 from histexpr.data.atlas import AtlasNotice
 from histexpr.errors import ConfigError
 from histexpr.estimators import load_estimator, make_estimator, settings
-from histexpr.models.atlasnet import AtlasConvNet, AtlasConvNetConfig, AtlasFoldEnsemble
+from histexpr.models.atlasnet import AtlasConvNet, AtlasConvNetConfig
+from histexpr.models.ensemble import FoldEnsemble
 
 CELLS = ("E003", "E004", "E005", "E006", "E007")
 SETS = {**FAST, "epochs": 20, "n_folds": 1, "alpha": 10.0}
@@ -33,8 +34,11 @@ def _mse(pred, data):
 
 def test_network_shapes_and_fold_members():
     cfg = AtlasConvNetConfig(channels=(4, 4, 8, 8, 8, 8, 16, 16), n_folds=2)
-    net = AtlasFoldEnsemble([AtlasConvNet(cfg, 5, 40, 7) for _ in range(2)]).eval()
-    x, side = np.random.default_rng(0).normal(size=(2, 3, 5, 40)), np.ones((3, 7))
+    net = FoldEnsemble([AtlasConvNet(cfg, 5, 40, 7) for _ in range(2)]).eval()
+    x, side = (
+        np.random.default_rng(0).normal(size=(2, 3, 5, 40)),
+        np.ones((3, 8)),
+    )  # 7 features, then the prior
     import torch
 
     out = net(torch.tensor(x[0], dtype=torch.float32), torch.tensor(side, dtype=torch.float32))
@@ -103,3 +107,23 @@ def test_settings_overrides_and_errors():
         make_estimator("atlas-convnet", {"task": "classification"})
     with pytest.raises(ConfigError, match="hide_fraction"):
         make_estimator("atlas-convnet", {"hide_fraction": 1.0})
+
+
+def test_the_network_adds_the_prior_itself(fitted, parts):
+    """The prediction is the network's output on (X, atlas input): nothing is added after
+    it, so explain treats it like any network (gradients with the atlas input fixed)."""
+    import warnings
+
+    from histexpr.predict import predict
+
+    data = parts["unseen_known"]
+    pred = quiet_predict(fitted, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AtlasNotice)
+        A = fitted.side_inputs(data)
+    used = fitted.atlas_used_
+    assert used.any() and A.shape[1] == len(fitted.side_mean_) + 2
+    np.testing.assert_array_equal(A[used, -1], fitted.prior_[used].astype(np.float32))
+    np.testing.assert_array_equal(A[~used, -1], np.float32(fitted.base_mean_))
+    out = predict(fitted.model_, (data.X, A)).reshape(-1)
+    np.testing.assert_allclose(out, pred, rtol=0, atol=1e-6)

@@ -122,3 +122,25 @@ def test_config_errors_are_one_line(bad):
 def test_settings_list_every_group():
     names = {s.name for s in settings("diff-convnet")}
     assert {"diff.max_rows", "model.aux", "train.optim.lr", "train.device.precision"} <= names
+
+
+def test_trains_through_the_runners_with_run_dir_valid_and_resume(split, tmp_path):
+    train, test = split
+    fast = [*FAST, "epochs=2", "max_rows=300"]
+    run = tmp_path / "run"
+    est = make_estimator("diff-convnet", fast).fit(train, test, run_dir=run)
+    # the runner's files in run_dir: checkpoints of the one member and the history
+    assert (run / "checkpoints" / "model" / "done.json").is_file()
+    assert (run / "history.csv").is_file() and est.history_
+    m = est.metrics_
+    # valid honoured: early stopping on its pairs (no genes held out of train), scored on it
+    assert m["n_heldout_genes"] == 0 and m["n_pair_rows"] == 300
+    assert m["n_valid_rows"] == 2 * 3 * len(np.unique(test.gene))
+    assert m["n_valid"] == 3 * len(np.unique(test.gene)) and np.isfinite(m["valid_mse"])
+    # resume: the finished member is loaded, not trained again, and predicts the same
+    again = make_estimator("diff-convnet", fast).fit(train, test, run_dir=run, resume=True)
+    p = est.predict_pair(test, "E003", "E006").predicted
+    np.testing.assert_array_equal(again.predict_pair(test, "E003", "E006").predicted, p)
+    other = make_estimator("diff-convnet", [*fast, "head_width=8"])
+    with pytest.raises(HistexprError, match="cannot resume"):
+        other.fit(train, test, run_dir=run, resume=True)

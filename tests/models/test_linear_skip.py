@@ -37,7 +37,7 @@ def test_fit_starts_the_network_at_the_ridge_fit():
     assert fit_linear_skips(model, X, y.numpy())
     with torch.no_grad():
         out = model(X).reshape(-1)
-        skip = net.skip(model.normalizer(X)).reshape(-1)
+        skip = net.head.skip(model.normalizer(X)).reshape(-1)
     assert torch.allclose(out, skip)  # the conv read-out starts at zero
     assert torch.mean((out - y) ** 2) < 0.5 * torch.var(y)
 

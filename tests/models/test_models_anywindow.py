@@ -33,7 +33,7 @@ def test_seed_layout_is_kept_at_100_bins():
     net = ConvNet()
     assert net.n_padded == 0 and net.out_length == 1
     assert _n_params(net) == 1_567_809
-    assert all(m.padding == (0,) for m in net.features if isinstance(m, nn.Conv1d))
+    assert all(m.padding == (0,) for m in net.trunk.layers if isinstance(m, nn.Conv1d))
 
 
 @pytest.mark.parametrize("n_bins", BINS)
@@ -47,7 +47,7 @@ def test_convnet_any_bins(n_bins):
     # The rule: the fewest padded (last) layers; one fewer would leave no position.
     if k > 0:
         assert min(conv_lengths(n_bins, 3, net.cfg.strides, k - 1)) < 1
-    pads = [m.padding[0] for m in net.features if isinstance(m, nn.Conv1d)]
+    pads = [m.padding[0] for m in net.trunk.layers if isinstance(m, nn.Conv1d)]
     assert pads == [0] * (8 - k) + [1] * k
     assert net(torch.randn(2, 5, n_bins)).shape == (2, 1)
 

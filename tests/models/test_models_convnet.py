@@ -19,15 +19,15 @@ from histexpr.models import (
 
 def test_default_layers_are_the_seeds():
     net = ConvNet()
-    convs = [m for m in net.features if isinstance(m, nn.Conv1d)]
+    convs = [m for m in net.trunk.layers if isinstance(m, nn.Conv1d)]
     assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
     assert [c.in_channels for c in convs] == [5, 64, 64, 128, 128, 256, 256, 512]
     assert [c.stride[0] for c in convs] == [2, 1, 2, 1, 2, 1, 2, 1]
     assert all(c.kernel_size == (3,) and c.padding == (0,) for c in convs)
     # Each convolution is followed by BatchNorm -> Dropout -> LeakyReLU.
-    kinds = [type(m) for m in net.features]
+    kinds = [type(m) for m in net.trunk.layers]
     assert kinds == [nn.Conv1d, nn.BatchNorm1d, nn.Dropout, nn.LeakyReLU] * 8
-    assert net.head.kernel_size == (1,) and net.head.in_channels == 512
+    assert net.head.out.kernel_size == (1,) and net.head.out.in_channels == 512
 
 
 def test_hundred_bins_reduce_to_one():
@@ -35,7 +35,7 @@ def test_hundred_bins_reduce_to_one():
     net = ConvNet()
     assert net.out_length == 1
     net.eval()
-    assert net.features(torch.zeros(2, 5, 100)).shape == (2, 512, 1)
+    assert net.trunk(torch.zeros(2, 5, 100)).shape == (2, 512, 1)
     assert net(torch.zeros(2, 5, 100)).shape == (2, 1)
 
 
@@ -54,7 +54,7 @@ def test_configurable_widths_and_outputs():
     cfg = ConvNetConfig(channels=(4, 4, 8, 8, 8, 8, 8, 8), dropout=0.3, negative_slope=0.2)
     net = ConvNet(cfg, n_marks=3, n_outputs=7).eval()
     assert net(torch.randn(5, 3, 100)).shape == (5, 7)
-    assert net.features[2].p == 0.3 and net.features[3].negative_slope == 0.2
+    assert net.trunk.layers[2].p == 0.3 and net.trunk.layers[3].negative_slope == 0.2
 
 
 def test_longer_remaining_length_is_averaged():

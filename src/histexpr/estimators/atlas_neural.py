@@ -6,10 +6,12 @@ side features ``S`` (n, n_side) of :class:`histexpr.estimators.atlas.AtlasFeatur
 (the same code as atlas-ridge / atlas-lightgbm: departure of the pooled profile
 from the gene's reference profile, the gene's atlas statistics, the
 similarity-weighted prior and the histone score), standardised with the training
-mean and sd, plus one indicator column (1: the atlas knows the gene). The network
-(:mod:`histexpr.models.atlasnet`) joins them before its output layer. Where the
-atlas is used the network's output is added to the prior (it is trained on
-``y - prior`` there, on ``y`` elsewhere), so training starts from the prior (and from the training mean where the atlas is hidden).
+mean and sd, plus one indicator column (1: the atlas knows the gene), and last the
+prior (the training mean where the atlas is not used). The network
+(:mod:`histexpr.models.atlasnet`) joins the features and the histone embedding
+before its output layer and adds the prior to that output inside ``forward``, so
+training starts from the prior (and from the training mean where the atlas is
+hidden) and learns the correction.
 
 No leakage, as in the other atlas kinds: while training each example's features
 come from the atlas without its own cell's column and from reference profiles
@@ -45,26 +47,22 @@ from histexpr._runtime import notice
 from histexpr.config import check_range, find_setting, from_dict, resolve_overrides, to_dict
 from histexpr.data.atlas import AtlasNotice, resolve_atlas
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
-from histexpr.errors import ConfigError, HistexprError
+from histexpr.errors import ConfigError
 from histexpr.estimators import bundle
 from histexpr.estimators.atlas import check_atlas_fields
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
 from histexpr.estimators.atlas_prior import STAT_NAMES
-from histexpr.estimators.bundle import InputContract
 from histexpr.estimators.histone_features import pooled_log1p
-from histexpr.estimators.neural import (
+from histexpr.estimators.torch_base import (
     NEURAL_ALIASES,
+    FitInputs,
     InferenceConfig,
-    read_network_files,
-    write_network_files,
+    TorchEstimator,
 )
-from histexpr.evaluate import fit_metrics
-from histexpr.models import InputNormalizer, Predictor, norm_stats
-from histexpr.models.atlasnet import AtlasConvNet, AtlasConvNetConfig, build_atlas_net
+from histexpr.models import InputNormalizer, Predictor
+from histexpr.models.atlasnet import AtlasConvNetConfig, build_atlas_net
 from histexpr.predict import predict as predict_batched
 from histexpr.training.config import TrainConfig
-from histexpr.training.members import plan_specs
-from histexpr.training.runners import fit_members
 
 
 @dataclass(frozen=True)
@@ -125,19 +123,19 @@ class AtlasConvNetSettings:
 
 
 def _base(prior: np.ndarray, used: np.ndarray, mean: float) -> np.ndarray:
-    """What the network's output is added to: the prior where the atlas is used, else
-    the training mean (both targets centred, so the indicator need not carry an offset)."""
+    """What the network's output starts from (its last atlas input column): the prior
+    where the atlas is used, else the training mean."""
     return np.where(used, prior, mean).astype(np.float32)
 
 
-class AtlasConvNetEstimator:
+class AtlasConvNetEstimator(TorchEstimator):
     """Estimator of "atlas-convnet" (see the module docstring).
 
     Attributes
     ----------
     config : AtlasConvNetSettings
     model_ : Predictor or None
-        Normaliser + :class:`AtlasConvNet` (or its fold ensemble).
+        Normaliser + :class:`AtlasConvNet` (or a fold ensemble of them).
     features_ : AtlasFeatures or None
     side_mean_, side_sd_ : np.ndarray, shape (n_side - 1,), float32
         Standardisation of the atlas features (training rows that use the atlas).
@@ -149,16 +147,24 @@ class AtlasConvNetEstimator:
     config_cls = AtlasConvNetSettings
 
     def __init__(self, config: AtlasConvNetSettings | None = None):
+        super().__init__()
         self.config = config if config is not None else AtlasConvNetSettings()
-        self.model_: Predictor | None = None
-        self.contract_: InputContract | None = None
         self.features_: AtlasFeatures | None = None
-        self.genes_: list[str] = []
-        self.metrics_: dict = {}
-        self.history_: list[dict] = []
         self.atlas_used_: np.ndarray | None = None
         self.prior_: np.ndarray | None = None
         self.cell_states_: dict | None = None
+
+    @property
+    def model_cfg(self) -> AtlasConvNetConfig:
+        return self.config.model
+
+    @property
+    def train_cfg(self) -> TrainConfig:
+        return self.config.train
+
+    @property
+    def inference_cfg(self) -> InferenceConfig:
+        return self.config.inference
 
     @classmethod
     def _groups(cls) -> dict:
@@ -184,71 +190,40 @@ class AtlasConvNetEstimator:
     def atlas_(self, atlas) -> None:
         self.features_.atlas = atlas
 
-    # -- the parts -------------------------------------------------------------------
+    # -- the atlas input -------------------------------------------------------------
     def _side(self, data, genes, training, cases=None):
-        """Standardised side features (n, n_side), atlas-use mask and prior."""
+        """The network's atlas input (n, n_side + 1), atlas-use mask and prior."""
         f = self.features_
         P = pooled_log1p(data.X, f.pool_bins)
         states = None if training else self.cell_states_
         F, order, prior, used = f.features(data, genes, training, P, None, cases, states)
         if not self.has_atlas_:  # the network never saw atlas features: all hidden
             used[:], prior[:] = False, np.nan
-        return self._standardise(F, order, used), used, prior
+        return self._atlas_input(F, order, used, prior), used, prior
 
-    def _standardise(self, F, order, used):
-        """Rows ``order`` of ``F`` standardised, zeros elsewhere, the indicator last."""
-        Z = np.zeros((len(used), len(self.side_mean_) + 1), dtype=np.float32)
+    def _atlas_input(self, F, order, used, prior):
+        """Rows ``order`` of ``F`` standardised (zeros elsewhere), the indicator, then
+        the prior the network adds to its output (the training mean where unused)."""
+        Z = np.zeros((len(used), len(self.side_mean_) + 2), dtype=np.float32)
         if used.any():
-            Z[order, :-1] = (F - self.side_mean_) / self.side_sd_
-        Z[:, -1] = used
+            Z[order, :-2] = (F - self.side_mean_) / self.side_sd_
+        Z[:, -2] = used
+        Z[:, -1] = _base(prior, used, self.base_mean_)
         return Z
 
-    def _build(self, n_side: int) -> Predictor:
-        c = self.contract_
-        net = build_atlas_net(self.config.model, len(c.marks), c.n_bins, n_side)
-        return Predictor(InputNormalizer(len(c.marks)), net)
-
-    def _fit_members(self, model, train, valid, sources, run_dir, resume, callbacks):
-        """The members (one network, or one per cell-type fold) on the shared runner."""
-        cfg = self.config.train
-        plan = "single" if self.config.model.n_folds == 1 else "folds"
-        cells = list(self.contract_.cells)
-        specs = plan_specs(plan, self.kind, model.net, train, valid, cfg, cells)
-        arch = {"kind": self.kind, "config": to_dict(self.config.model)}
-        arch["features"] = to_dict(self.config.features)
-        return fit_members(
-            self.kind,
-            model,
-            train,
-            valid,
-            cfg,
-            cells,
-            Path(run_dir) if run_dir is not None else None,
-            resume,
-            callbacks,
-            arch=arch,
-            sources=sources,
-            specs=specs,
-        )
-
-    # -- the surface -----------------------------------------------------------------
-    def fit(self, train: HistoneDataset, valid=None, run_dir=None, resume=False, callbacks=()):
-        """Train on ``train`` (early stopping on ``valid``, cell folds or held-out genes)."""
-        if not train.has_target:
-            raise HistexprError(f"{self.kind}: training data has no expression values")
-        f, cfg = self.config.features, self.config.train
-        self.contract_ = InputContract.of(train)
-        if valid is not None:
-            bundle.check_input(self.contract_, valid, source="validation data")
-        self.genes_ = sorted(set(train.gene.tolist()))
-        genes = canonical_gene_ids(train.gene)
+    # -- the hooks of TorchEstimator -------------------------------------------------
+    def _prepare(self, train: HistoneDataset) -> None:
+        """The atlas, the histone scorer and the atlas features' standardisation."""
+        f = self.config.features
         atlas = resolve_atlas(f.atlas, f.atlas_values, train).without(f.atlas_exclude)
         scorer = fit_scorer(train, f.alpha, f.cv_folds)
         P = pooled_log1p(train.X, f.pool_bins)
-        self.features_, cases = AtlasFeatures.fit(
+        self.features_, self._cases = AtlasFeatures.fit(
             train, atlas, scorer, f.pool_bins, f.temperature, P
         )
-        F, order, prior, used = self.features_.features(train, genes, True, P, None, cases)
+        genes = canonical_gene_ids(train.gene)
+        self._train_side = self.features_.features(train, genes, True, P, None, self._cases)
+        F, order = self._train_side[:2]
         self.has_atlas_ = len(order) > 0
         if self.has_atlas_:
             self.side_mean_ = F.mean(axis=0, dtype=np.float64).astype(np.float32)
@@ -258,72 +233,72 @@ class AtlasConvNetEstimator:
                 f"{self.kind}: no training gene is in the atlas without its own cell; "
                 "the network reads the histone signal only",
                 AtlasNotice,
-                stacklevel=2,
+                stacklevel=3,
             )
             n_raw = P.shape[1] + len(STAT_NAMES) + 2  # AtlasFeatures.features' width
             self.side_mean_ = np.zeros(n_raw, np.float32)
             self.side_sd_ = np.ones(n_raw, np.float32)
-        S = self._standardise(F, order, used)
+        self.base_mean_ = np.float32(np.mean(train.y))
+
+    def _fit_inputs(self, train, valid) -> FitInputs:
+        """Training rows plus hidden-atlas copies of some genes' rows; the members by
+        the kind's fold plan."""
+        f, cfg = self.config.features, self.config.train
+        F, order, prior, used = self._train_side
+        self._train_side = None  # only needed here
         # Copies of the examples of some genes with the atlas hidden: the fallback case.
         rng = np.random.default_rng(cfg.optim.seed)
         known = np.unique(train.gene[used])
         hide = rng.permutation(known)[: round(f.hide_fraction * len(known))]
         copies = np.flatnonzero(used & np.isin(train.gene, hide))
-        S_copy = np.zeros((len(copies), S.shape[1]), np.float32)
         rows = np.concatenate([np.arange(len(train)), copies])
-        # The network fits y - prior where the atlas is used, y - mean where not:
-        # it starts from the prior, a strong predictor, instead of learning to copy it.
-        self.base_mean_ = np.float32(np.mean(train.y))
         shown = used[rows] & (np.arange(len(rows)) < len(train))  # the copies hide the atlas
-        base = _base(prior[rows], shown, self.base_mean_)
-        fit_data = dataclasses.replace(train.subset(rows), y=train.y[rows] - base)
-        sources = {"train": (fit_data.X, np.vstack([S, S_copy])), "valid": None}
+        A = self._atlas_input(F, order, used, prior)[rows]
+        A[len(train) :] = 0.0  # hidden: no features, no indicator, the mean as prior
+        A[:, -1] = _base(prior[rows], shown, self.base_mean_)
+        fit_data = train.subset(rows)
+        sources = {"train": (fit_data.X, A), "valid": None}
+        fit_valid = None
         if valid is not None and valid.has_target and len(valid):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", AtlasNotice)
-                vS, vused, vprior = self._side(valid, canonical_gene_ids(valid.gene), False)
-            sources["valid"] = (valid.X, vS)
-            fit_valid = dataclasses.replace(
-                valid, y=valid.y - _base(vprior, vused, self.base_mean_)
-            )
-        else:
-            valid = fit_valid = None
-        torch.manual_seed(cfg.optim.seed)
-        model = self._build(S.shape[1])
-        model.normalizer.set_stats(norm_stats(train.X))
-        with torch.no_grad():  # start every member at the mean target
-            for m in model.net.modules():
-                if isinstance(m, AtlasConvNet):
-                    m.head.bias.fill_(float(np.mean(fit_data.y)))
-        results, self.history_ = self._fit_members(
-            model, fit_data, fit_valid, sources, run_dir, resume, callbacks
-        )
-        self.model_ = model.cpu().eval()
-        self.metrics_ = {
-            "kind": self.kind,
-            "n_train": len(train),
+                vA = self._side(valid, canonical_gene_ids(valid.gene), False)[0]
+            sources["valid"], fit_valid = (valid.X, vA), valid
+        plan = "single" if self.config.model.n_folds == 1 else "folds"
+        metrics = {
             "n_hidden_copies": len(copies),
-            "members": [r._asdict() for r in results],
-            "atlas_cells": len(atlas.cells),
-            "atlas_genes": len(atlas.genes),
-            "atlas_source": atlas.source,
-            **cell_metrics(self.features_, cases),
+            "atlas_cells": len(self.features_.atlas.cells),
+            "atlas_genes": len(self.features_.atlas.genes),
+            "atlas_source": self.features_.atlas.source,
+            **cell_metrics(self.features_, self._cases),
             "train_atlas_used": int(used.sum()),
         }
-        # Training metrics on at most trainval_max examples, as for the neural kinds.
-        seen, cap = train, cfg.validation.trainval_max
-        if 0 < cap < len(train):
-            seen = train.subset(np.sort(rng.choice(len(train), cap, replace=False)))
+        return FitInputs(fit_data, fit_valid, sources, plan, metrics)
+
+    def _build(self) -> Predictor:
+        c = self.contract_
+        net = build_atlas_net(self.config.model, len(c.marks), c.n_bins, len(self.side_mean_) + 1)
+        return Predictor(InputNormalizer(len(c.marks)), net)
+
+    def _member_spec(self, spec, fit: FitInputs):
+        """Each member's correction starts at the mean residual of the prior on its rows."""
+        rows = spec.train.index
+        resid = torch.from_numpy(fit.train.y[rows] - fit.sources["train"][1][rows, -1])
+        return spec._replace(start=float(resid.mean()))
+
+    def arch(self) -> dict:
+        return {
+            "kind": self.kind,
+            "config": to_dict(self.config.model),
+            "features": to_dict(self.config.features),
+        }
+
+    def _scores(self, train, valid) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", AtlasNotice)
-            self.metrics_.update(fit_metrics(seen.y, self.predict(seen), "regression", "train"))
-            if valid is not None:
-                self.metrics_["n_valid"] = len(valid)
-                self.metrics_.update(
-                    fit_metrics(valid.y, self.predict(valid), "regression", "valid")
-                )
-        return self
+            return super()._scores(train, valid)
 
+    # -- the surface -----------------------------------------------------------------
     def prepare_cells(self, blocks) -> None:
         """First pass over an input read in blocks (see :meth:`AtlasRidge.prepare_cells`)."""
         conform = (conform_marks(b, self.contract_.marks) for b in blocks or ())
@@ -331,72 +306,43 @@ class AtlasConvNetEstimator:
 
     def predict(self, data: HistoneDataset, batch_size: int | None = None) -> np.ndarray:
         """Predictions, shape (n,) float32; sets ``atlas_used_`` and ``prior_``."""
-        if self.model_ is None or self.contract_ is None:
-            raise HistexprError(f"{self.kind} model is not fitted")
+        model = self._require_fitted()
         data = conform_marks(data, self.contract_.marks)
         bundle.check_input(self.contract_, data)
-        S, used, prior = self._side(data, canonical_gene_ids(data.gene), False)
-        out = predict_batched(
-            self.model_,
-            (data.X, S),
-            batch_size=batch_size,
-            precision=self.config.inference.precision,
-        )
-        self.atlas_used_, self.prior_ = used, prior
-        return (out.reshape(len(data)) + _base(prior, used, self.base_mean_)).astype(np.float32)
+        A, self.atlas_used_, self.prior_ = self._side(data, canonical_gene_ids(data.gene), False)
+        out = predict_batched(model, (data.X, A), batch_size=batch_size, precision=self.precision)
+        return out.reshape(len(data)).astype(np.float32)
 
     def side_inputs(self, data: HistoneDataset) -> np.ndarray:
-        """The atlas side features ``predict`` feeds the network, shape (n, n_side).
+        """The atlas input ``predict`` feeds the network, shape (n, n_side + 1).
 
-        With them held fixed, gradients of ``model_(X, side)`` are those of the
-        histone part of the prediction (what ``explain`` attributes); ``data`` must
-        already have the model's marks in order.
+        With it held fixed, gradients of ``model_(X, atlas)`` are those of the histone
+        part of the prediction (the prior is an input, added inside the network);
+        ``data`` must already have the model's marks in order.
         """
-        if self.model_ is None:
-            raise HistexprError(f"{self.kind} model is not fitted")
-        S, self.atlas_used_, self.prior_ = self._side(data, canonical_gene_ids(data.gene), False)
-        return S
+        self._require_fitted()
+        A, self.atlas_used_, self.prior_ = self._side(data, canonical_gene_ids(data.gene), False)
+        return A
 
     # -- saving ----------------------------------------------------------------------
-    def save(self, directory) -> Path:
-        """Write the model directory (atomically, with checksums) and return its path."""
-        if self.model_ is None:
-            raise HistexprError(f"{self.kind}: cannot save an unfitted model")
-        directory = Path(directory)
-        with bundle.bundle_dir(directory) as tmp:
-            marks = self.contract_.marks
-            write_network_files(tmp, self.model_, marks, self.metrics_, self.history_)
-            bundle.write_header(
-                tmp, self.kind, to_dict(self.config), contract=self.contract_, genes=self.genes_
-            )
-            self.features_.save(
-                tmp,
-                side_mean=self.side_mean_,
-                side_sd=self.side_sd_,
-                has_atlas=np.bool_(self.has_atlas_),
-                base_mean=np.float32(self.base_mean_),
-            )
-        return directory
+    def config_dict(self) -> dict:
+        return to_dict(self.config)
+
+    def _save_state(self, tmp: Path) -> None:
+        self.features_.save(
+            tmp,
+            side_mean=self.side_mean_,
+            side_sd=self.side_sd_,
+            has_atlas=np.bool_(self.has_atlas_),
+            base_mean=np.float32(self.base_mean_),
+        )
 
     @classmethod
-    def load(cls, directory) -> AtlasConvNetEstimator:
-        """Rebuild a saved model from its directory alone."""
-        directory = Path(directory)
-        header = bundle.read_header(directory)
-        if header.kind != cls.kind:
-            raise HistexprError(f"{directory}: {header.kind!r} is not an {cls.kind} model")
-        try:
-            est = cls(from_dict(cls.config_cls, header.config))
-        except (KeyError, TypeError, ConfigError) as exc:
-            raise HistexprError(f"{directory / bundle.HEADER}: malformed config ({exc})") from None
-        est.contract_ = header.contract
-        est.genes_ = list(header.train_genes or ())
-        pool = est.config.features.pool_bins
-        est.features_, z = AtlasFeatures.load(directory, pool)
-        est.side_mean_, est.side_sd_ = z["side_mean"], z["side_sd"]
-        est.has_atlas_ = bool(z["has_atlas"])
-        est.base_mean_ = np.float32(z["base_mean"])
-        model = est._build(len(est.side_mean_) + 1)
-        est.metrics_, est.history_ = read_network_files(directory, model)
-        est.model_ = model.eval()
-        return est
+    def _from_header(cls, header) -> AtlasConvNetEstimator:
+        return cls(from_dict(cls.config_cls, header.config))
+
+    def _load_state(self, directory: Path, header) -> None:
+        self.features_, z = AtlasFeatures.load(directory, self.config.features.pool_bins)
+        self.side_mean_, self.side_sd_ = z["side_mean"], z["side_sd"]
+        self.has_atlas_ = bool(z["has_atlas"])
+        self.base_mean_ = np.float32(z["base_mean"])

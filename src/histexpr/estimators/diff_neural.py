@@ -10,17 +10,22 @@ predicted change is antisymmetric by construction, ``f(B, A) = -f(A, B)`` exactl
 Training examples are (gene, pair, orientation) rows given as
 :class:`~histexpr.training.plan.Gathered` views of the training ``X`` (two row indices
 per example), so memory stays at the size of ``X`` whatever the number of pairs; at most
-``max_rows`` random examples are fitted. Early stopping watches held-out *genes*
-(``validation.holdout_fraction`` of them, seeded by ``optim.seed``; no gene is in both):
-the ``valid`` data given to :meth:`fit` is not used for it, so a workflow's scores on it
-stay untouched by model selection. Targets: ``(lfc, yA, yB)`` with the auxiliary heads
+``max_rows`` random examples are fitted. They train through the shared runner
+(:class:`~histexpr.estimators.torch_base.TorchEstimator`: checkpoints and
+``history.csv`` in ``run_dir``, ``--resume``). Early stopping watches the pairs of the
+``valid`` data given to :meth:`fit` (the training pairs whose two cell types it has),
+else held-out *genes* of the training data (``validation.holdout_fraction`` of them,
+:func:`histexpr.data.splits.hold_out_genes`; no gene is in both). Targets: ``(lfc, yA, yB)`` with the auxiliary heads
 (loss "mse_aux": MSE of the change + 0.5 x MSE of the two expressions), else ``lfc``.
 
 Explanations (:meth:`attribute_pair`): integrated gradients in the normalised input
 space along the path from the midpoint ``M = (zA + zB) / 2`` of the two cells, where
 the model predicts exactly 0 (antisymmetry), to ``(zA, zB)``: ``zA(t) = M + t d``,
 ``zB(t) = M - t d`` with ``d = (zA - zB) / 2``. The attribution of (mark, bin) is
-``d * mean_t(dF/dzA - dF/dzB)`` (``ig_steps`` midpoints), i.e. gradient x input
+``d * mean_t(dF/dzA - dF/dzB)`` (``ig_steps`` midpoints): the integrated gradients of
+:func:`histexpr.explain.attribution.attribute` of
+:class:`~histexpr.models.siamese.MidpointPath` with respect to ``d`` from 0, ``M`` held
+fixed, i.e. gradient x input
 difference of both cells summed per position: positive where the signal raises A over
 B. ``base`` is 0 and ``attribution.sum + base`` equals the prediction up to the
 Riemann error of ``ig_steps`` steps (the network is piecewise linear in its input, so
@@ -35,25 +40,23 @@ contract, ``extra``: target note, pairs, output columns), ``weights.safetensors`
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from histexpr._runtime import preserved_mode, quiet_lightning, torch_threads
 from histexpr.config import check_range, from_dict, resolve_overrides, to_dict
+from histexpr.data.splits import hold_out_genes
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators import bundle
 from histexpr.estimators.diff import PairModel, pair_rows, parse_pairs, training_pairs
-from histexpr.estimators.neural import read_network_files, write_network_files
-from histexpr.models.normalize import InputNormalizer, norm_stats
-from histexpr.models.siamese import DiffConvNet, DiffConvNetConfig, PairPredictor
+from histexpr.estimators.torch_base import FitInputs, TorchEstimator
+from histexpr.evaluate import fit_metrics
+from histexpr.explain.attribution import attribute
+from histexpr.models.normalize import InputNormalizer
+from histexpr.models.siamese import DiffConvNet, DiffConvNetConfig, MidpointPath, PairPredictor
 from histexpr.predict import predict as predict_batched
 from histexpr.training.config import ALIASES, TrainConfig
-from histexpr.training.fit import fit_member
-from histexpr.training.members import Member
+from histexpr.training.members import MemberSpec, Rows
 from histexpr.training.plan import Gathered
 
 __all__ = ["DiffConvNetEstimator", "DiffConvNetSettings", "PairSettings"]
@@ -108,8 +111,10 @@ class DiffConvNetSettings:
             raise ConfigError("diff-convnet trains one model in this process (devices=1, no Dask)")
 
 
-class DiffConvNetEstimator(PairModel):
-    """``diff-convnet``: the surface of :class:`histexpr.estimators.diff.PairModel`, a siamese net.
+class DiffConvNetEstimator(TorchEstimator, PairModel):
+    """``diff-convnet``: a siamese net behind the pair surface of
+    :class:`histexpr.estimators.diff.PairModel`, trained by
+    :class:`~histexpr.estimators.torch_base.TorchEstimator`.
 
     Attributes
     ----------
@@ -123,17 +128,27 @@ class DiffConvNetEstimator(PairModel):
     config_cls = DiffConvNetSettings
 
     def __init__(self, config=None):
-        super().__init__(config)
-        self.model_: PairPredictor | None = None
+        TorchEstimator.__init__(self)
+        self.config = config if config is not None else DiffConvNetSettings()
         self.pairs_: list[tuple[str, str]] = []
-        self.history_: list[dict] = []
+
+    @property
+    def model_cfg(self) -> DiffConvNetConfig:
+        return self.config.model
+
+    @property
+    def train_cfg(self) -> TrainConfig:
+        return self.config.train
 
     @classmethod
-    def create(cls, kind: str, overrides=None):
+    def create(cls, kind: str = "diff-convnet", overrides=None):
         """A new estimator with ``--set`` overrides: flat (``lr``) or dotted (``model.aux``)."""
         base = DiffConvNetSettings()
         groups = {"diff": base.diff, "model": base.model, "train": base.train}
         return cls(DiffConvNetSettings(**resolve_overrides(groups, overrides, ALIASES)))
+
+    def arch(self) -> dict:
+        return {"kind": self.kind, "config": to_dict(self.config.model), "diff": self.pairs_}
 
     def _build(self) -> PairPredictor:
         c = self.contract_
@@ -141,9 +156,9 @@ class DiffConvNetEstimator(PairModel):
         return PairPredictor(InputNormalizer(len(c.marks)), net)
 
     def _examples(self, data, genes, pairs, cap, rng):
-        """Row indices (ia, ib) and targets of every pair on ``genes``, both orientations."""
+        """Row indices (ia, ib) and targets (m, k) of every pair on ``genes``, both orientations."""
         keep = np.isin(data.gene, genes)
-        ias, ibs = [], []
+        ias, ibs = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
         for a, b in pairs:
             _, ia, ib = pair_rows(data, a, b)
             ok = keep[ia]
@@ -155,132 +170,121 @@ class DiffConvNetEstimator(PairModel):
             ia, ib = ia[rows], ib[rows]
         y = data.y.astype(np.float32)
         cols = [y[ia] - y[ib], y[ia], y[ib]] if self.config.model.aux else [y[ia] - y[ib]]
-        return ia, ib, torch.from_numpy(np.stack(cols, axis=1))
+        return ia, ib, np.stack(cols, axis=1)
 
-    def fit(self, train, valid=None, run_dir=None):
-        """Train on pairs of ``train``'s cell types; early stopping on held-out genes.
-
-        ``valid`` and ``run_dir`` are accepted for the common surface and not used
-        (see the module docstring; checkpoints live in a temporary directory).
-        """
-        self._require_target(train)
-        c, t = self.config, self.config.train
-        seed = t.optim.seed
-        self.pairs_ = training_pairs(train.cells, c.diff.pairs, c.diff.max_pairs, seed)
-        genes = np.unique(train.gene)
-        if len(genes) < 2:
-            raise HistexprError("diff-convnet needs at least two training genes")
-        rng = np.random.default_rng(seed)
-        n_held = min(len(genes) - 1, max(1, round(t.validation.holdout_fraction * len(genes))))
-        held = rng.choice(genes, n_held, replace=False)
-        fit_genes = np.setdiff1d(genes, held)
-        ia, ib, y = self._examples(train, fit_genes, self.pairs_, c.diff.max_rows, rng)
-        va, vb, vy = self._examples(train, held, self.pairs_, t.validation.valid_max, rng)
-        torch.manual_seed(seed)
-        model = self._build()
-        model.normalizer.set_stats(norm_stats(train.X))
-        if model.net.aux is not None:
-            # the own-expression heads start at the mean expression, not 0
-            with torch.no_grad():
-                model.net.aux.bias.fill_(float(np.mean(train.y)))
-        base = torch.from_numpy(np.ascontiguousarray(train.X, dtype=np.float32))
-        loss = "mse_aux" if c.model.aux else "mse"
-        member = Member(
-            "model",
-            model,
-            loss,
-            ((Gathered(base, ia), Gathered(base, ib)), y),
-            ((Gathered(base, va), Gathered(base, vb)), vy),
+    # -- the hooks of TorchEstimator -------------------------------------------------
+    def _prepare(self, train) -> None:
+        c = self.config
+        self.pairs_ = training_pairs(
+            train.cells, c.diff.pairs, c.diff.max_pairs, c.train.optim.seed
         )
-        # Checkpoints in a temporary directory: the differential workflow passes the
-        # model directory itself as run_dir, which save() must find empty or ours.
-        with tempfile.TemporaryDirectory() as tmp, torch_threads(t.device.threads):
-            with quiet_lightning():
-                result, rows = fit_member(
-                    member, t, seed, Path(tmp) / "model", max_minutes=t.optim.max_minutes
-                )
-        self.model_ = model.cpu().eval()
-        self.history_ = rows
-        self.metrics_ = {
-            "kind": self.kind,
-            "members": [result._asdict()],
+        if len(np.unique(train.gene)) < 2:
+            raise HistexprError("diff-convnet needs at least two training genes")
+
+    def _fit_inputs(self, train, valid) -> FitInputs:
+        """Pair rows as Gathered views of each data set's ``X``; early stopping on the
+        pairs of ``valid`` where it has any, else on held-out genes of ``train``."""
+        c, t = self.config, self.config.train
+        rng = np.random.default_rng(t.optim.seed)
+        vpairs = [] if valid is None or not valid.has_target else self._valid_pairs(valid)
+        held = np.zeros(0, train.gene.dtype)
+        fit_genes = np.unique(train.gene)
+        if not vpairs:
+            rest, out = hold_out_genes(train, t.validation.holdout_fraction, t.optim.seed)
+            if len(rest):
+                fit_genes, held = np.unique(rest.gene), np.unique(out.gene)
+        ia, ib, y = self._examples(train, fit_genes, self.pairs_, c.diff.max_rows, rng)
+        n, cap = len(ia), t.validation.valid_max
+        if vpairs:
+            va, vb, vy = self._examples(valid, np.unique(valid.gene), vpairs, cap, rng)
+            sources = {"train": _views(train, ia, ib), "valid": _views(valid, va, vb)}
+            vrows = Rows("valid", np.arange(len(va)), vy)
+        else:
+            va, vb, vy = self._examples(train, held, self.pairs_, cap, rng)
+            both = (np.concatenate([ia, va]), np.concatenate([ib, vb]))
+            sources = {"train": _views(train, *both), "valid": None}
+            # too few genes to hold any out: validate on the training rows
+            vrows = (
+                Rows("train", n + np.arange(len(va)), vy)
+                if len(va)
+                else Rows("train", np.arange(n), y)
+            )
+        loss = "mse_aux" if c.model.aux else "mse"
+        spec = MemberSpec("model", "net", loss, Rows("train", np.arange(n), y), vrows)
+        metrics = {
             "pairs": [f"{a}:{b}" for a, b in self.pairs_],
-            "n_pair_rows": len(ia),
+            "n_pair_rows": n,
             "n_valid_rows": len(va),
-            "n_heldout_genes": int(n_held),
+            "n_heldout_genes": len(held),
             "loss": loss,
             "target": f"log fold change of {train.target}",
         }
-        return self
+        return FitInputs(train, valid if vpairs else None, sources, [spec], metrics)
 
-    def _require_model(self) -> PairPredictor:
-        if self.model_ is None:
-            raise HistexprError(f"{self.kind}: model is not fitted")
-        return self.model_
+    def _valid_pairs(self, valid) -> list[tuple[str, str]]:
+        """The training pairs whose two cell types ``valid`` has."""
+        return [(a, b) for a, b in self.pairs_ if a in valid.cells and b in valid.cells]
 
+    def _init_weights(self, model, fit) -> None:
+        if model.net.head.aux is not None:
+            # the own-expression outputs start at the mean expression, not 0
+            with torch.no_grad():
+                model.net.head.aux.bias.fill_(float(np.mean(fit.train.y)))
+
+    def _scores(self, train, valid) -> dict:
+        """Metrics of the predicted change on the pairs of ``valid`` (none without)."""
+        pairs = [] if valid is None or not valid.has_target else self._valid_pairs(valid)
+        if not pairs:
+            return {}
+        preds = [self.predict_pair(valid, a, b) for a, b in pairs]
+        lfc = np.concatenate([p.observed for p in preds])
+        pred = np.concatenate([p.predicted for p in preds])
+        return {"n_valid": len(lfc), **fit_metrics(lfc, pred, "regression", "valid")}
+
+    # -- the pair surface ------------------------------------------------------------
     def _predict_pair_rows(self, XA, XB, sign: int = 0):
         # antisymmetric by construction: the orientation is not needed
-        out = predict_batched(self._require_model(), (XA, XB))
+        out = predict_batched(self._require_fitted(), (XA, XB))
         return out[:, 0]
 
-    def _contributions(self, XA, XB, sign: int = 0, chunk: int = 256):
+    def _contributions(self, XA, XB, sign: int = 0):
         """Integrated gradients on the midpoint path (module docstring); base 0."""
-        model = self._require_model()
-        steps = self.config.diff.ig_steps
-        ts = (np.arange(steps) + 0.5) / steps
-        out = np.zeros(XA.shape, dtype=np.float32)
-        # eval mode for the passes, every module's flag restored afterwards
-        with preserved_mode(model), torch.enable_grad():
-            for start in range(0, len(XA), chunk):
-                sl = slice(start, start + chunk)
-                with torch.no_grad():
-                    za = model.normalizer(torch.as_tensor(XA[sl], dtype=torch.float32))
-                    zb = model.normalizer(torch.as_tensor(XB[sl], dtype=torch.float32))
-                mid, d = 0.5 * (za + zb), 0.5 * (za - zb)
-                total = torch.zeros_like(d)
-                for t in ts:
-                    pa = (mid + float(t) * d).requires_grad_(True)
-                    pb = (mid - float(t) * d).requires_grad_(True)
-                    lfc = model.net(pa, pb)[:, 0]
-                    ga, gb = torch.autograd.grad(lfc.sum(), (pa, pb))
-                    total += ga - gb
-                out[sl] = (d * total / steps).numpy()
+        model = self._require_fitted()
+        with torch.no_grad():
+            za = model.normalizer(torch.as_tensor(XA, dtype=torch.float32))
+            zb = model.normalizer(torch.as_tensor(XB, dtype=torch.float32))
+        mid, d = 0.5 * (za + zb), 0.5 * (za - zb)
+        out = attribute(
+            MidpointPath(model.net),
+            d.numpy(),
+            "integrated_gradients",
+            target=0,
+            n_steps=self.config.diff.ig_steps,
+            side=mid.numpy(),
+            ig_method="riemann_middle",
+        )
         return out.reshape(len(XA), -1), 0.0
 
-    def save(self, directory) -> Path:
-        model = self._require_model()
-        extra = {
+    # -- saving ----------------------------------------------------------------------
+    def config_dict(self) -> dict:
+        return to_dict(self.config)
+
+    def _header_extra(self) -> dict:
+        return {
             "target": self.metrics_.get("target", f"log fold change of {self.contract_.target}"),
             "pairs": [f"{a}:{b}" for a, b in self.pairs_],
             "outputs": COLUMNS[self.config.model.aux],
         }
-        with bundle.bundle_dir(directory) as tmp:
-            # the normaliser (its statistics in normalization.json) serves both cells
-            marks = self.contract_.marks
-            write_network_files(tmp, model, marks, self.metrics_, self.history_)
-            bundle.write_header(
-                tmp,
-                self.kind,
-                to_dict(self.config),
-                extra=extra,
-                contract=self.contract_,
-                genes=self.genes_,
-            )
-        return Path(directory)
 
     @classmethod
-    def load(cls, directory):
-
-        directory = Path(directory)
-        header = bundle.read_header(directory)
-        try:
-            est = cls(from_dict(DiffConvNetSettings, header.config))
-            pairs = list(parse_pairs(header.extra["pairs"]))
-        except (KeyError, TypeError, ConfigError) as exc:
-            raise HistexprError(f"{directory / bundle.HEADER}: malformed config ({exc})") from None
-        est.contract_, est.genes_ = header.contract, list(header.train_genes or ())
-        est.pairs_ = pairs
-        model = est._build()
-        est.metrics_, est.history_ = read_network_files(directory, model)
-        est.model_ = model.eval()
+    def _from_header(cls, header):
+        est = cls(from_dict(DiffConvNetSettings, header.config))
+        est.pairs_ = list(parse_pairs(header.extra["pairs"]))
         return est
+
+
+def _views(data, ia: np.ndarray, ib: np.ndarray) -> tuple[Gathered, Gathered]:
+    """Pair examples ``(ia[i], ib[i])`` of ``data`` as (cell A, cell B) views of its ``X``,
+    so memory stays at the size of ``X`` whatever the number of pairs."""
+    base = torch.from_numpy(np.ascontiguousarray(data.X, dtype=np.float32))
+    return Gathered(base, ia), Gathered(base, ib)

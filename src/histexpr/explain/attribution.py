@@ -10,6 +10,8 @@ contract ``attribute(model, X, method) -> array shaped like X``:
   (default: no reads, all zeros) to ``x`` (Sundararajan et al. 2017); its
   attributions sum to ``f(x) - f(baseline)`` (completeness).
 
+A network of several inputs (an atlas network's atlas input, the midpoint of a
+pair) is attributed with respect to its first input, the others held fixed.
 Models take raw read counts and normalise internally, so attributions are with
 respect to read counts. Per-cell-type averages reproduce the "average input
 gradient" maps of DeepChrome-style analyses (Singh et al. 2016).
@@ -141,16 +143,20 @@ def attribute(
     batch_size: int = 256,
     baseline: float | np.ndarray | None = None,
     n_steps: int = 50,
-    side: np.ndarray | None = None,
+    side: np.ndarray | tuple[np.ndarray, ...] | None = None,
+    ig_method: str = "gausslegendre",
 ) -> np.ndarray:
     """Attribution of every input value to the model's prediction.
 
     Parameters
     ----------
     model : nn.Module
-        Maps a float tensor shaped like ``X`` to ``(n,)`` or ``(n, k)``.
-    X : np.ndarray, shape (n, n_marks, n_bins)
-        Inputs (raw read counts for histexpr models).
+        Maps a float tensor shaped like ``X`` (then the ``side`` inputs, if any) to
+        ``(n,)`` or ``(n, k)``.
+    X : np.ndarray, shape (n, n_marks, n_bins), or tuple of row-aligned arrays
+        Inputs (raw read counts for histexpr models). A tuple is the inputs of a
+        network of several inputs: the first (the histone signal) is attributed, the
+        others are held fixed (as ``side``).
     method : {"saliency", "input_x_gradient", "integrated_gradients"}
     target : int, optional
         Output column for ``(n, k)`` outputs; default their mean (``(n, 1)`` -> that column).
@@ -159,11 +165,14 @@ def attribute(
     baseline : float or np.ndarray, optional
         Integrated-gradients reference input, broadcastable to ``X``; default zeros.
     n_steps : int
-        Integrated-gradients steps (Gauss-Legendre quadrature).
-    side : np.ndarray, shape (n, k), optional
-        Further input of a model of two inputs, ``model(x, side)`` (an atlas model's
-        atlas features): held fixed, so the attributions are those of the histone
-        part of the prediction.
+        Integrated-gradients steps.
+    side : np.ndarray or tuple of np.ndarray, each shape (n, ...), optional
+        Further inputs of a model of several inputs, ``model(x, *side)`` (an atlas
+        model's atlas input, the midpoint of a pair): held fixed, so the attributions
+        are those of the part of the prediction that ``x`` moves.
+    ig_method : str
+        Integrated-gradients quadrature (Captum's names): "gausslegendre", or e.g.
+        "riemann_middle" (the midpoints of ``n_steps`` equal steps).
 
     Returns
     -------
@@ -177,6 +186,9 @@ def attribute(
     check_steps(n_steps)
     from captum import attr as captum_attr
 
+    if isinstance(X, tuple):
+        X, side = X[0], (*X[1:], *_as_tuple(side))
+    fixed = _as_tuple(side)
     X = np.asarray(X, dtype=np.float32)
     wrapped = _ScalarOutput(model, target)
     device = model_device(model)
@@ -192,9 +204,13 @@ def attribute(
             hi = min(lo + batch_size, len(X))
             x = torch.as_tensor(X[lo:hi], device=device).requires_grad_(True)
             extra = {}
-            if side is not None:
-                s = np.ascontiguousarray(side[lo:hi], dtype=np.float32)
-                extra = {"additional_forward_args": (torch.as_tensor(s, device=device),)}
+            if fixed:
+                held = (np.ascontiguousarray(f[lo:hi], dtype=np.float32) for f in fixed)
+                extra = {
+                    "additional_forward_args": tuple(
+                        torch.as_tensor(h, device=device) for h in held
+                    )
+                }
             if method == "saliency":
                 a = explainer.attribute(x, abs=False, **extra)
             elif method == "input_x_gradient":
@@ -204,11 +220,19 @@ def attribute(
                     x,
                     baselines=_baseline_batch(baseline, X, lo, hi, device),
                     n_steps=n_steps,
+                    method=ig_method,
                     internal_batch_size=batch_size,
                     **extra,
                 )
             out[lo:hi] = a.detach().cpu().numpy()
     return out
+
+
+def _as_tuple(side) -> tuple:
+    """The fixed further inputs as a tuple (None: none; one array: one)."""
+    if side is None:
+        return ()
+    return tuple(side) if isinstance(side, tuple) else (side,)
 
 
 def check_steps(n_steps: int) -> None:
@@ -234,7 +258,7 @@ def mean_attribution_by_cell(
     max_per_cell: int | None = None,
     seed: int = 0,
     on_cell: Callable[[int], None] | None = None,
-    side: np.ndarray | None = None,
+    side: np.ndarray | tuple[np.ndarray, ...] | None = None,
     **kwargs,
 ) -> CellAttributions:
     """Mean signed and absolute attribution maps of each cell type's genes.
@@ -248,8 +272,8 @@ def mean_attribution_by_cell(
         Average over a random subset of at most this many genes per cell type.
     on_cell : callable, optional
         Called with the number of genes averaged after each cell type (progress).
-    side : np.ndarray, shape (n, k), optional
-        Row-aligned further input of a two-input model (see :func:`attribute`).
+    side : np.ndarray or tuple of np.ndarray, optional
+        Row-aligned further inputs of a model of several inputs (see :func:`attribute`).
     **kwargs
         Passed to :func:`attribute` (``batch_size``, ``baseline``, ``n_steps``, ``target``).
     """
@@ -263,7 +287,7 @@ def mean_attribution_by_cell(
     counts = np.zeros(len(cells), dtype=np.int64)
     for i, cell in enumerate(cells):
         rows = sample_rows(np.flatnonzero(data.cell == cell), max_per_cell, rng)
-        extra = {} if side is None else {"side": side[rows]}
+        extra = {"side": tuple(f[rows] for f in _as_tuple(side))}
         a = attribute(model, data.X[rows], method, **extra, **kwargs)
         signed[i] = a.mean(axis=0)
         absolute[i] = np.abs(a).mean(axis=0)

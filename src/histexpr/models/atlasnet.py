@@ -1,42 +1,37 @@
-"""The seed's ConvNet trunk joined with an expression-atlas side branch ("atlas-convnet").
+"""The seed's ConvNet trunk with an expression-atlas head ("atlas-convnet").
 
 :class:`AtlasConvNet` reads two inputs per example:
 
 - ``x``, shape ``(n, n_marks, n_bins)``: the normalised histone signal (the
-  :class:`~histexpr.models.normalize.Predictor` in front normalises raw counts);
-  the seed's convolution stack (:class:`~histexpr.models.convnet.ConvNet`'s layers,
-  its head left out) turns it into an embedding of ``channels[-1]`` values, averaged
-  over the positions it leaves;
-- ``side``, shape ``(n, n_side)``: the gene's atlas features in the predicted cell
-  type (standardised prior, atlas statistics, departure of the pooled histone
+  :class:`~histexpr.models.normalize.Predictor` in front normalises raw counts); the
+  seed's convolution stack (:class:`~histexpr.models.convnet.ConvTrunk`) turns it into
+  an embedding of ``channels[-1]`` values, averaged over the positions it leaves;
+- ``atlas``, shape ``(n, n_side + 1)``: the gene's atlas features in the predicted
+  cell type (standardised prior, atlas statistics, departure of the pooled histone
   profile from the gene's reference profile, histone score, and an indicator of
-  whether the atlas knows the gene; made by :mod:`histexpr.estimators.atlas_neural`);
-  a small MLP turns them into ``side_width`` values.
+  whether the atlas knows the gene; made by :mod:`histexpr.estimators.atlas_neural`),
+  then the prior itself (the training mean where the atlas does not know the gene).
 
-The embedding, the side MLP's output and the side features themselves are
-concatenated; one hidden fusion layer (``side_width`` units) and the linear output
-layer map them to ``(n, 1)``. They are joined *before the output layer* (not two
-predictions added after it) so the network can weigh the histone evidence against
-the atlas per example: trust the prior less where the histone signal says the gene
-is silenced, and read the histone signal alone where the indicator says the atlas
-does not know the gene (two outputs summed could do neither). The raw side
-features in the concatenation give a short path to the prior, which on its own is
-already a strong predictor, so the network mostly learns the correction.
+The :class:`~histexpr.models.heads.AtlasHead` joins the embedding and the features
+before its output layer and adds the prior to that output, so the network's output
+is the prediction: training starts from the prior and learns the correction, and
+gradients with respect to ``x`` are those of the histone part alone.
 
-:class:`AtlasFoldEnsemble` is the mean of such networks, one per cell-type fold
-(``member_paths()`` for the "folds" member plan), like the seed's ensemble.
+With ``n_folds > 1`` the networks of the cell-type folds are averaged by the same
+:class:`~histexpr.models.ensemble.FoldEnsemble` as the seed's ensemble.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from histexpr.errors import ConfigError
-from histexpr.models.convnet import ConvNet, ConvNetConfig
+from histexpr.models.convnet import ConvNetConfig, ConvTrunk
+from histexpr.models.ensemble import FoldEnsemble
+from histexpr.models.heads import AtlasHead, draw_seed_readout
 
 
 @dataclass(frozen=True)
@@ -74,7 +69,7 @@ class AtlasConvNetConfig(ConvNetConfig):
 
 
 class AtlasConvNet(nn.Module):
-    """ConvNet trunk on the histone signal + MLP on the atlas features, one output.
+    """:class:`~histexpr.models.convnet.ConvTrunk` + :class:`~histexpr.models.heads.AtlasHead`.
 
     Parameters
     ----------
@@ -82,93 +77,39 @@ class AtlasConvNet(nn.Module):
     n_marks : int
         Input channels of the histone signal.
     n_bins : int
-        Bins per example (any the ConvNet accepts).
+        Bins per example (any the trunk accepts).
     n_side : int
-        Number of side (atlas) features.
+        Number of atlas features (the atlas input has one more column: the prior).
     """
 
     def __init__(self, cfg: AtlasConvNetConfig, n_marks: int, n_bins: int, n_side: int):
         super().__init__()
         if n_side < 1:
             raise ConfigError(f"atlas-convnet: needs at least one side feature, got {n_side}")
-        # The seed's layers exactly (padding rule for short windows included); only
-        # its head is left out, since the output layer here also reads the atlas.
-        self.trunk = ConvNet(cfg.trunk(), n_marks, n_bins).features
-        slope = cfg.negative_slope
-        self.side = nn.Sequential(
-            nn.Linear(n_side, cfg.side_width),
-            nn.LeakyReLU(slope),
-            nn.Dropout(cfg.side_dropout),
-            nn.Linear(cfg.side_width, cfg.side_width),
-            nn.LeakyReLU(slope),
-            nn.Dropout(cfg.side_dropout),
+        self.trunk = ConvTrunk(cfg.trunk(), n_marks, n_bins)
+        draw_seed_readout(self.trunk.out_channels)
+        self.head = AtlasHead(
+            self.trunk.out_channels, n_side, cfg.side_width, cfg.side_dropout, cfg.negative_slope
         )
-        # One hidden layer over the joined vector lets the histone evidence and the
-        # atlas interact (e.g. lean on the histone signal where the atlas indicator
-        # says the gene is unknown); a linear layer alone could only add them.
-        self.fuse = nn.Sequential(
-            nn.Linear(cfg.channels[-1] + cfg.side_width + n_side, cfg.side_width),
-            nn.LeakyReLU(slope),
-        )
-        self.head = nn.Linear(cfg.side_width, 1)
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Histone embedding, shape (n, channels[-1]), of normalised ``x`` (n, n_marks, n_bins)."""
-        return self.trunk(x).mean(dim=2)
-
-    def forward(self, x: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, atlas: torch.Tensor) -> torch.Tensor:
         """
         Parameters
         ----------
         x : torch.Tensor, shape (n, n_marks, n_bins)
             Normalised histone signal.
-        side : torch.Tensor, shape (n, n_side)
-            Atlas features.
+        atlas : torch.Tensor, shape (n, n_side + 1)
+            Atlas features, then the prior (added to the output inside the head).
 
         Returns
         -------
         torch.Tensor, shape (n, 1)
         """
-        joined = torch.cat([self.embed(x), self.side(side), side], dim=1)
-        return self.head(self.fuse(joined))
-
-
-class AtlasFoldEnsemble(nn.Module):
-    """Mean of :class:`AtlasConvNet` members trained on different cell-type folds.
-
-    Parameters
-    ----------
-    members : sequence of nn.Module
-        Each maps ``(x, side)`` to ``(n, 1)``.
-    """
-
-    def __init__(self, members: Sequence[nn.Module]):
-        super().__init__()
-        self.members = nn.ModuleList(members)
-
-    def member_paths(self) -> list[str]:
-        """Submodule path of each member (``self.get_submodule(path)``), in fold order."""
-        return [f"members.{k}" for k in range(len(self.members))]
-
-    def forward(self, x: torch.Tensor, side: torch.Tensor) -> torch.Tensor:
-        """
-        Parameters
-        ----------
-        x : torch.Tensor, shape (n, n_marks, n_bins)
-        side : torch.Tensor, shape (n, n_side)
-
-        Returns
-        -------
-        torch.Tensor, shape (n, 1)
-        """
-        outs = torch.cat([m(x, side) for m in self.members], dim=1)
-        return outs.mean(dim=1, keepdim=True)
+        return self.head(self.trunk.embed(x), atlas)
 
 
 def build_atlas_net(cfg: AtlasConvNetConfig, n_marks: int, n_bins: int, n_side: int) -> nn.Module:
-    """One :class:`AtlasConvNet` (``n_folds`` 1) or an :class:`AtlasFoldEnsemble` of them."""
+    """One :class:`AtlasConvNet` (``n_folds`` 1) or a :class:`FoldEnsemble` of them."""
     if cfg.n_folds == 1:
         return AtlasConvNet(cfg, n_marks, n_bins, n_side)
-    return AtlasFoldEnsemble(
-        [AtlasConvNet(cfg, n_marks, n_bins, n_side) for _ in range(cfg.n_folds)]
-    )
+    return FoldEnsemble([AtlasConvNet(cfg, n_marks, n_bins, n_side) for _ in range(cfg.n_folds)])

@@ -5,7 +5,9 @@ Eight unpadded ``Conv1d`` layers with kernel 3, each followed by
 stride 2 and double the channel count (64, 64, 128, 128, 256, 256, 512, 512), so
 the length of an example shrinks 100 -> 49 -> 47 -> 23 -> 21 -> 10 -> 8 -> 3 -> 1
 (``L_out = (L_in - kernel) // stride + 1``). A kernel-1 convolution then maps the
-512 channels to the output. Widths, strides, kernel, dropout and negative slope
+512 channels to the output. The stack is one module, :class:`ConvTrunk`, shared by
+every network built on it; the read-out is a head of :mod:`histexpr.models.heads`
+(:class:`ConvNet` = trunk + :class:`~histexpr.models.heads.SingleCellHead`). Widths, strides, kernel, dropout and negative slope
 are configurable; when a configuration leaves a length above 1 the outputs are
 averaged over the remaining positions.
 
@@ -29,7 +31,7 @@ import torch
 from torch import nn
 
 from histexpr.errors import ConfigError
-from histexpr.models.linear_skip import LinearSkip
+from histexpr.models.heads import SingleCellHead
 
 #: The seed's widths: the default, and the widths that :func:`sized_for` scales.
 SEED_CHANNELS = (64, 64, 128, 128, 256, 256, 512, 512)
@@ -146,33 +148,37 @@ def _check(cfg: ConvNetConfig, n_bins: int) -> None:
     padded_layers(n_bins, cfg.kernel, cfg.strides)
 
 
-class ConvNet(nn.Module):
-    """Stack of convolutions reducing the bins to one position (or a few, averaged).
+class ConvTrunk(nn.Module):
+    """The seed's convolution stack: histone signal -> feature map (the shared trunk).
+
+    ``layers`` is the seed's ``Conv1d -> BatchNorm1d -> Dropout -> LeakyReLU`` stack
+    (with the padding rule of the module docstring); every head of
+    :mod:`histexpr.models.heads` reads its output.
 
     Parameters
     ----------
     cfg : ConvNetConfig
+        Only ``channels``, ``strides``, ``kernel``, ``dropout`` and ``negative_slope``
+        are read.
     n_marks : int
         Input channels.
     n_bins : int
         Input length (any; see the module docstring for the padding rule).
-    n_outputs : int
-        Output channels of the final kernel-1 convolution (1 for regression or
-        binary logits, the number of cell types for a cell-type classifier).
+
+    Attributes
+    ----------
+    out_channels : int
+        Channels of the feature map (``cfg.channels[-1]``).
+    out_length : int
+        Positions of the feature map.
     """
 
-    def __init__(
-        self,
-        cfg: ConvNetConfig = ConvNetConfig(),
-        n_marks: int = 5,
-        n_bins: int = 100,
-        n_outputs: int = 1,
-    ):
+    def __init__(self, cfg: ConvNetConfig, n_marks: int, n_bins: int):
         super().__init__()
         _check(cfg, n_bins)
-        self.cfg = cfg
         self.n_padded = padded_layers(n_bins, cfg.kernel, cfg.strides)
         self.out_length = conv_lengths(n_bins, cfg.kernel, cfg.strides, self.n_padded)[-1]
+        self.out_channels = cfg.channels[-1]
         first_padded = len(cfg.strides) - self.n_padded
         layers: list[nn.Module] = []
         c_in = n_marks
@@ -185,11 +191,55 @@ class ConvNet(nn.Module):
                 nn.LeakyReLU(cfg.negative_slope),
             ]
             c_in = c_out
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Conv1d(c_in, n_outputs, 1)
-        self.skip = (
-            LinearSkip(n_marks, cfg.linear_skip) if cfg.linear_skip and n_outputs == 1 else None
-        )
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised ``x`` (n, n_marks, n_bins) -> feature map (n, out_channels, out_length)."""
+        return self.layers(x)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The feature map averaged over its positions, shape (n, out_channels)."""
+        return self.layers(x).mean(dim=2)
+
+
+class ConvNet(nn.Module):
+    """The seed's network: :class:`ConvTrunk` + :class:`~histexpr.models.heads.SingleCellHead`.
+
+    Parameters
+    ----------
+    cfg : ConvNetConfig
+    n_marks : int
+        Input channels.
+    n_bins : int
+        Input length (any; see the module docstring for the padding rule).
+    n_outputs : int
+        Output channels of the head's kernel-1 convolution (1 for regression or
+        binary logits, the number of cell types for a cell-type classifier).
+    """
+
+    def __init__(
+        self,
+        cfg: ConvNetConfig = ConvNetConfig(),
+        n_marks: int = 5,
+        n_bins: int = 100,
+        n_outputs: int = 1,
+    ):
+        super().__init__()
+        self.cfg = cfg
+        self.trunk = ConvTrunk(cfg, n_marks, n_bins)
+        # The ridge skip path only makes sense for one output (a value or a logit).
+        skip = cfg.linear_skip if n_outputs == 1 else 0
+        self.head = SingleCellHead(self.trunk.out_channels, n_marks, n_outputs, skip)
+
+    @property
+    def n_padded(self) -> int:
+        """Last trunk layers padded (see the module docstring)."""
+        return self.trunk.n_padded
+
+    @property
+    def out_length(self) -> int:
+        """Positions the trunk leaves (the head averages over them)."""
+        return self.trunk.out_length
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -202,5 +252,4 @@ class ConvNet(nn.Module):
         -------
         torch.Tensor, shape (n, n_outputs)
         """
-        out = self.head(self.features(x)).mean(dim=2)
-        return out if self.skip is None else out + self.skip(x)
+        return self.head(self.trunk(x), x)

@@ -55,12 +55,14 @@ class EnsembleConfig(ConvNetConfig):
 
 
 class FoldEnsemble(nn.Module):
-    """Mean of members trained on different cell-type folds.
+    """Mean of members trained on different cell-type folds (any head: every member
+    takes the same inputs).
 
     Parameters
     ----------
     members : sequence of nn.Module
-        Each maps normalised input ``(n, n_marks, n_bins)`` to ``(n, 1)``.
+        Each maps normalised input ``(n, n_marks, n_bins)`` (and any further inputs,
+        e.g. an atlas network's atlas features) to ``(n, 1)``.
     logits : bool
         Members output logits (classification): average probabilities.
     """
@@ -74,17 +76,19 @@ class FoldEnsemble(nn.Module):
         """Submodule path of each member (``self.get_submodule(path)``), in fold order."""
         return [f"members.{k}" for k in range(len(self.members))]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *side: torch.Tensor) -> torch.Tensor:
         """
         Parameters
         ----------
         x : torch.Tensor, shape (n, n_marks, n_bins)
+        *side : torch.Tensor, shape (n, ...)
+            Further inputs of the members, passed to each as they are.
 
         Returns
         -------
         torch.Tensor, shape (n, 1)
         """
-        outs = torch.cat([_as_column(m(x)) for m in self.members], dim=1)
+        outs = torch.cat([_as_column(m(x, *side)) for m in self.members], dim=1)
         if self.logits:
             return _logit(torch.sigmoid(outs).mean(dim=1, keepdim=True))
         return outs.mean(dim=1, keepdim=True)

@@ -1,9 +1,9 @@
 """A siamese convolutional network for the change of expression between two cell types.
 
-One trunk (the seed's :class:`~histexpr.models.convnet.ConvNet` layers, shared by both
+One trunk (the seed's :class:`~histexpr.models.convnet.ConvTrunk`, shared by both
 cells: the same weights see cell A and cell B) maps each cell's normalised signal
 ``(n, marks, bins)`` to an embedding ``e`` (the trunk's last channels, averaged over
-the remaining positions). A head reads ``[eA - eB, eA, eB]`` (the difference and the
+the remaining positions). A :class:`~histexpr.models.heads.SiameseHead` reads ``[eA - eB, eA, eB]`` (the difference and the
 concatenation) and predicts the log fold change; with ``aux`` a shared linear head
 also predicts each cell's own expression from its embedding (DeepDiffChrome's
 auxiliary targets), so the trunk learns what sets expression, not only the change.
@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from histexpr.errors import ConfigError
-from histexpr.models.convnet import ConvNet, ConvNetConfig
+from histexpr.models.convnet import ConvNetConfig, ConvTrunk
+from histexpr.models.heads import SiameseHead, draw_seed_readout
 from histexpr.models.normalize import InputNormalizer
 
-__all__ = ["DiffConvNet", "DiffConvNetConfig", "PairPredictor"]
+__all__ = ["DiffConvNet", "DiffConvNetConfig", "MidpointPath", "PairPredictor"]
 
 _SEED = ConvNetConfig()
 
@@ -89,38 +90,30 @@ class DiffConvNetConfig:
 
 
 class DiffConvNet(nn.Module):
-    """Shared trunk per cell, a fold-change head on both embeddings, optional own-expression heads.
+    """:class:`~histexpr.models.convnet.ConvTrunk` on each cell + a
+    :class:`~histexpr.models.heads.SiameseHead` on both embeddings.
 
     Parameters
     ----------
     cfg : DiffConvNetConfig
     n_marks : int
     n_bins : int
-        Any bin count the ConvNet accepts (see :mod:`histexpr.models.convnet`).
+        Any bin count the trunk accepts (see :mod:`histexpr.models.convnet`).
     """
 
     def __init__(self, cfg: DiffConvNetConfig = DiffConvNetConfig(), n_marks=5, n_bins=100):
         super().__init__()
         self.cfg = cfg
-        # Only the ConvNet's feature stack: the embedding is its last channels, averaged.
-        self.trunk = ConvNet(cfg.trunk(), n_marks, n_bins).features
-        width = cfg.channels[-1]
-        self.head = nn.Sequential(
-            nn.Linear(3 * width, cfg.head_width),
-            nn.LeakyReLU(cfg.negative_slope),
-            nn.Dropout(cfg.head_dropout),
-            nn.Linear(cfg.head_width, 1),
+        self.trunk = ConvTrunk(cfg.trunk(), n_marks, n_bins)
+        draw_seed_readout(self.trunk.out_channels)
+        self.head = SiameseHead(
+            self.trunk.out_channels, cfg.head_width, cfg.head_dropout, cfg.negative_slope, cfg.aux
         )
-        self.aux = nn.Linear(width, 1) if cfg.aux else None
 
     @property
     def n_outputs(self) -> int:
-        """Output columns: 3 (lfc, yA, yB) with the auxiliary heads, else 1 (lfc)."""
-        return 3 if self.aux is not None else 1
-
-    def embed(self, z: torch.Tensor) -> torch.Tensor:
-        """Normalised signal ``(n, marks, bins)`` -> embedding ``(n, channels[-1])``."""
-        return self.trunk(z).mean(dim=2)
+        """Output columns: 3 (lfc, yA, yB) with the auxiliary outputs, else 1 (lfc)."""
+        return self.head.n_outputs
 
     def forward(self, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
         """
@@ -134,13 +127,30 @@ class DiffConvNet(nn.Module):
         torch.Tensor, shape (n, 3) ``[lfc, yA, yB]`` with ``aux``, else (n, 1) ``[lfc]``
         """
         # Separate trunk passes: swapping the cells swaps identical embeddings.
-        ea, eb = self.embed(za), self.embed(zb)
-        ab = self.head(torch.cat([ea - eb, ea, eb], dim=1))
-        ba = self.head(torch.cat([eb - ea, eb, ea], dim=1))
-        lfc = 0.5 * (ab - ba)
-        if self.aux is None:
-            return lfc
-        return torch.cat([lfc, self.aux(ea), self.aux(eb)], dim=1)
+        return self.head(self.trunk.embed(za), self.trunk.embed(zb))
+
+
+class MidpointPath(nn.Module):
+    """A pair network as a function of the half difference ``d`` around a midpoint ``m``.
+
+    ``forward(d, m) = net(m + d, m - d)``: at ``d = 0`` both cells are the midpoint and
+    an antisymmetric network predicts exactly 0, so integrated gradients of this module
+    with respect to ``d`` from 0 (``m`` held fixed) attribute the predicted change to
+    each mark and bin (gradient of cell A minus that of cell B, times ``d``).
+
+    Parameters
+    ----------
+    net : nn.Module
+        Maps normalised ``(za, zb)`` to ``(n, k)``.
+    """
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, d: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """``d``, ``m``: shape (n, n_marks, n_bins) -> the network's output (n, k)."""
+        return self.net(m + d, m - d)
 
 
 class PairPredictor(nn.Module):

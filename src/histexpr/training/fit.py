@@ -141,7 +141,8 @@ def fit_member(
     X, y = member.train
     n = n_examples(X)
     if member.loss == "mse":
-        init_output_bias(member.module, float(y.mean()))
+        start = float(y.mean()) if member.start is None else member.start
+        init_output_bias(member.module, start)
         fit_linear_skips(member.module, X, y, seed)
     gen = np.random.default_rng(seed)
     tv_idx = np.arange(n)

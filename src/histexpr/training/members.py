@@ -23,6 +23,7 @@ from histexpr.errors import ConfigError, HistexprError
 from histexpr.evaluate import cell_medians, is_label, median_split_labels
 from histexpr.models import Predictor, network
 from histexpr.training.config import TrainConfig
+from histexpr.training.plan import Gathered
 
 __all__ = [
     "PLAN_FUNCTIONS",
@@ -33,6 +34,7 @@ __all__ = [
     "build_member",
     "experts_plan",
     "folds_plan",
+    "member_module",
     "member_specs",
     "members_for",
     "plan_specs",
@@ -50,6 +52,8 @@ class Member:
     loss: str
     train: tuple[torch.Tensor, torch.Tensor]
     valid: tuple[torch.Tensor, torch.Tensor]
+    #: Start of the output layer's bias (None: the mean training target).
+    start: float | None = None
 
 
 def binary_targets(data: HistoneDataset) -> np.ndarray:
@@ -95,6 +99,9 @@ class MemberSpec(NamedTuple):
     loss: str
     train: Rows
     valid: Rows
+    #: Start of the output layer's bias (None: the mean training target); a network
+    #: that adds one of its inputs to its output starts at the mean residual of it.
+    start: float | None = None
 
 
 class _Rows:
@@ -247,6 +254,8 @@ def plan_specs(
 def _rows_input(X, index: np.ndarray):
     if isinstance(X, tuple):  # a model of several inputs, each row-aligned with the data
         return tuple(_rows_input(x, index) for x in X)
+    if isinstance(X, Gathered):  # stays a view: rows are gathered only per batch
+        return Gathered(X.base, X.index[torch.as_tensor(index, dtype=torch.long)])
     return torch.from_numpy(np.ascontiguousarray(X[index], dtype=np.float32))
 
 
@@ -254,20 +263,30 @@ def _rows_tensors(X, rows: Rows):
     return _rows_input(X, rows.index), torch.from_numpy(rows.y)
 
 
+def member_module(model: torch.nn.Module, path: str) -> torch.nn.Module:
+    """The network at ``path`` of ``model`` behind the model's own normaliser.
+
+    The front is the model's own class (a :class:`~histexpr.models.Predictor`, or a
+    pair model's front that normalises both cells), so a member sees its inputs as
+    the whole model does; both take ``(normalizer, net)``.
+    """
+    return type(model)(model.normalizer, model.get_submodule(path))
+
+
 def build_member(spec: MemberSpec, model: Predictor, sources: dict) -> Member:
     """The :class:`Member` of ``spec``: its network behind the model's normaliser.
 
     ``sources`` maps "train"/"valid" to the input arrays (n, marks, bins), or to
-    tuples of row-aligned arrays for a network of several inputs (the rows of a
-    spec index each of them).
+    tuples of row-aligned arrays (or :class:`~histexpr.training.plan.Gathered` views)
+    for a network of several inputs (the rows of a spec index each of them).
     """
-    net = model.get_submodule(spec.path)
     return Member(
         spec.name,
-        Predictor(model.normalizer, net),
+        member_module(model, spec.path),
         spec.loss,
         _rows_tensors(sources[spec.train.source], spec.train),
         _rows_tensors(sources[spec.valid.source], spec.valid),
+        spec.start,
     )
 
 

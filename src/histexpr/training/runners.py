@@ -44,7 +44,7 @@ from histexpr.training.config import TrainConfig, check_config
 from histexpr.training.ddp import is_global_zero
 from histexpr.training.fingerprint import check_fingerprint
 from histexpr.training.fit import MemberResult, fit_member
-from histexpr.training.members import MemberSpec, build_member, member_specs
+from histexpr.training.members import MemberSpec, build_member, member_module, member_specs
 from histexpr.training.plan import write_history
 
 __all__ = ["build_from_arch", "fit_members", "fit_members_dask", "member_seed", "train_member_task"]
@@ -150,7 +150,7 @@ def fit_members_dask(
         raise ConfigError("Dask members and DDP (devices/num_nodes > 1) cannot be combined")
     sources = sources or input_sources(train, valid)
     # The member's module without its data: workers slice the rows themselves.
-    modules = [Predictor(model.normalizer, model.get_submodule(s.path)) for s in specs]
+    modules = [member_module(model, s.path) for s in specs]
     with contextlib.ExitStack() as stack:
         if run_dir is None:
             run_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="histexpr-")))
