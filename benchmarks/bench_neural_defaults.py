@@ -57,10 +57,10 @@ def parts_of(ds, cv: int, seed: int = 11):
 
 def score(kind: str, parts, overrides=None) -> tuple[float, float]:
     """Pooled test MSE over the parts and the mean fit seconds."""
-    from histexpr.estimators import NEURAL_KINDS, make_estimator
+    from histexpr.estimators import kind_names, make_estimator
 
     sets = dict(overrides or {})
-    if kind in NEURAL_KINDS:
+    if kind in kind_names(family="network"):
         sets.setdefault("threads", 1)
         sets.setdefault("progress", False)
     sse = n = secs = 0.0
@@ -92,13 +92,13 @@ def table(name: str, ds, kinds, cv: int = 0, overrides=None) -> list[dict]:
 
 
 def main(argv=None) -> list[dict]:
-    from histexpr.estimators import NEURAL_KINDS
+    from histexpr.estimators import kind_names
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small end only, 300-gene sets")
     p.add_argument("--large", action="store_true", help="only the large end")
     p.add_argument("--large-shape", default="12x4000", help="CELLSxGENES of the large end")
-    p.add_argument("--kinds", default=",".join(NEURAL_KINDS))
+    p.add_argument("--kinds", default=",".join(kind_names(family="network")))
     p.add_argument("--set", action="append", default=[], help="override for neural kinds K=V")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore")

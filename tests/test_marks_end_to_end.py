@@ -18,7 +18,9 @@ import pytest
 from conftest import SHARED_DATA, run_cli
 from histexpr.data.dataset import MARKS, HistoneDataset
 from histexpr.data.hdf5 import read_h5, write_h5
-from histexpr.estimators import KINDS, NEURAL_KINDS, settings
+from histexpr.estimators import KINDS, kind_names, settings
+
+NEURAL_KINDS = kind_names(family="network")
 
 SIX = (*MARKS, "H3K27ac")
 #: Tiny settings per neural kind (seconds per fit).

@@ -16,8 +16,10 @@ import pytest
 from conftest import SHARED_DATA
 from histexpr.data.dataset import MARKS, HistoneDataset
 from histexpr.data.hdf5 import read_h5, write_h5
-from histexpr.estimators import KINDS, NEURAL_KINDS
+from histexpr.estimators import KINDS, kind_names
 from test_marks_end_to_end import _sets, planted, run_cli
+
+NEURAL_KINDS = kind_names(family="network")
 
 SIX = (*MARKS, "H3K27ac")
 SEVEN = (*SIX, "H3K9ac")

@@ -5,10 +5,15 @@ from conftest import REPO_ROOT, make_planted
 from histexpr.data.dataset import HistoneDataset
 from histexpr.data.splits import gene_fold_of
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators import BASELINE_KINDS, load_estimator, make_estimator
+from histexpr.estimators import kind_names, load_estimator, make_estimator
 from histexpr.estimators.baseline_config import RF_LEAF_GRID
 from histexpr.estimators.histone_features import log1p_features, select_correlated_features
 from histexpr.estimators.linear import RELATIVE_GRID, fit_ridge_cv
+
+#: Every single-cell kind outside the network registry.
+BASELINE_KINDS = tuple(
+    k for k in kind_names(task="expression") if k not in kind_names(family="network")
+)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from torch import nn
 
 from conftest import make_planted
 from histexpr.errors import ConfigError, HistexprError
-from histexpr.estimators import KINDS, NEURAL_KINDS, load_estimator, make_estimator, settings
+from histexpr.estimators import KINDS, kind_names, load_estimator, make_estimator, settings
 from histexpr.models import (
     NETWORKS,
     ConvNetConfig,
@@ -55,11 +55,11 @@ def test_builtin_kinds_are_registered_with_their_plans():
     }
     assert [k for k in NETWORKS if NETWORKS[k].attention] == ["attentivechrome"]
     assert all(KINDS[k].endswith(":NeuralEstimator") for k in NETWORKS)
-    assert tuple(NEURAL_KINDS) == tuple(NETWORKS)
+    assert kind_names(family="network") == tuple(NETWORKS)
 
 
 def test_a_registered_kind_trains_saves_and_loads_with_no_other_edit(linear_kind, tmp_path):
-    assert linear_kind in KINDS and linear_kind in NEURAL_KINDS
+    assert linear_kind in KINDS and linear_kind in kind_names(family="network")
     data = make_planted(40, cells=("E003", "E004"))
     opts = {"epochs": 2, "progress": False, "threads": 1, "batch_size": 32, "bias": False}
     est = make_estimator(linear_kind, opts).fit(data, run_dir=tmp_path / "run")

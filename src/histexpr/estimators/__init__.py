@@ -16,7 +16,7 @@ histexpr stays fast.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,7 +26,7 @@ from histexpr.config import Setting, describe
 from histexpr.data.dataset import HistoneDataset
 from histexpr.errors import HistexprError
 from histexpr.estimators.bundle import HEADER, read_header
-from histexpr.estimators.kinds import DECLARED, KIND_TABLE, Kind, kind_names, kind_of
+from histexpr.estimators.kinds import KIND_TABLE, Kind, kind_names, kind_of
 
 __all__ = [
     "KINDS",
@@ -42,7 +42,6 @@ __all__ = [
     "min_genes",
     "settings",
 ]
-from histexpr.models import NETWORKS
 
 
 @runtime_checkable
@@ -79,33 +78,6 @@ class _Kinds(Mapping):
 #: kind -> "module:Class"; each class has ``create(kind, overrides)`` and ``load(directory)``.
 #: A view of :data:`histexpr.estimators.kinds.KIND_TABLE` (adding a network adds a kind).
 KINDS: Mapping[str, str] = _Kinds()
-# Views of the table kept for the callers not yet asking kind_of (to be removed).
-BASELINES: dict[str, str] = {
-    k: KIND_TABLE[k].estimator for k in DECLARED if KIND_TABLE[k].task == "expression"
-}
-DIFF_KINDS: dict[str, str] = {k: KIND_TABLE[k].estimator for k in kind_names(task="difference")}
-MIN_GENES: dict[str, int] = {k: KIND_TABLE[k].min_genes for k in DECLARED}
-TORCH_KINDS = tuple(k for k in DECLARED if KIND_TABLE[k].network)
-BASELINE_KINDS = tuple(BASELINES)
-
-
-class _NeuralKinds(Sequence):
-    """The registered network kinds, read live."""
-
-    def __getitem__(self, i):
-        return kind_names(family="network")[i]
-
-    def __len__(self) -> int:
-        return len(kind_names(family="network"))
-
-    def __contains__(self, kind) -> bool:
-        return kind in NETWORKS
-
-    def __repr__(self) -> str:
-        return repr(kind_names(family="network"))
-
-
-NEURAL_KINDS: Sequence[str] = _NeuralKinds()
 
 
 def _class_for(kind: str):
@@ -157,14 +129,9 @@ def load_estimator(directory) -> Estimator:
         raise HistexprError(f"{Path(directory) / HEADER}: {exc}") from None
 
 
-def trains_network(kind: str) -> bool:
-    """Whether ``kind`` trains a torch network (its declaration's ``network``)."""
-    return kind_of(kind).network
-
-
 def defines(kind: str, name: str) -> bool:
     """Whether ``name`` (flat, dotted or an alias) is a ``--set`` setting of ``kind``."""
-    if kind in NETWORKS:
+    if kind_of(kind).family == "network":
         from histexpr.estimators.neural import defines as neural_defines
 
         return neural_defines(kind, name)
@@ -179,7 +146,7 @@ def settings(kind: str) -> list[Setting]:
     inference (``inference.*``) fields; a flat name works with ``--set`` as long as
     it is unambiguous.
     """
-    if kind in NETWORKS:
+    if kind_of(kind).family == "network":
         from histexpr.estimators.neural import neural_configs
 
         return [

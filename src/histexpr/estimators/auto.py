@@ -282,7 +282,7 @@ def select(
         The chosen kind is not refitted here: the caller fits it on all the data with
         ``result.overrides`` (the same path as training that kind directly).
     """
-    from histexpr.estimators import KINDS, make_estimator, trains_network
+    from histexpr.estimators import KINDS, make_estimator
 
     overrides = dict(overrides or {})
     if diff and config.goal != "new-genes":
@@ -316,9 +316,9 @@ def select(
         if left <= 0:
             row.skipped_reason = "time budget spent"
             continue
-        nets_left = sum(trains_network(r.candidate) for r in runnable[idx:])
+        nets_left = sum(kind_of(r.candidate).network for r in runnable[idx:])
         own = {"optim.max_minutes", "max_minutes"} & set(over)  # KIND:max_minutes=...
-        if trains_network(row.candidate) and budget < math.inf and not own:
+        if kind_of(row.candidate).network and budget < math.inf and not own:
             over["optim.max_minutes"] = left / 60 / max(nets_left, 1) / (k + 1)
         scores, seconds = [], []
         for i, (train, test) in enumerate(folds):
