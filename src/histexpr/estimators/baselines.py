@@ -108,7 +108,7 @@ class GeneMean(TabularEstimator):
             notice(
                 f"gene-mean: {self.unknown_genes_} of {len(np.unique(genes))} genes are not "
                 "among the training genes; they get the global mean",
-                stacklevel=2,
+                stacklevel=3,  # the caller of predict (TabularEstimator.predict calls this)
             )
         out = np.full(len(data), self.global_, dtype=np.float32)
         out[known] = means[pos[known]]
