@@ -222,7 +222,9 @@ class DiffConvNetEstimator(TorchEstimator, PairModel):
         return FitInputs(train, valid if vpairs else None, sources, [spec], metrics)
 
     def _valid_pairs(self, valid) -> list[tuple[str, str]]:
-        """The training pairs whose two cell types ``valid`` has."""
+        """The training pairs whose two cell types ``valid`` has (none without its rows)."""
+        if not len(valid):
+            return []
         return [(a, b) for a, b in self.pairs_ if a in valid.cells and b in valid.cells]
 
     def _init_weights(self, model, fit) -> None:
