@@ -42,6 +42,7 @@ from histexpr.data.atlas import (
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
+from histexpr.estimators.atlas_guard import PriorGuard
 from histexpr.estimators.baselines import (
     LightGBMBaseline,
     LightGBMConfig,
@@ -131,6 +132,10 @@ class _AtlasEstimator(_Baseline):
         self.prior_: np.ndarray | None = None
         self.features_: AtlasFeatures | None = None
         self.cell_states_: dict | None = None
+        #: Per-cell shrinkage of the residual towards the prior (:mod:`atlas_guard`);
+        #: ``None`` for a directory saved before it (predicts as it always did).
+        self.guard_: PriorGuard | None = None
+        self.guard_scales_: dict | None = None
 
     # The atlas and the fitted feature state, by their historic names.
     @property
@@ -209,6 +214,7 @@ class _AtlasEstimator(_Baseline):
             keep = _row_sample(len(order), cap, c)
             r = train.y[order] - prior[order]
             self._fit_residual(F[keep], r[keep], genes[order][keep], vF, vr)
+            self.guard_ = PriorGuard.fit(atlas, cases)
         self.metrics_ = {
             **{f"fallback_{k}": v for k, v in self.fallback_.metrics_.items()},
             "atlas_cells": len(self.atlas_.cells),
@@ -219,6 +225,7 @@ class _AtlasEstimator(_Baseline):
             "fallback_rows": len(fallback_train),
             "residual_rows": len(keep) if self.has_model_ else 0,
             **getattr(self, "metrics_residual_", {}),
+            **(self.guard_.metrics() if self.guard_ is not None else {}),
         }
         return self
 
@@ -227,9 +234,15 @@ class _AtlasEstimator(_Baseline):
         out = self.fallback_.predict(data).astype(np.float32)
         genes = canonical_gene_ids(data.gene)
         P = pooled_log1p(data.X, self.config.pool_bins)
-        F, order, prior, used = self._features(data, genes, False, P)
+        cases = list(self.features_.cases(data, genes, False, self.cell_states_))
+        F, order, prior, used = self._features(data, genes, False, P, cases)
+        self.guard_scales_ = None
         if self.has_model_ and len(order):
-            out[order] = prior[order] + self._predict_residual(F)
+            residual = self._predict_residual(F)
+            if self.guard_ is not None:  # never move further from the prior than it warrants
+                scales, self.guard_scales_ = self.guard_.row_scales(self.atlas_, cases, len(data))
+                residual = residual * scales[order]
+            out[order] = prior[order] + residual
         else:
             used[:], prior[:] = False, np.nan
         self.atlas_used_, self.prior_ = used, prior
@@ -246,6 +259,8 @@ class _AtlasEstimator(_Baseline):
         )
         if self.has_model_:
             self._save_residual(directory)
+        if self.guard_ is not None:
+            self.guard_.save(directory)
 
     def _load_state(self, directory: Path) -> None:
         self.fallback_ = self.fallback_cls.load(directory / "fallback")
@@ -260,6 +275,7 @@ class _AtlasEstimator(_Baseline):
             self.histone_features = "bins"
         if self.has_model_:
             self._load_residual(directory)
+        self.guard_ = PriorGuard.load(directory)
 
 
 class AtlasRidge(_AtlasEstimator):

@@ -1,0 +1,217 @@
+"""Atlas models never worse than their prior: a per-cell shrinkage of the residual (issue #22).
+
+The atlas kinds predict ``prior + g(features)``. The residual model ``g`` learns
+from the training cells how far to move from the prior, and that depends on how
+good the prior was *there*: trained on a leukaemia line (no close reference
+cell, a poor prior) it learns to move far, and applied to an ES line (many
+near-identical reference cells, a prior with R2 0.95) it moves too far and ends
+below the prior alone (simulator, E123 -> E003: 0.881 against the prior's 0.943).
+
+If the histone information the residual adds is weak next to the prior (it is:
+histone-only R2 0.15-0.5 against the prior's 0.6-0.95), the best weight on it is
+proportional to the prior's error variance (inverse-variance weighting:
+``v / (v + s2)`` ~ ``v / s2``). So a residual fitted where the prior's mean squared
+error was ``v_train`` is scaled, for a cell whose prior error is ``v_cell``, by
+
+    scale = min(1, v_cell / v_train)
+
+never above 1 (the model is never pushed further than it learned), and 0 only
+where the prior is perfect. On the simulator with the true errors this rule stays
+within 2x of the best scale in every direction measured, and any scale in
+``[0, 2 x best]`` scores at least the prior (the risk is quadratic in the scale).
+
+Neither error may use a target of the predicted cell, so both are estimated the
+same way, from the atlas alone (:func:`prior_error`): the cell's softmax weights
+over the reference cells (its :class:`~histexpr.estimators.atlas_cells.CellState`,
+estimated from all its genes in the input) applied to predict each heavily
+weighted reference cell from the others (a weighted jackknife over every gene of
+the atlas, so it does not depend on the genes or blocks of one call). A cell with
+close, mutually consistent neighbours gets a small error; one whose neighbours
+disagree, a large one. The ratio cancels any common bias of the estimate.
+
+``v_train`` is the mean over the training examples of their cells' estimated
+errors. Saved as ``guard.npz`` in the model directory; a directory without it (saved
+before the guard) predicts exactly as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from histexpr.data.atlas import Atlas, softmax_weights
+from histexpr.estimators.atlas_cells import CellState
+
+__all__ = ["GUARD_FILE", "PriorGuard", "prior_error", "shrink_to_prior"]
+
+GUARD_FILE = "guard.npz"
+
+#: Reference cells whose weight is below this are left out of the jackknife: together
+#: they weigh little, and the estimate costs one product over the atlas per cell kept.
+MIN_WEIGHT = 1e-4
+
+
+def prior_error(ref: np.ndarray, weights: np.ndarray) -> float:
+    """Target-free estimate of the mean squared error of a cell's prior.
+
+    Each reference cell ``r`` is predicted by the prior of the same weights without
+    ``r`` (renormalised), and its mean squared error over the genes is averaged with
+    the cell's weights: the cell is treated as one more member of its weighted
+    neighbourhood, predicted by the others. (Averaging with the squared weights, which
+    favours the nearest references, tracked the true error less well on the real
+    Roadmap matrix: 393 against 351 unsafe pairs of 3,080, docs/benchmarks.md.)
+
+    Parameters
+    ----------
+    ref : np.ndarray, shape (n_genes, n_ref)
+        Reference cells' expression (rows with a missing value are ignored).
+    weights : np.ndarray, shape (n_ref,)
+        The cell's weights over the reference cells (sum 1).
+
+    Returns
+    -------
+    float
+        ``nan`` when it cannot be estimated (fewer than 2 reference cells or no
+        complete gene).
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    ref = ref[np.isfinite(ref).all(axis=1)]
+    if ref.shape[1] < 2 or len(ref) == 0 or not np.isfinite(w).all() or w.sum() <= 0:
+        return float("nan")
+    w = w / w.sum()
+    importance = w
+    keep = np.flatnonzero(importance >= MIN_WEIGHT)
+    total = 0.0
+    for r in keep:
+        rest = w.copy()
+        rest[r] = 0.0
+        if rest.sum() <= 0:  # all weight on r: predict it from the others alike
+            rest = np.ones_like(w)
+            rest[r] = 0.0
+        rest /= rest.sum()
+        total += importance[r] * float(np.mean((ref @ rest - ref[:, r]) ** 2))
+    return total / float(importance[keep].sum())
+
+
+def shrink_to_prior(prior: np.ndarray, prediction: np.ndarray, scale) -> np.ndarray:
+    """``prior + scale * (prediction - prior)``: the guarded prediction.
+
+    For a model whose prediction is not written as ``prior + residual`` in its own
+    code (atlas-convnet adds the prior to its network's output): call it on the
+    network's prediction, the ``prior_`` of the same call and the rows' scales of
+    :meth:`PriorGuard.row_scales`.
+
+    Parameters
+    ----------
+    prior : np.ndarray, shape (n,), NaN where the atlas is not used
+    prediction : np.ndarray, shape (n,), the model's ``prior + residual``
+    scale : float or np.ndarray, shape (n,), in [0, 1] (:meth:`PriorGuard.scale`)
+
+    Returns
+    -------
+    np.ndarray, shape (n,), float32; ``prediction`` itself where ``prior`` is NaN.
+    """
+    prior = np.asarray(prior, dtype=np.float32)
+    prediction = np.asarray(prediction, dtype=np.float32)
+    scale = np.broadcast_to(np.asarray(scale, dtype=np.float32), prediction.shape)
+    out = prediction.copy()
+    use = np.isfinite(prior) & (scale != 1)  # scale 1: exactly the model, bit for bit
+    out[use] = prior[use] + scale[use] * (prediction[use] - prior[use])
+    return out
+
+
+@dataclass
+class PriorGuard:
+    """The training cells' prior error and the per-cell scale of the residual.
+
+    Attributes
+    ----------
+    train_error : float
+        Mean over the training examples of their cell's estimated prior error
+        (:func:`prior_error`); ``nan`` disables the guard (scale 1).
+    cells : dict
+        Training cell -> its estimated prior error (for ``metrics.json``).
+    """
+
+    train_error: float
+    cells: dict
+
+    @staticmethod
+    def cell_error(atlas: Atlas, cell: str, state: CellState) -> float:
+        """Estimated prior error of ``cell`` from the atlas without its column."""
+        ref = atlas.without([cell])
+        return prior_error(ref.values, softmax_weights(state.corr, state.temperature))
+
+    @classmethod
+    def fit(cls, atlas: Atlas, cases) -> PriorGuard:
+        """From the training cases of :meth:`AtlasFeatures.cases` (cell, rows, found,
+        reference values, state, scores): each cell weighs by its atlas-known rows."""
+        errors, counts = {}, {}
+        for cell, _idx, found, _ref, state, _score in cases:
+            if found.any():
+                errors[cell] = cls.cell_error(atlas, cell, state)
+                counts[cell] = int(found.sum())
+        ok = [c for c in errors if np.isfinite(errors[c])]
+        if ok:
+            n = np.array([counts[c] for c in ok], dtype=np.float64)
+            train = float(np.sum(n * np.array([errors[c] for c in ok])) / n.sum())
+        else:
+            train = float("nan")
+        return cls(train, errors)
+
+    def scale(self, atlas: Atlas, cell: str, state: CellState) -> float:
+        """``min(1, v_cell / v_train)``; 1 where either error cannot be estimated."""
+        if not (np.isfinite(self.train_error) and self.train_error > 0):
+            return 1.0
+        error = self.cell_error(atlas, cell, state)
+        if not np.isfinite(error):
+            return 1.0
+        return float(min(1.0, error / self.train_error))
+
+    def row_scales(self, atlas: Atlas, cases, n: int) -> tuple[np.ndarray, dict]:
+        """Per row of the data of ``cases`` its cell's scale (1 where the atlas is not
+        used), and the scale of each cell.
+
+        Returns
+        -------
+        scales : np.ndarray, shape (n,), float32
+        per_cell : dict, cell -> float
+        """
+        scales = np.ones(n, dtype=np.float32)
+        per_cell = {}
+        for cell, idx, found, _ref, state, _score in cases:
+            if found.any():
+                per_cell[cell] = self.scale(atlas, cell, state)
+                scales[idx[found]] = per_cell[cell]
+        return scales, per_cell
+
+    def metrics(self) -> dict:
+        """The training errors for ``metrics.json`` (JSON has no NaN: ``None``)."""
+        show = lambda v: round(v, 6) if np.isfinite(v) else None  # noqa: E731
+        return {
+            "guard_train_error": show(self.train_error),
+            "guard_cell_errors": {c: show(v) for c, v in self.cells.items()},
+        }
+
+    # -- saving ----------------------------------------------------------------------
+    def save(self, directory: Path) -> None:
+        cells = list(self.cells)
+        np.savez(
+            Path(directory) / GUARD_FILE,
+            train_error=np.float64(self.train_error),
+            cells=np.array(cells, dtype="U"),
+            errors=np.array([self.cells[c] for c in cells], dtype=np.float64),
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> PriorGuard | None:
+        """The guard saved in ``directory``; ``None`` for a directory saved before it."""
+        path = Path(directory) / GUARD_FILE
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            cells = dict(zip(z["cells"].astype(str).tolist(), z["errors"].tolist(), strict=True))
+            return cls(float(z["train_error"]), cells)
