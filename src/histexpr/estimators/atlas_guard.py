@@ -23,28 +23,58 @@ within 2x of the best scale in every direction measured, and any scale in
 Neither error may use a target of the predicted cell, so both are estimated the
 same way, from the atlas alone (:func:`prior_error`): the cell's softmax weights
 over the reference cells (its :class:`~histexpr.estimators.atlas_cells.CellState`,
-estimated from all its genes in the input) applied to predict each heavily
-weighted reference cell from the others (a weighted jackknife over every gene of
-the atlas, so it does not depend on the genes or blocks of one call). A cell with
-close, mutually consistent neighbours gets a small error; one whose neighbours
-disagree, a large one. The ratio cancels any common bias of the estimate.
+estimated from all its genes in the input) applied to predict each weighted
+reference cell from the others (a weighted jackknife over every gene of the atlas,
+so it does not depend on the genes or blocks of one call). A cell with close,
+mutually consistent neighbours gets a small error; one whose neighbours disagree, a
+large one. The ratio cancels any common bias of the estimate.
 
-``v_train`` is the mean over the training examples of their cells' estimated
-errors. Saved as ``guard.npz`` in the model directory; a directory without it (saved
-before the guard) predicts exactly as before.
+A second factor, ``min(1, e_train / e_cell)``, covers the other way a residual
+fails on an unseen cell: extrapolation. ``e`` is the residual's mean square
+(:class:`ResidualEnergy`; measured with the plain-mean prior, so that it needs no
+cell state and a streamed input's first pass gathers it with the states): if the
+residual model moves a new cell's genes further from the prior than it moved its
+training genes, its histone features lie outside what it learned from (another
+depth, another chromatin state), and the extra movement is treated as noise.
+
+Limits (measured, docs/benchmarks.md): the error estimate is only roughly right on
+the real Roadmap matrix (log correlation 0.67 with the true error over the 56 cell
+types; it over-estimates an ES line's, which sits in the middle of its neighbours),
+so the guard removes most but not all of a loss against the prior.
+
+atlas-convnet (not guarded yet) would call it like atlas-ridge does: in ``fit``,
+after ``AtlasFeatures.fit``, ``PriorGuard.fit(atlas, cases, energy)`` with ``energy``
+from :func:`residual_energy` (``predict_residual``: its network's output on
+``data.X[order]`` and the side features ``F``, without the prior); in ``predict``,
+the cases of ``features_.cases(data, genes, False, cell_states_)`` passed to its
+``_side``, then ``shrink_to_prior(prior_, prediction, row_scales(...)[0])``; and the
+energies in its ``prepare_cells`` first pass.
+
+``v_train`` and ``e_train`` are means over the training examples. Saved as
+``guard.npz`` in the model directory; a directory without it (saved before the
+guard) predicts exactly as before.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from histexpr.data.atlas import Atlas, softmax_weights
+from histexpr.data.atlas import Atlas, AtlasNotice, softmax_weights
 from histexpr.estimators.atlas_cells import CellState
 
-__all__ = ["GUARD_FILE", "PriorGuard", "prior_error", "shrink_to_prior"]
+__all__ = [
+    "GUARD_FILE",
+    "PriorGuard",
+    "ResidualEnergy",
+    "prior_error",
+    "residual_energy",
+    "shrink_to_prior",
+    "uniform_states",
+]
 
 GUARD_FILE = "guard.npz"
 
@@ -138,6 +168,7 @@ class PriorGuard:
 
     train_error: float
     cells: dict
+    train_energy: float = float("nan")
 
     @staticmethod
     def cell_error(atlas: Atlas, cell: str, state: CellState) -> float:
@@ -146,9 +177,11 @@ class PriorGuard:
         return prior_error(ref.values, softmax_weights(state.corr, state.temperature))
 
     @classmethod
-    def fit(cls, atlas: Atlas, cases) -> PriorGuard:
+    def fit(cls, atlas: Atlas, cases, train_energy: float = float("nan")) -> PriorGuard:
         """From the training cases of :meth:`AtlasFeatures.cases` (cell, rows, found,
-        reference values, state, scores): each cell weighs by its atlas-known rows."""
+        reference values, state, scores): each cell weighs by its atlas-known rows.
+        ``train_energy``: the residual's mean square on the training rows
+        (:class:`ResidualEnergy`)."""
         errors, counts = {}, {}
         for cell, _idx, found, _ref, state, _score in cases:
             if found.any():
@@ -160,20 +193,23 @@ class PriorGuard:
             train = float(np.sum(n * np.array([errors[c] for c in ok])) / n.sum())
         else:
             train = float("nan")
-        return cls(train, errors)
+        return cls(train, errors, float(train_energy))
 
-    def scale(self, atlas: Atlas, cell: str, state: CellState) -> float:
-        """``min(1, v_cell / v_train)``; 1 where either error cannot be estimated."""
-        if not (np.isfinite(self.train_error) and self.train_error > 0):
-            return 1.0
-        error = self.cell_error(atlas, cell, state)
-        if not np.isfinite(error):
-            return 1.0
-        return float(min(1.0, error / self.train_error))
+    def scale(self, atlas: Atlas, cell: str, state: CellState, energy=None) -> float:
+        """``min(1, v_cell / v_train) * min(1, e_train / e_cell)``; a factor is 1 where
+        its parts cannot be estimated (``energy``: the cell's residual mean square)."""
+        ratio = 1.0
+        if np.isfinite(self.train_error) and self.train_error > 0:
+            error = self.cell_error(atlas, cell, state)
+            if np.isfinite(error):
+                ratio = min(1.0, error / self.train_error)
+        if energy is not None and np.isfinite(self.train_energy) and energy > 0:
+            ratio *= min(1.0, self.train_energy / energy)
+        return float(ratio)
 
-    def row_scales(self, atlas: Atlas, cases, n: int) -> tuple[np.ndarray, dict]:
+    def row_scales(self, atlas: Atlas, cases, n: int, energies=None) -> tuple[np.ndarray, dict]:
         """Per row of the data of ``cases`` its cell's scale (1 where the atlas is not
-        used), and the scale of each cell.
+        used), and the scale of each cell; ``energies``: cell -> residual mean square.
 
         Returns
         -------
@@ -182,9 +218,13 @@ class PriorGuard:
         """
         scales = np.ones(n, dtype=np.float32)
         per_cell = {}
+        energies = energies or {}
         for cell, idx, found, _ref, state, _score in cases:
             if found.any():
-                per_cell[cell] = self.scale(atlas, cell, state)
+                # like the similarity, the energy only from enough genes: below, the
+                # prediction of a gene must not depend on the others predicted with it
+                energy = energies.get(cell) if state.estimated else None
+                per_cell[cell] = self.scale(atlas, cell, state, energy)
                 scales[idx[found]] = per_cell[cell]
         return scales, per_cell
 
@@ -193,6 +233,7 @@ class PriorGuard:
         show = lambda v: round(v, 6) if np.isfinite(v) else None  # noqa: E731
         return {
             "guard_train_error": show(self.train_error),
+            "guard_train_energy": show(self.train_energy),
             "guard_cell_errors": {c: show(v) for c, v in self.cells.items()},
         }
 
@@ -202,6 +243,7 @@ class PriorGuard:
         np.savez(
             Path(directory) / GUARD_FILE,
             train_error=np.float64(self.train_error),
+            train_energy=np.float64(self.train_energy),
             cells=np.array(cells, dtype="U"),
             errors=np.array([self.cells[c] for c in cells], dtype=np.float64),
         )
@@ -214,4 +256,71 @@ class PriorGuard:
             return None
         with np.load(path, allow_pickle=False) as z:
             cells = dict(zip(z["cells"].astype(str).tolist(), z["errors"].tolist(), strict=True))
-            return cls(float(z["train_error"]), cells)
+            energy = float(z["train_energy"]) if "train_energy" in z else float("nan")
+            return cls(float(z["train_error"]), cells, energy)
+
+
+def uniform_states(atlas: Atlas, cells) -> dict[str, CellState]:
+    """Each cell's state with equal weights on its reference cells: the residual energy
+    is measured with the plain-mean prior, so that it needs no cell state and a first
+    pass over a streamed input can gather it alongside the states."""
+    return {c: CellState(np.zeros(len(atlas.without([c]).cells)), float("inf"), 0) for c in cells}
+
+
+class ResidualEnergy:
+    """Mean square of the residual per cell type, gathered over rows or blocks.
+
+    How far the residual model moves from the prior on a cell type, against how far
+    it moved on its training rows: a larger move on an unseen cell is extrapolation
+    (its histone features lie outside what was trained on: another depth, another
+    chromatin state), and the extra is not expected to correlate with the truth,
+    so the residual is scaled by the ratio (capped at 1).
+    """
+
+    def __init__(self):
+        self._sum: dict[str, float] = {}
+        self._n: dict[str, int] = {}
+
+    def add(self, cells: np.ndarray, residual: np.ndarray) -> None:
+        """Rows of one block: their cell types (n,) and residuals (n,)."""
+        r = np.asarray(residual, dtype=np.float64)
+        for c in np.unique(cells):
+            m = cells == c
+            # sorted before summing: the same total whatever the order of the rows
+            self._sum[c] = self._sum.get(c, 0.0) + float(np.sum(np.sort(r[m] ** 2)))
+            self._n[c] = self._n.get(c, 0) + int(m.sum())
+
+    def per_cell(self) -> dict[str, float]:
+        return {c: self._sum[c] / self._n[c] for c in self._sum if self._n[c]}
+
+    def overall(self) -> float:
+        n = sum(self._n.values())
+        return sum(self._sum.values()) / n if n else float("nan")
+
+
+def residual_energy(
+    features, data, genes, P, histone, predict_residual, training, energy=None
+) -> ResidualEnergy:
+    """Add the residual's squares per cell of ``data`` to ``energy`` (a new one if none).
+
+    Parameters
+    ----------
+    features : AtlasFeatures
+    data : HistoneDataset
+    genes : np.ndarray, shape (n,), canonical gene ids of ``data``
+    P : np.ndarray, shape (n, n_marks * pool_bins), pooled log1p profile
+    histone : np.ndarray, shape (n, d) or None, the histone block of the features
+    predict_residual : callable, ``(F, order) -> residual (m,)``: the residual of the
+        rows ``order`` of ``data`` from their features ``F`` (m, d') (atlas-convnet: its
+        network on ``data.X[order]`` and ``F`` minus nothing, since its output adds the
+        prior afterwards)
+    training : bool, ``data`` is the training data (leave-one-cell-out features)
+    """
+    energy = ResidualEnergy() if energy is None else energy
+    states = uniform_states(features.atlas, data.cells)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AtlasNotice)
+        F, order, _, _ = features.features(data, genes, training, P, histone, None, states)
+    if len(order):
+        energy.add(data.cell[order], predict_residual(F, order))
+    return energy
