@@ -104,8 +104,10 @@ def test_atlas_is_no_worse_than_the_plain_prior_or_histone_only_on_an_unseen_cel
 @pytest.mark.parametrize("kind", list(KINDS))
 @pytest.mark.parametrize("train_cells,new_cell", DIRECTIONS)
 def test_guard_helps_where_it_shrinks(fitted, unlike, kind, train_cells, new_cell):
-    """Where the new cell's prior is estimated better than the training cells', the
-    shrunk residual scores better than the residual as learned."""
+    """On the planted pair the guard shrinks only towards the ES line, whose prior is
+    far better than the training cells', and there the shrunk residual scores better
+    than the residual as learned; elsewhere it leaves the model as it was. (Not true of
+    every direction: the benchmark has rows where shrinking cost up to 0.018 R2.)"""
     mse = _scores(fitted, unlike, kind, train_cells, new_cell)
     if mse["scale"] < 1:
         assert mse["atlas"] < mse["unguarded"], mse
@@ -195,6 +197,10 @@ def test_scale_is_the_error_ratio_capped_at_one():
     atlas = Atlas(genes, cells, np.hstack([close, far]).astype(np.float32), "test")
     on_close = CellState(np.array([1.0, 1, 1, 0, 0, 0]), 0.01, 300)
     on_far = CellState(np.array([0.0, 0, 0, 1, 1, 1]), 0.01, 300)
+    # the new cell "X" is an atlas column (excluded while predicting it), like a
+    # Roadmap cell type predicted with the Roadmap atlas
+    cells = np.array(["A", "B", "C", "D", "E", "F", "X"])
+    atlas = Atlas(genes, cells, np.hstack([atlas.values, far[:, :1]]), "test")
     v_close = PriorGuard.cell_error(atlas, "X", on_close)
     v_far = PriorGuard.cell_error(atlas, "X", on_far)
     guard = PriorGuard(v_far, {"T": v_far})
@@ -202,6 +208,9 @@ def test_scale_is_the_error_ratio_capped_at_one():
     assert guard.scale(atlas, "X", on_far) == 1.0
     assert PriorGuard(float("nan"), {}).scale(atlas, "X", on_close) == 1.0
     assert PriorGuard(v_close, {}).scale(atlas, "X", on_far) == 1.0  # never amplified
+    # a cell outside the atlas is not compared with the training cells' errors
+    outside = Atlas(genes, cells[:-1], atlas.values[:, :-1], "test")
+    assert guard.scale(outside, "Y", on_close) == 1.0
 
 
 def test_shrink_to_prior_keeps_the_model_where_there_is_no_prior():
