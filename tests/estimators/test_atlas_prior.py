@@ -197,8 +197,6 @@ def test_scale_is_the_error_ratio_capped_at_one():
     atlas = Atlas(genes, cells, np.hstack([close, far]).astype(np.float32), "test")
     on_close = CellState(np.array([1.0, 1, 1, 0, 0, 0]), 0.01, 300)
     on_far = CellState(np.array([0.0, 0, 0, 1, 1, 1]), 0.01, 300)
-    # the new cell "X" is an atlas column (excluded while predicting it), like a
-    # Roadmap cell type predicted with the Roadmap atlas
     cells = np.array(["A", "B", "C", "D", "E", "F", "X"])
     atlas = Atlas(genes, cells, np.hstack([atlas.values, far[:, :1]]), "test")
     v_close = PriorGuard.cell_error(atlas, "X", on_close)
@@ -208,9 +206,11 @@ def test_scale_is_the_error_ratio_capped_at_one():
     assert guard.scale(atlas, "X", on_far) == 1.0
     assert PriorGuard(float("nan"), {}).scale(atlas, "X", on_close) == 1.0
     assert PriorGuard(v_close, {}).scale(atlas, "X", on_far) == 1.0  # never amplified
-    # a cell outside the atlas is not compared with the training cells' errors
-    outside = Atlas(genes, cells[:-1], atlas.values[:, :-1], "test")
-    assert guard.scale(outside, "Y", on_close) == 1.0
+    # an atlas of the training cells: no error ratio (one reference fewer for them)
+    cases = [("A", np.arange(300), np.ones(300, bool), None, on_far, None)]
+    assert np.isfinite(PriorGuard.fit(atlas, cases).train_error)
+    own = Atlas(genes, cells, atlas.values, "train")
+    assert np.isnan(PriorGuard.fit(own, cases).train_error)
 
 
 def test_shrink_to_prior_keeps_the_model_where_there_is_no_prior():
