@@ -42,6 +42,7 @@ from histexpr.data.atlas import (
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.errors import ConfigError
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
+from histexpr.estimators.atlas_guard import PriorGuard, ResidualEnergy, residual_energy
 from histexpr.estimators.baseline_config import LightGBMConfig, RidgeConfig
 from histexpr.estimators.baselines import LightGBMBaseline, RidgeBaseline
 from histexpr.estimators.histone_features import log1p_features, pooled_log1p
@@ -131,6 +132,11 @@ class AtlasEstimator(TabularEstimator):
         self.cell_states_: dict | None = None
         # what _fit_residual reports (its penalty or rounds), merged into metrics_
         self.metrics_residual_: dict = {}
+        #: Per-cell shrinkage of the residual towards the prior (:mod:`atlas_guard`);
+        #: ``None`` for a directory saved before it (predicts as it always did).
+        self.guard_: PriorGuard | None = None
+        self.guard_scales_: dict | None = None
+        self.cell_energy_: dict | None = None
 
     # The atlas and the fitted feature state, by their historic names.
     @property
@@ -161,14 +167,29 @@ class AtlasEstimator(TabularEstimator):
         states = None if training else self.cell_states_
         return self.features_.features(data, genes, training, P_all, H, cases, states)
 
+    def _energy(self, data, genes, P, training, energy=None) -> ResidualEnergy:
+        H, g = self._histone(data.X, P), lambda F, _rows: self._predict_residual(F)
+        return residual_energy(self.features_, data, genes, P, H, g, training, energy)
+
     def prepare_cells(self, blocks) -> None:
         """First pass over an input read in blocks: each cell type's similarity to the
-        reference cells from all its genes, used by the next ``predict`` calls (so a
-        prediction does not depend on the blocks); ``None`` forgets them."""
+        reference cells and residual energy (:mod:`atlas_guard`) from all its genes, for
+        the next ``predict`` calls (not dependent on the blocks); ``None`` forgets them."""
         if blocks is None or self.features_ is None:
-            self.cell_states_ = None
-        else:
-            self.cell_states_ = self.features_.cell_states(self._check(b) for b in blocks)
+            self.cell_states_ = self.cell_energy_ = None
+            return
+        energy = ResidualEnergy() if self.guard_ is not None and self.has_model_ else None
+
+        def seen():
+            for b in blocks:
+                b = self._check(b)
+                if energy is not None and len(b):
+                    P = pooled_log1p(b.X, self.config.pool_bins)
+                    self._energy(b, canonical_gene_ids(b.gene), P, False, energy)
+                yield b
+
+        self.cell_states_ = self.features_.cell_states(seen())
+        self.cell_energy_ = None if energy is None else energy.per_cell()
 
     # -- the surface -----------------------------------------------------------------
     def fit(self, train, valid=None, run_dir=None):
@@ -209,6 +230,8 @@ class AtlasEstimator(TabularEstimator):
             keep = _row_sample(len(order), cap, c)
             r = train.y[order] - prior[order]
             self._fit_residual(F[keep], r[keep], genes[order][keep], vF, vr)
+            energy = self._energy(train, genes, P, True).overall()
+            self.guard_ = PriorGuard.fit(atlas, cases, energy)
         self.metrics_ = {
             **{f"fallback_{k}": v for k, v in self.fallback_.metrics_.items()},
             "atlas_cells": len(self.atlas_.cells),
@@ -219,6 +242,7 @@ class AtlasEstimator(TabularEstimator):
             "fallback_rows": len(fallback_train),
             "residual_rows": len(keep) if self.has_model_ else 0,
             **self.metrics_residual_,
+            **(self.guard_.metrics() if self.guard_ is not None else {}),
         }
         return self
 
@@ -226,9 +250,19 @@ class AtlasEstimator(TabularEstimator):
         out = self.fallback_.predict(data).astype(np.float32)
         genes = canonical_gene_ids(data.gene)
         P = pooled_log1p(data.X, self.config.pool_bins)
-        F, order, prior, used = self._features(data, genes, False, P)
+        cases = list(self.features_.cases(data, genes, False, self.cell_states_))
+        F, order, prior, used = self._features(data, genes, False, P, cases)
+        self.guard_scales_ = None
         if self.has_model_ and len(order):
-            out[order] = prior[order] + self._predict_residual(F)
+            residual = self._predict_residual(F)
+            if self.guard_ is not None:  # never move further from the prior than it warrants
+                energies = self.cell_energy_  # streamed: the first pass's; else the input's
+                energies = energies or self._energy(data, genes, P, False).per_cell()
+                scales, self.guard_scales_ = self.guard_.row_scales(
+                    self.atlas_, cases, len(data), energies
+                )
+                residual = residual * scales[order]
+            out[order] = prior[order] + residual
         else:
             used[:], prior[:] = False, np.nan
         self.atlas_used_, self.prior_ = used, prior
@@ -245,6 +279,8 @@ class AtlasEstimator(TabularEstimator):
         )
         if self.has_model_:
             self._save_residual(directory)
+        if self.guard_ is not None:
+            self.guard_.save(directory)
 
     def _load_state(self, directory: Path) -> None:
         self.fallback_ = self.fallback_cls.load(directory / "fallback")
@@ -259,6 +295,7 @@ class AtlasEstimator(TabularEstimator):
             self.histone_features = "bins"
         if self.has_model_:
             self._load_residual(directory)
+        self.guard_ = PriorGuard.load(directory)
 
 
 class AtlasRidge(AtlasEstimator):
