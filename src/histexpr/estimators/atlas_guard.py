@@ -63,8 +63,9 @@ from pathlib import Path
 
 import numpy as np
 
-from histexpr.data.atlas import Atlas, AtlasNotice, softmax_weights
+from histexpr.data.atlas import Atlas, AtlasNotice
 from histexpr.estimators.atlas_cells import CellState
+from histexpr.estimators.atlas_prior import softmax_weights
 
 __all__ = [
     "GUARD_FILE",
