@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from histexpr.errors import ConfigError
+from histexpr.models.blocks import ConvStack
 from histexpr.models.linear_skip import LinearSkip
 
 #: The seed's widths: the default, and the widths that :func:`sized_for` scales.
@@ -185,7 +186,8 @@ class ConvNet(nn.Module):
                 nn.LeakyReLU(cfg.negative_slope),
             ]
             c_in = c_out
-        self.features = nn.Sequential(*layers)
+        # ConvStack: the plain stack in eval mode, a faster layout in training (blocks.py)
+        self.features = ConvStack(*layers)
         self.head = nn.Conv1d(c_in, n_outputs, 1)
         self.skip = (
             LinearSkip(n_marks, cfg.linear_skip) if cfg.linear_skip and n_outputs == 1 else None
