@@ -269,7 +269,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-lightning", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
-        args.threads, args.batch_sizes, args.reps = args.threads[:1], [DEFAULT_BATCH], 1
+        args.threads, args.reps = args.threads[:1], 1
+        # both printed settings: the fast one and the default training step
+        args.batch_sizes = sorted({DEFAULT_BATCH, default_setting()[1]})
         args.genes, args.cells, args.epochs, args.lightning_threads = 200, 2, 1, 1
     print_machine()
     n_loader = 20_000 if args.quick else 500_000
