@@ -2,10 +2,16 @@
 
 For each thread count, interleaved in one run (see ``_common``): a 2048 x 2048
 matmul in fp32 and bf16 (the peaks) and one AdamW training step of the default
-ConvNet at several batch sizes, in fp32 and under bf16 autocast. Prints
-examples/s, achieved GFLOP/s (3 x forward FLOPs per example, counted from the
-layer shapes) and the fraction of each peak, then the line
-``fraction of bf16 matmul peak: X`` for the default fast setting.
+ConvNet at several batch sizes, in fp32 and under bf16 autocast, with the
+current engine (the model as built, its ``ConvStack`` training path and the
+optimizer of :func:`histexpr.training.plan.make_optimizer`) and with the
+previous one ("plain": the layers as a plain ``nn.Sequential``, foreach AdamW).
+Prints examples/s, achieved GFLOP/s (3 x forward FLOPs per example, counted
+from the layer shapes), the fraction of each peak and the speed-up over the
+plain step, then two lines: ``fraction of bf16 matmul peak (default training
+step)``, for what ``histexpr train`` runs by default (the precision and batch of
+``TrainConfig()``), and ``fraction of bf16 matmul peak`` for the fast setting
+(bf16 autocast, batch 2048).
 
 Then the real training path end to end: ``NeuralEstimator("convnet")`` (Lightning)
 with ``precision="32-true"`` and ``"bf16-mixed"`` on the same simulated data,
@@ -41,12 +47,16 @@ from _common import (
 )
 
 from histexpr.models import ConvNetConfig, build_model
+from histexpr.training.config import TrainConfig
+from histexpr.training.plan import make_optimizer
 
 #: The setting the ``fraction of bf16 matmul peak`` line reports.
 DEFAULT_PRECISION, DEFAULT_BATCH = "bf16", 2048
 
 
-def make_step(batch_size: int, precision: str, compile_model: bool = False, cfg=None):
+def make_step(
+    batch_size: int, precision: str, compile_model: bool = False, cfg=None, plain: bool = False
+):
     """A callable running one training step, returning seconds per example.
 
     Parameters
@@ -58,6 +68,10 @@ def make_step(batch_size: int, precision: str, compile_model: bool = False, cfg=
     compile_model : bool
         Wrap the model in ``torch.compile`` (inductor).
     cfg : ConvNetConfig, optional
+    plain : bool
+        The previous engine: the convolution stack as a plain ``nn.Sequential``
+        (oneDNN convolutions in NCL layout, ``bernoulli_`` dropout) and foreach
+        AdamW, instead of the model's ``ConvStack`` and the fused optimizer.
 
     Returns
     -------
@@ -66,7 +80,11 @@ def make_step(batch_size: int, precision: str, compile_model: bool = False, cfg=
     """
     torch.manual_seed(0)
     model = build_model("convnet", cfg or ConvNetConfig(), 5, 100).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    if plain:
+        model.net.features = torch.nn.Sequential(*model.net.features)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    else:
+        opt = make_optimizer(model.parameters(), 1e-3, 1e-4)
     fwd = torch.compile(model) if compile_model else model
     X = torch.poisson(torch.full((batch_size, 5, 100), 3.0))
     y = torch.randn(batch_size)
@@ -87,6 +105,13 @@ def make_step(batch_size: int, precision: str, compile_model: bool = False, cfg=
     return step
 
 
+def default_setting() -> tuple[str, int]:
+    """Precision ("fp32"/"bf16") and batch of the step ``histexpr train`` runs by default."""
+    cfg = TrainConfig()
+    precision = "bf16" if cfg.device.precision.startswith("bf16") else "fp32"
+    return precision, cfg.optim.batch_size
+
+
 def step_table(threads: int, batch_sizes, reps: int, compile_model: bool, cfg=None) -> dict:
     """Interleaved medians of the peaks and every (precision, batch) training step.
 
@@ -103,6 +128,7 @@ def step_table(threads: int, batch_sizes, reps: int, compile_model: bool, cfg=No
     for bs in batch_sizes:
         for prec in ("fp32", "bf16"):
             fns[f"{prec} batch {bs}"] = make_step(bs, prec, cfg=cfg)
+            fns[f"plain {prec} batch {bs}"] = make_step(bs, prec, cfg=cfg, plain=True)
     if compile_model:
         t0 = time.perf_counter()
         fns[f"bf16 batch {max(batch_sizes)} compiled"] = make_step(
@@ -120,23 +146,33 @@ def step_table(threads: int, batch_sizes, reps: int, compile_model: bool, cfg=No
 
 
 def print_table(threads: int, res: dict) -> float:
-    """Print one thread count's table; return the default setting's bf16-peak fraction."""
+    """Print one thread count's table; return the fast setting's bf16-peak fraction."""
     p32, p16 = res["peak_fp32"], res["peak_bf16"]
     print(f"\nthreads={threads}: matmul peak fp32 {p32:.0f} GFLOP/s, bf16 {p16:.0f} GFLOP/s")
     print(f"  training FLOPs per example: {res['flops'] / 1e6:.2f} M (3 x forward)")
     print(
         f"  {'setting':28s} {'examples/s':>10s} {'GFLOP/s':>8s} {'/fp32 pk':>8s} {'/bf16 pk':>8s}"
+        f" {'/plain':>7s}"
     )
-    frac = float("nan")
+    rates = {name: eps for name, eps, _ in res["rows"]}
+    fracs = {}
     for name, eps, gf in res["rows"]:
-        print(f"  {name:28s} {eps:10.0f} {gf:8.1f} {gf / p32:8.3f} {gf / p16:8.3f}")
-        if name == f"{DEFAULT_PRECISION} batch {DEFAULT_BATCH}":
-            frac = gf / p16
+        plain = rates.get(f"plain {name}")
+        speedup = f"{eps / plain:7.2f}" if plain else ""
+        print(f"  {name:28s} {eps:10.0f} {gf:8.1f} {gf / p32:8.3f} {gf / p16:8.3f} {speedup}")
+        fracs[name] = gf / p16
+    prec, batch = default_setting()
+    default = fracs.get(f"{prec} batch {batch}", float("nan"))
     print(
-        f"fraction of bf16 matmul peak: {frac:.3f}  "
+        f"fraction of bf16 matmul peak (default training step): {default:.3f}  "
+        f"(threads={threads}, {prec}, batch {batch})"
+    )
+    fast = fracs.get(f"{DEFAULT_PRECISION} batch {DEFAULT_BATCH}", float("nan"))
+    print(
+        f"fraction of bf16 matmul peak: {fast:.3f}  "
         f"(threads={threads}, {DEFAULT_PRECISION} autocast, batch {DEFAULT_BATCH})"
     )
-    return frac
+    return fast
 
 
 def loader_throughput(n: int, batch_size: int) -> float:
@@ -233,7 +269,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-lightning", action="store_true")
     args = ap.parse_args(argv)
     if args.quick:
-        args.threads, args.batch_sizes, args.reps = args.threads[:1], [DEFAULT_BATCH], 1
+        args.threads, args.reps = args.threads[:1], 1
+        # both printed settings: the fast one and the default training step
+        args.batch_sizes = sorted({DEFAULT_BATCH, default_setting()[1]})
         args.genes, args.cells, args.epochs, args.lightning_threads = 200, 2, 1, 1
     print_machine()
     n_loader = 20_000 if args.quick else 500_000

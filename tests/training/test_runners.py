@@ -149,7 +149,9 @@ def interrupted(tmp_path_factory):
     train = make_planted(40, cells=("E003", "E004"))
     # No ridge skip: the network then improves every epoch on this planted data (with the
     # skip it starts at ridge and epoch 0 stays the best), so last.ckpt holds 2 epochs.
-    opts = {**FAST, "epochs": 4, "patience": 10, "linear_skip": 0}
+    # Which epochs improve depends on float rounding (the training engine's kernels); seed 4
+    # improves at epoch 1 with the NLC layer stack of models/blocks.py (seeds 0-2 do not).
+    opts = {**FAST, "epochs": 4, "patience": 10, "linear_skip": 0, "seed": 4}
     with pytest.raises(RuntimeError, match="simulated"):
         NeuralEstimator.create("convnet", opts).fit(train, run_dir=run, callbacks=[_CrashAfter(2)])
     assert (run / "checkpoints" / "fingerprint.json").is_file()

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from histexpr.errors import ConfigError
+from histexpr.models.blocks import ConvStack
 from histexpr.models.heads import SingleCellHead
 
 #: The seed's widths: the default, and the widths that :func:`sized_for` scales.
@@ -191,7 +192,8 @@ class ConvTrunk(nn.Module):
                 nn.LeakyReLU(cfg.negative_slope),
             ]
             c_in = c_out
-        self.layers = nn.Sequential(*layers)
+        # ConvStack: the plain stack in eval mode, a faster layout in training (blocks.py)
+        self.layers = ConvStack(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised ``x`` (n, n_marks, n_bins) -> feature map (n, out_channels, out_length)."""

@@ -231,7 +231,26 @@ class TrainingPlan(LightningModule):
         )
 
     def configure_optimizers(self):
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        return make_optimizer(self.parameters(), self.lr, self.weight_decay)
+
+
+def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """The AdamW of every training step, fused into one kernel where torch has one.
+
+    The fused update is one pass over each parameter instead of the foreach
+    implementation's several (same arithmetic; ``docs/benchmarks.md`` section 1
+    has its share of a step). Devices without a fused kernel get the default.
+
+    Parameters
+    ----------
+    params : iterable of torch.nn.Parameter
+    lr, weight_decay : float
+    """
+    # every parameter, frozen ones too: the optimizer state's layout in a
+    # checkpoint stays that of earlier versions (resume)
+    params = list(params)
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
 class HistoryCallback(Callback):
