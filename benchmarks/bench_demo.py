@@ -63,6 +63,7 @@ def main(argv=None) -> None:
         default=[],
         help="settings separated by ';' (repeatable: new1, new2, ...; default: the demo's now)",
     )
+    ap.add_argument("--skip-old", action="store_true", help="train the new settings only")
     args = ap.parse_args(argv)
     news = args.new or [";".join(DEMO_NEURAL)]
 
@@ -82,6 +83,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
             for name, neural in sets.items():
+                if name == "old" and args.skip_old:
+                    continue
                 r = run_once(data, kind, neural, Path(tmp))
                 out[kind, name] = r
                 print(
@@ -91,7 +94,7 @@ def main(argv=None) -> None:
                 )
     print(f"load average after: {os.getloadavg()}")
     print("ratios to old (train s, MSE per group):")
-    for kind in args.kinds.split(","):
+    for kind in args.kinds.split(",") if not args.skip_old else ():
         o = out[kind, "old"]
         for name in list(sets)[1:]:
             n = out[kind, name]
