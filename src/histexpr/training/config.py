@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from histexpr.config import check_choice, check_range
 
 TASKS = ("regression", "classification")
+#: Learning-rate schedules over a member's planned steps (:func:`histexpr.training.plan.lr_factor`).
+SCHEDULES = ("constant", "cosine", "onecycle")
 #: Lightning precision names accepted for training.
 TRAIN_PRECISIONS = (
     "32-true",
@@ -74,6 +76,11 @@ class OptimConfig:
         16,
     )
     lr: float = _help("AdamW learning rate", 1e-3)
+    schedule: str = _help(
+        "learning-rate schedule over the planned steps (epochs x steps per epoch): constant, "
+        "cosine (decay to 0) or onecycle (linear warm-up over the first 10 %, then cosine)",
+        "constant",
+    )
     weight_decay: float = _help("AdamW weight decay", 1e-4)
     seed: int = _help("seeds weights, shuffling, dropout and the cell-type folds", 0)
     epoch_fraction: float = _help(
@@ -94,6 +101,7 @@ class OptimConfig:
         check_range("batch_size", self.batch_size, 1)
         check_range("min_steps", self.min_steps, 0)
         check_range("lr", self.lr, 0, low_open=True)
+        check_choice("schedule", self.schedule, SCHEDULES)
         check_range("weight_decay", self.weight_decay, 0)
         check_range("epoch_fraction", self.epoch_fraction, 0, 1, low_open=True)
         check_range("max_minutes", self.max_minutes, 0)

@@ -162,7 +162,14 @@ def fit_member(
         make_loader(*member.valid, eval_bs, shuffle=False),
         make_loader(take(X, tv_idx), y[tv_idx], eval_bs, shuffle=False),
     ]
-    plan = TrainingPlan(member.module, member.loss, cfg.optim.lr, cfg.optim.weight_decay, seed)
+    plan = TrainingPlan(
+        member.module,
+        member.loss,
+        cfg.optim.lr,
+        cfg.optim.weight_decay,
+        seed,
+        schedule=cfg.optim.schedule,
+    )
     if resume_from is not None:
         check_resumable(resume_from, plan, cfg.optim.epochs)
     history = HistoryCallback(member.name, sink)

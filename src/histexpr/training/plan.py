@@ -160,6 +160,28 @@ def make_loader(X, y: torch.Tensor, batch_size: int, shuffle: bool, seed: int = 
     )
 
 
+#: Share of the planned steps that the "onecycle" schedule warms up over.
+WARMUP = 0.1
+
+
+def lr_factor(schedule: str, step: int, total: int) -> float:
+    """The learning rate at optimiser ``step`` of ``total``, as a fraction of the set one.
+
+    "constant": 1; "cosine": from 1 down to 0 along half a cosine; "onecycle": a linear
+    rise from 0.04 over the first :data:`WARMUP` of the steps, then the cosine down to 0.
+    Steps past ``total`` (epochs raised on resume) stay at the last value.
+    """
+    import math
+
+    if schedule == "constant" or total <= 1:
+        return 1.0
+    t = min(step, total) / total
+    warm = WARMUP if schedule == "onecycle" else 0.0
+    if t < warm:
+        return 0.04 + 0.96 * t / warm
+    return 0.5 * (1.0 + math.cos(math.pi * (t - warm) / (1.0 - warm)))
+
+
 class TrainingPlan(LightningModule):
     """Optimisation of one module on one loss.
 
@@ -173,10 +195,21 @@ class TrainingPlan(LightningModule):
         AdamW settings.
     seed : int
         Seeds dropout per step, so resumed runs repeat uninterrupted ones.
+    schedule : str
+        Learning-rate schedule over the trainer's planned steps (:func:`lr_factor`).
     """
 
-    def __init__(self, model: nn.Module, loss: str, lr: float, weight_decay: float, seed: int):
+    def __init__(
+        self,
+        model: nn.Module,
+        loss: str,
+        lr: float,
+        weight_decay: float,
+        seed: int,
+        schedule: str = "constant",
+    ):
         super().__init__()
+        self.schedule = schedule
         self.model = model
         self.loss_name = loss
         self.loss_fn = LOSSES[loss]
@@ -231,7 +264,15 @@ class TrainingPlan(LightningModule):
         )
 
     def configure_optimizers(self):
-        return make_optimizer(self.parameters(), self.lr, self.weight_decay)
+        opt = make_optimizer(self.parameters(), self.lr, self.weight_decay)
+        if self.schedule == "constant":
+            return opt
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = self.schedule
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda step: lr_factor(schedule, step, total)
+        )
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
 
 def make_optimizer(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
