@@ -17,14 +17,14 @@ def _pair(cfg, n_bins, seed=0):
     net = ConvNet(cfg, 5, n_bins).double()
     plain = ConvNet(cfg, 5, n_bins).double()
     plain.load_state_dict(net.state_dict())
-    plain.features = nn.Sequential(*plain.features)
+    plain.trunk.layers = nn.Sequential(*plain.trunk.layers)
     return net, plain
 
 
 @pytest.mark.parametrize("n_bins", [100, 40, 10, 130])
 def test_training_forward_backward_and_running_stats_match_plain_stack(n_bins):
     net, plain = _pair(SMALL, n_bins)
-    assert isinstance(net.features, ConvStack)
+    assert isinstance(net.trunk.layers, ConvStack)
     x = torch.rand(7, 5, n_bins, dtype=torch.float64) * 4
     outs = []
     for m in (net, plain):
