@@ -48,7 +48,7 @@ from histexpr.estimators.baselines import LightGBMBaseline, RidgeBaseline
 from histexpr.estimators.histone_features import log1p_features, pooled_log1p
 from histexpr.estimators.linear import get_ridge_arrays, set_ridge_arrays
 from histexpr.estimators.tabular import TabularEstimator, load_arrays
-from histexpr.estimators.trees import lightgbm_params, load_booster
+from histexpr.estimators.trees import early_stopping_genes, lightgbm_params, load_booster
 
 
 def check_atlas_fields(cfg) -> None:
@@ -350,13 +350,10 @@ class AtlasLightGBM(AtlasEstimator):
     def _fit_residual(self, F, r, genes, vF=None, vr=None):
         import lightgbm as lgb
 
-        from histexpr.data.splits import gene_fold_of
-
         c = self.config
         params = lightgbm_params(c, len(F))
-        n_genes = len(np.unique(genes))
-        if vF is None and c.holdout_fraction > 0 and n_genes * c.holdout_fraction >= 5:
-            held = gene_fold_of(genes, round(1 / c.holdout_fraction), seed=c.seed) == 0
+        # the early-stopping genes of every LightGBM kind (the one gene hold-out)
+        if vF is None and (held := early_stopping_genes(genes, c)).any():
             F, r, vF, vr = F[~held], r[~held], F[held], r[held]
         train_set = lgb.Dataset(F, r)
         kw = {}

@@ -15,7 +15,7 @@ per example), so memory stays at the size of ``X`` whatever the number of pairs;
 ``history.csv`` in ``run_dir``, ``--resume``). Early stopping watches the pairs of the
 ``valid`` data given to :meth:`fit` (the training pairs whose two cell types it has),
 else held-out *genes* of the training data (``validation.holdout_fraction`` of them,
-:func:`histexpr.data.splits.hold_out_genes`; no gene is in both). Targets: ``(lfc, yA, yB)`` with the auxiliary heads
+:func:`histexpr.data.splits.holdout_mask`; no gene is in both). Targets: ``(lfc, yA, yB)`` with the auxiliary heads
 (loss "mse_aux": MSE of the change + 0.5 x MSE of the two expressions), else ``lfc``.
 
 Explanations (:meth:`attribute_pair`): integrated gradients in the normalised input
@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from histexpr.config import check_range, from_dict, resolve_overrides, to_dict
-from histexpr.data.splits import hold_out_genes
+from histexpr.data.splits import holdout_mask
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators.diff import PairModel, pair_rows, parse_pairs, training_pairs
 from histexpr.estimators.torch_base import FitInputs, TorchEstimator
@@ -190,9 +190,11 @@ class DiffConvNetEstimator(TorchEstimator, PairModel):
         held = np.zeros(0, train.gene.dtype)
         fit_genes = np.unique(train.gene)
         if not vpairs:
-            rest, out = hold_out_genes(train, t.validation.holdout_fraction, t.optim.seed)
-            if len(rest):
-                fit_genes, held = np.unique(rest.gene), np.unique(out.gene)
+            # the networks' early-stopping draw of the one gene hold-out, from the
+            # stream that then samples the pair rows (as diff-convnet always drew)
+            out = holdout_mask(fit_genes, t.validation.holdout_fraction, rng, draw="choice")
+            if out.any() and (~out).any():
+                fit_genes, held = fit_genes[~out], fit_genes[out]
         ia, ib, y = self._examples(train, fit_genes, self.pairs_, c.diff.max_rows, rng)
         n, cap = len(ia), t.validation.valid_max
         if vpairs:

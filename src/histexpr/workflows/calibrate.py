@@ -209,11 +209,10 @@ def realism_metrics(
     """
     from sklearn.linear_model import Ridge
 
+    from histexpr.data.splits import holdout_mask
     from histexpr.simulator.oracle import oracle_for_dataset
 
-    genes = np.unique(ds.gene)
-    rng = np.random.default_rng(seed)
-    held = np.isin(ds.gene, rng.choice(genes, round(len(genes) * test_frac), replace=False))
+    held = holdout_mask(ds.gene, test_frac, seed, draw="choice")  # the one gene hold-out
     train = ~held & np.isin(ds.cell, list(train_cells))
     test = held & np.isin(ds.cell, list(train_cells if test_cells is None else test_cells))
     F = np.log1p(ds.X.reshape(len(ds), -1))
