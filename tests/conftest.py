@@ -128,6 +128,19 @@ def quiet_predict(est, data):
         return est.predict(data)
 
 
+def quiet_atlas(fn, *args):
+    """``fn(*args)`` without the atlas kinds' notices (column excluded, too few genes)."""
+    import warnings
+
+    from histexpr.data.atlas import AtlasNotice
+    from histexpr.estimators.atlas_cells import FewGenesNotice
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AtlasNotice)
+        warnings.simplefilter("ignore", FewGenesNotice)
+        return fn(*args)
+
+
 def atlas_with_truth(atlas, data):
     """``atlas`` plus a column holding the true values of ``data``'s (single) cell: the
     leakage tests plant it and check that predictions do not change."""

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FAST, make_planted, run_cli
-from histexpr.data.atlas import AtlasNotice
+from conftest import FAST, make_planted, quiet_atlas, run_cli
 from histexpr.data.hdf5 import write_h5
 from histexpr.errors import DataError
 from histexpr.estimators import make_estimator
@@ -29,13 +28,6 @@ SETS = {
 }
 
 
-def _quiet(fn, *args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AtlasNotice)
-        warnings.simplefilter("ignore", FewGenesNotice)
-        return fn(*args)
-
-
 @pytest.fixture(scope="module")
 def data():
     # just enough genes to estimate each cell's similarity (MIN_CELL_GENES)
@@ -46,7 +38,7 @@ def data():
 def fitted(request, data):
     kind = request.param
     train = data.subset(data.cell != "E006")
-    return _quiet(make_estimator(kind, SETS[kind]).fit, train)
+    return quiet_atlas(make_estimator(kind, SETS[kind]).fit, train)
 
 
 def _blocks(ds, size):
@@ -55,20 +47,20 @@ def _blocks(ds, size):
 
 def test_prediction_of_a_gene_does_not_depend_on_the_batch(fitted, data):
     new = data.subset(data.cell == "E006")
-    alone = _quiet(fitted.predict, new)
+    alone = quiet_atlas(fitted.predict, new)
     assert np.isfinite(alone).all() and fitted.atlas_used_.all()
     # inside a bigger input, shuffled, beside other cell types
     big = data.subset(np.random.default_rng(0).permutation(len(data)))
-    inside = _quiet(fitted.predict, big)
+    inside = quiet_atlas(fitted.predict, big)
     pos = pd.Series(np.arange(len(big)), index=big.cell + "/" + big.gene)
     np.testing.assert_allclose(inside[pos[new.cell + "/" + new.gene].to_numpy()], alone, atol=1e-5)
     # in tiny blocks after a first pass over the whole input (what streaming does)
     blocks = _blocks(big, 97)
-    naive = np.concatenate([_quiet(fitted.predict, b) for b in blocks])
+    naive = np.concatenate([quiet_atlas(fitted.predict, b) for b in blocks])
     assert np.abs(naive - inside).max() > 1e-3  # without it, the blocks would matter
-    _quiet(fitted.prepare_cells, iter(blocks))
+    quiet_atlas(fitted.prepare_cells, iter(blocks))
     try:
-        streamed = np.concatenate([_quiet(fitted.predict, b) for b in blocks])
+        streamed = np.concatenate([quiet_atlas(fitted.predict, b) for b in blocks])
     finally:
         fitted.prepare_cells(None)
     np.testing.assert_allclose(streamed, inside, atol=1e-5)
@@ -109,8 +101,8 @@ def test_too_few_genes_is_one_notice_and_the_plain_mean(fitted, data):
     lines = [str(w.message) for w in seen if issubclass(w.category, FewGenesNotice)]
     assert len(lines) == 1 and "E006 (40)" in lines[0] and "\n" not in lines[0]
     # the plain mean does not depend on which other genes of the cell are predicted
-    part = _quiet(fitted.predict, few.subset(np.arange(20)))
-    np.testing.assert_allclose(part, _quiet(fitted.predict, few)[:20], atol=1e-5)
+    part = quiet_atlas(fitted.predict, few.subset(np.arange(20)))
+    np.testing.assert_allclose(part, quiet_atlas(fitted.predict, few)[:20], atol=1e-5)
 
 
 def test_cell_state_does_not_depend_on_gene_order_and_picks_a_close_cell():
@@ -168,14 +160,14 @@ def test_atlas_is_no_worse_than_its_prior_or_histone_only_on_an_unlike_cell(
     genes = np.unique(data.gene)
     held = np.random.default_rng(0).permutation(genes)[: len(genes) // 4]
     train = data.subset((data.cell == train_cell) & ~np.isin(data.gene, held))
-    est = _quiet(make_estimator("atlas-ridge", {"atlas": "roadmap"}).fit, train)
+    est = quiet_atlas(make_estimator("atlas-ridge", {"atlas": "roadmap"}).fit, train)
     new = data.subset(data.cell == new_cell)  # all its genes in the input
     scored = np.isin(new.gene, held)  # scored on the genes never trained on
     y = new.y[scored]
     atlas = roadmap_atlas().without([new_cell])
     rows, _ = atlas.rows(canonical_gene_ids(new.gene[scored]))
     mse = {
-        "atlas": np.mean((_quiet(est.predict, new)[scored] - y) ** 2),
+        "atlas": np.mean((quiet_atlas(est.predict, new)[scored] - y) ** 2),
         "prior": np.mean((np.nanmean(atlas.values[rows], axis=1) - y) ** 2),
         "histone": np.mean((est.fallback_.predict(new)[scored] - y) ** 2),
     }

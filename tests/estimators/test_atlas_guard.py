@@ -9,28 +9,20 @@ guard's parts: its error estimate, its scale and the guarded prediction.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
-from histexpr.data.atlas import Atlas, AtlasNotice, roadmap_atlas
+from conftest import quiet_atlas
+from histexpr.data.atlas import Atlas, roadmap_atlas
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.estimators import load_estimator, make_estimator
-from histexpr.estimators.atlas_cells import CellState, FewGenesNotice
+from histexpr.estimators.atlas_cells import CellState
 from histexpr.estimators.atlas_guard import PriorGuard, prior_error, shrink_to_prior
 
 KINDS = {
     "atlas-ridge": {"atlas": "roadmap"},
     "atlas-lightgbm": {"atlas": "roadmap", "n_estimators": 200, "n_jobs": 1},
 }
-
-
-def _quiet(fn, *args):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", AtlasNotice)
-        warnings.simplefilter("ignore", FewGenesNotice)
-        return fn(*args)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +45,7 @@ def fitted(unlike):
     for kind, settings in KINDS.items():
         for train_cells in (("E003",), ("E123",), ("E123", "E062")):
             train = data.subset(np.isin(data.cell, train_cells) & ~np.isin(data.gene, held))
-            out[kind, train_cells] = _quiet(make_estimator(kind, settings).fit, train)
+            out[kind, train_cells] = quiet_atlas(make_estimator(kind, settings).fit, train)
     return out
 
 
@@ -74,10 +66,10 @@ def _scores(fitted, unlike, kind, train_cells, new_cell) -> dict:
     y = new.y[scored].astype(np.float64)
     guard, est.guard_ = est.guard_, None
     try:
-        raw = _quiet(est.predict, new)[scored]
+        raw = quiet_atlas(est.predict, new)[scored]
     finally:
         est.guard_ = guard
-    pred = _quiet(est.predict, new)[scored]
+    pred = quiet_atlas(est.predict, new)[scored]
     own = est.prior_[scored]
     assert np.isfinite(own).all() and 0.0 <= est.guard_scales_[new_cell] <= 1.0
     atlas = roadmap_atlas().without([new_cell])
@@ -144,11 +136,11 @@ def test_guarded_prediction_is_between_the_prior_and_the_unguarded_model(fitted,
     data, _ = unlike
     est = fitted["atlas-ridge", ("E123",)]
     new = data.subset(data.cell == "E003")
-    guarded = _quiet(est.predict, new)
+    guarded = quiet_atlas(est.predict, new)
     prior, scale = est.prior_.copy(), est.guard_scales_["E003"]
     guard, est.guard_ = est.guard_, None
     try:
-        raw = _quiet(est.predict, new)
+        raw = quiet_atlas(est.predict, new)
     finally:
         est.guard_ = guard
     lo, hi = np.minimum(prior, raw), np.maximum(prior, raw)
@@ -173,7 +165,7 @@ def test_guard_is_saved_and_a_directory_without_it_predicts_as_before(fitted, un
     path = est.save(tmp_path / "m")
     assert (path / "guard.npz").is_file()
     back = load_estimator(path)
-    np.testing.assert_array_equal(_quiet(back.predict, new), _quiet(est.predict, new))
+    np.testing.assert_array_equal(quiet_atlas(back.predict, new), quiet_atlas(est.predict, new))
     assert back.guard_ == est.guard_
     assert PriorGuard.load(tmp_path) is None  # no guard.npz: the model as it was saved
 
