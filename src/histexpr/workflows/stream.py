@@ -143,11 +143,7 @@ def stream_predictions(
         if reader_opts:
             raise HistexprError(f"{data_path}: option(s) {', '.join(reader_opts)} do not apply")
         with open_h5(data_path) as h:
-            check_input(header, h, source=str(data_path), targets=need_target)
-            if need_target and not h.has_target:
-                raise HistexprError(f"{data_path}: no expression values to evaluate against")
-            if len(h) == 0:
-                raise HistexprError(f"{data_path}: no examples")
+            _check_opened(header, h, data_path, need_target)
             if on_open is not None:
                 on_open(list(h.cells))
             rows = rows_for_budget(parse_size(memory_budget), len(h.marks), h.n_bins)
@@ -192,11 +188,7 @@ def stream_predictions(
             data = None  # e.g. NaN in an expression column: predict without it
     if data is None:
         data = load_dataset(data_path, target=target if need_target else "no", **opts)
-    check_input(header, data, source=str(data_path), targets=need_target)
-    if need_target and not data.has_target:
-        raise HistexprError(f"{data_path}: no expression values to evaluate against")
-    if len(data) == 0:
-        raise HistexprError(f"{data_path}: no examples")
+    _check_opened(header, data, data_path, need_target)
     if split is not None:
         names = set()
         data = _in_split(data, split, names, data_path)
@@ -207,6 +199,16 @@ def stream_predictions(
     with progress_bar(len(data), desc, unit="ex", enabled=progress) as bar:
         yield data, est.predict(data)
         bar.update(len(data))
+
+
+def _check_opened(header, data, data_path, need_target: bool) -> None:
+    """The checks of an opened input, HDF5 file or data set alike: the model's input
+    contract, targets where they are scored, and at least one example."""
+    check_input(header, data, source=str(data_path), targets=need_target)
+    if need_target and not data.has_target:
+        raise HistexprError(f"{data_path}: no expression values to evaluate against")
+    if len(data) == 0:
+        raise HistexprError(f"{data_path}: no examples")
 
 
 def _in_split(block, split: str, names: set[str], data_path):
