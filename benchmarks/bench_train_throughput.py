@@ -48,6 +48,7 @@ from _common import (
 
 from histexpr.models import ConvNetConfig, build_model
 from histexpr.training.config import TrainConfig
+from histexpr.training.ddp import training_precision
 from histexpr.training.plan import make_optimizer
 
 #: The setting the ``fraction of bf16 matmul peak`` line reports.
@@ -81,7 +82,7 @@ def make_step(
     torch.manual_seed(0)
     model = build_model("convnet", cfg or ConvNetConfig(), 5, 100).train()
     if plain:
-        model.net.features = torch.nn.Sequential(*model.net.features)
+        model.net.trunk.layers = torch.nn.Sequential(*model.net.trunk.layers)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     else:
         opt = make_optimizer(model.parameters(), 1e-3, 1e-4)
@@ -108,7 +109,8 @@ def make_step(
 def default_setting() -> tuple[str, int]:
     """Precision ("fp32"/"bf16") and batch of the step ``histexpr train`` runs by default."""
     cfg = TrainConfig()
-    precision = "bf16" if cfg.device.precision.startswith("bf16") else "fp32"
+    resolved = training_precision(cfg.device.precision, cfg.device.accelerator)
+    precision = "bf16" if resolved.startswith("bf16") else "fp32"
     return precision, cfg.optim.batch_size
 
 

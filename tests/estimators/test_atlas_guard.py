@@ -108,19 +108,24 @@ def test_guard_helps_where_it_shrinks(fitted, unlike, kind, train_cells, new_cel
 
 
 # Known gaps of issue #22 on this small planted set (600 training genes), measured:
-# towards the ES line the guard removes most of the loss but not all (its error
-# estimate from the atlas alone puts E003's prior error near E123's, ~5x the truth);
-# from the ES line atlas-lightgbm's residual is near zero and no estimate says shrink.
-# Not strict: on the benchmark's 2,000 genes most of these directions pass.
+# trained on the ES line, atlas-lightgbm's residual carries no signal (out-of-fold
+# correlation 0.09 on its training genes) and predicts E123 0.1 % worse than the
+# prior (MSE 1.304 vs 1.303) at scale 1; trained on two cell types and predicting
+# the ES line, its residual is no better than noise there (best scale ~0) and the
+# guard's 0.26 leaves it 2.6 % above the prior (0.200 vs 0.195). Not strict: on
+# the benchmark's 2,000 genes these directions may pass.
 OWN_PRIOR_GAP = pytest.mark.xfail(
     strict=False,
-    reason="issue #22 open: a target-free estimate of the new cell's prior error "
+    reason="issue #22 open: a residual without signal is not detected without targets "
     "(docs/benchmarks.md, atlas transfer)",
 )
 OWN_PRIOR_CASES = [
     pytest.param("atlas-ridge", *DIRECTIONS[0]),
     pytest.param("atlas-lightgbm", *DIRECTIONS[0], marks=OWN_PRIOR_GAP),
-    *(pytest.param(k, *d, marks=OWN_PRIOR_GAP) for k in KINDS for d in DIRECTIONS[1:]),
+    pytest.param("atlas-ridge", *DIRECTIONS[1]),
+    pytest.param("atlas-lightgbm", *DIRECTIONS[1]),
+    pytest.param("atlas-ridge", *DIRECTIONS[2]),
+    pytest.param("atlas-lightgbm", *DIRECTIONS[2], marks=OWN_PRIOR_GAP),
 ]
 
 
@@ -178,6 +183,21 @@ def test_prior_error_is_zero_for_agreeing_neighbours_and_grows_with_their_spread
     errors = [prior_error(base + rng.normal(0, sd, (500, 6)), w) for sd in (0.2, 0.5, 1.0)]
     assert errors == sorted(errors) and errors[0] > 0
     assert np.isnan(prior_error(base, np.ones(1)))  # one reference cell: unknown
+
+
+def test_prior_error_is_the_weighted_spread_of_the_references_around_the_prior():
+    """Known answer: k references scattered independently (sd 1) around the truth,
+    equal weights: the spread around their mean is 1 - 1/k; with the weight on one
+    reference it falls to 0 (a cell type with one close reference, like an ES line,
+    is estimated at its best)."""
+    rng = np.random.default_rng(2)
+    k, n = 6, 40_000
+    ref = rng.normal(0, 1, (n, 1)) * 3 + rng.normal(0, 1, (n, k))
+    assert prior_error(ref, np.full(k, 1 / k)) == pytest.approx(1 - 1 / k, rel=0.02)
+    one = np.eye(k)[0]
+    assert prior_error(ref, one) == pytest.approx(0.0, abs=1e-12)
+    mostly = np.full(k, 0.02) + 0.88 * one
+    assert prior_error(ref, mostly) < prior_error(ref, np.full(k, 1 / k))
 
 
 def test_scale_is_the_error_ratio_capped_at_one():

@@ -127,3 +127,25 @@ def test_the_network_adds_the_prior_itself(fitted, parts):
     np.testing.assert_array_equal(A[~used, -1], np.float32(fitted.base_mean_))
     out = predict(fitted.model_, (data.X, A)).reshape(-1)
     np.testing.assert_allclose(out, pred, rtol=0, atol=1e-6)
+
+
+def test_guard_shrinks_the_correction_towards_the_prior_and_is_saved(fitted, parts, tmp_path):
+    """The guard of the other atlas kinds (issue #22): each unseen cell's correction
+    (prediction minus prior) scaled by a factor in [0, 1]; a directory without
+    ``guard.npz`` (saved before the guard) predicts the network's output as is."""
+    target = parts["unseen_known"]
+    guarded = quiet_predict(fitted, target)
+    prior, scale = fitted.prior_.copy(), fitted.guard_scales_["E007"]
+    assert fitted.guard_ is not None and 0.0 <= scale <= 1.0
+    guard, fitted.guard_ = fitted.guard_, None
+    try:
+        raw = quiet_predict(fitted, target)
+    finally:
+        fitted.guard_ = guard
+    np.testing.assert_allclose(guarded, prior + scale * (raw - prior), atol=1e-5)
+    path = fitted.save(tmp_path / "m")
+    assert (path / "guard.npz").is_file()
+    (path / "guard.npz").unlink()
+    from histexpr.estimators.atlas_guard import PriorGuard
+
+    assert PriorGuard.load(path) is None

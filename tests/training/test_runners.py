@@ -14,7 +14,12 @@ from histexpr.data.hdf5 import write_h5
 from histexpr.errors import ConfigError, HistexprError
 from histexpr.estimators import load_estimator
 from histexpr.estimators.neural import NeuralEstimator
-from histexpr.training.ddp import GlobalBatches, is_global_zero, trainer_kwargs
+from histexpr.training.ddp import (
+    GlobalBatches,
+    is_global_zero,
+    trainer_kwargs,
+    training_precision,
+)
 from histexpr.training.plan import make_loader
 from histexpr.workflows import train_model
 
@@ -50,6 +55,39 @@ def test_trainer_kwargs_choose_ddp_and_refuse_spawning(monkeypatch):
         trainer_kwargs("cpu", 2, 1, "ddp_spawn")
     with pytest.raises(ConfigError, match="positive"):
         trainer_kwargs("cpu", 0, 1, "auto")
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_has_native_bf16(monkeypatch, native):
+    from histexpr import _runtime
+
+    monkeypatch.setattr(_runtime, "native_bf16", lambda: native)
+    want = "bf16-mixed" if native else "32-true"
+    assert training_precision("auto", "cpu") == want
+    assert trainer_kwargs("cpu", 1, 1, "auto", "auto")["precision"] == want
+    # an explicit setting wins, and a device without bf16 units trains in float32
+    assert training_precision("32-true", "cpu") == "32-true"
+    assert training_precision("bf16-mixed", "cpu") == "bf16-mixed"
+    assert training_precision("auto", "mps") == "32-true"
+
+
+def test_native_bf16_reads_the_cpu_flags(monkeypatch, tmp_path):
+    from histexpr import _runtime
+
+    assert isinstance(_runtime.native_bf16(), bool)
+    flags = "flags\t\t: fpu sse avx512f avx512_bf16 avx512bw\n"
+    real_open = open
+    monkeypatch.setattr(_runtime, "_CPU_FLAGS", {})
+    monkeypatch.setattr(
+        "builtins.open",
+        lambda f, *a, **k: (
+            __import__("io").StringIO(flags) if f == "/proc/cpuinfo" else real_open(f, *a, **k)
+        ),
+    )
+    assert _runtime.native_bf16() is True
+    monkeypatch.setattr(_runtime, "_CPU_FLAGS", {})
+    flags = "flags\t\t: fpu sse avx2\n"
+    assert _runtime.native_bf16() is False
 
 
 def test_only_rank_zero_writes(monkeypatch):

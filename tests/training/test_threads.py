@@ -38,6 +38,16 @@ def test_free_cores_leave_the_busy_ones_out(busy, monkeypatch):
     assert free_cores() == 1
 
 
+def test_a_niced_neighbour_leaves_its_core_to_us():
+    """``/proc/stat`` ticks: user, nice, system, idle, iowait, irq, softirq, steal,
+    guest, guest_nice. A nice-19 job yields its core to a training step at nice 0."""
+    fields = [100.0, 500.0, 20.0, 900.0, 5.0, 1.0, 2.0, 3.0, 40.0, 30.0]
+    mine = _runtime._busy_ticks(fields, count_niced=False)
+    assert mine == 100 + 20 + 1 + 2 + 3 - 40  # guest ticks are already in user
+    assert _runtime._busy_ticks(fields, count_niced=True) == mine + 500 - 30
+    assert _runtime._busy_ticks(fields[:4], count_niced=True) == 620  # old kernels: 4 fields
+
+
 def test_free_cores_are_sampled_once_per_interval(busy, monkeypatch):
     calls = []
     busy(0.0)

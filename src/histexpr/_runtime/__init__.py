@@ -47,6 +47,7 @@ __all__ = [
     "free_cores",
     "histexpr_version",
     "model_device",
+    "native_bf16",
     "notice",
     "passive_openmp",
     "plain_warnings",
@@ -122,6 +123,27 @@ FREE_CORES_TTL = 10.0
 SAMPLE_SECONDS = 0.2
 
 
+_CPU_FLAGS: dict = {}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 matrix products natively (AVX512-BF16 or AMX).
+
+    Only then is bf16 autocast faster than float32 on the CPU (about 1.7x per training
+    step of the seed ConvNet, docs/benchmarks.md section 1); elsewhere oneDNN emulates
+    it, slower than float32. Read once from ``/proc/cpuinfo``; ``False`` where that
+    file does not exist (macOS, Windows).
+    """
+    if "bf16" not in _CPU_FLAGS:
+        try:
+            with open("/proc/cpuinfo") as f:
+                flags = next((line.split() for line in f if line.startswith("flags")), [])
+        except OSError:
+            flags = []
+        _CPU_FLAGS["bf16"] = "avx512_bf16" in flags or "amx_bf16" in flags
+    return _CPU_FLAGS["bf16"]
+
+
 def usable_cores() -> int:
     """Cores this process may run on (its CPU affinity, else the CPU count)."""
     try:
@@ -130,14 +152,33 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _busy_ticks(fields: list[float], count_niced: bool) -> float:
+    """Busy CPU ticks of the ``cpu`` line of ``/proc/stat`` (user, nice, system, idle,
+    iowait, irq, softirq, steal, guest, guest_nice): all but idle and iowait, and the
+    guest ticks only once (the kernel counts them in user and nice too). Without
+    ``count_niced`` the ticks of processes at a positive nice level are left out: the
+    scheduler gives them the core only when nothing of ours wants it (a nice-19 job
+    gets ~1.5% of a core beside us), so they do not take one from a training step."""
+    f = list(fields) + [0.0] * (10 - len(fields))
+    busy = f[0] + f[2] + f[5] + f[6] + f[7] - f[8]
+    if count_niced:
+        busy += f[1] - f[9]
+    return busy
+
+
 def _busy_elsewhere(seconds: float = SAMPLE_SECONDS) -> float:
     """Cores kept busy by other processes, sampled over ``seconds`` (Linux /proc/stat;
-    elsewhere the 1-minute load average)."""
+    elsewhere the 1-minute load average). Niced processes count only when this one is
+    niced too (:func:`_busy_ticks`)."""
+    try:
+        count_niced = os.nice(0) > 0
+    except (AttributeError, OSError):
+        count_niced = True
 
     def busy_ticks() -> float:
         with open("/proc/stat") as f:
             fields = [float(v) for v in f.readline().split()[1:]]
-        return sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0.0)
+        return _busy_ticks(fields, count_niced)
 
     def own() -> float:
         t = os.times()

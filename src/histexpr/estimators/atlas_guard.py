@@ -23,11 +23,11 @@ within 2x of the best scale in every direction measured, and any scale in
 Neither error may use a target of the predicted cell, so both are estimated the
 same way, from the atlas alone (:func:`prior_error`): the cell's softmax weights
 over the reference cells (its :class:`~histexpr.estimators.atlas_cells.CellState`,
-estimated from all its genes in the input) applied to predict each weighted
-reference cell from the others (a weighted jackknife over every gene of the atlas,
-so it does not depend on the genes or blocks of one call). A cell with close,
-mutually consistent neighbours gets a small error; one whose neighbours disagree, a
-large one. The ratio cancels any common bias of the estimate.
+estimated from all its genes in the input) and the weighted spread of those
+reference cells around the prior they make, over every gene of the atlas (so it
+does not depend on the genes or blocks of one call). A cell with close, mutually
+consistent neighbours gets a small error; one whose neighbours disagree, a large
+one. The ratio cancels any common bias of the estimate.
 
 A second factor, ``min(1, e_train / e_cell)``, covers the other way a residual
 fails on an unseen cell: extrapolation. ``e`` is the residual's mean square
@@ -38,17 +38,14 @@ training genes, its histone features lie outside what it learned from (another
 depth, another chromatin state), and the extra movement is treated as noise.
 
 Limits (measured, docs/benchmarks.md): the error estimate is only roughly right on
-the real Roadmap matrix (log correlation 0.67 with the true error over the 56 cell
-types; it over-estimates an ES line's, which sits in the middle of its neighbours),
-so the guard removes most but not all of a loss against the prior.
+the real Roadmap matrix (log correlation 0.59-0.72 with the true error over the 56
+cell types, for histone scores of R2 0.3-0.7), so the guard removes most but not
+all of a loss against the prior.
 
-atlas-convnet (not guarded yet) would call it like atlas-ridge does: in ``fit``,
-after ``AtlasFeatures.fit``, ``PriorGuard.fit(atlas, cases, energy)`` with ``energy``
-from :func:`residual_energy` (``predict_residual``: its network's output on
-``data.X[order]`` and the side features ``F``, without the prior); in ``predict``,
-the cases of ``features_.cases(data, genes, False, cell_states_)`` passed to its
-``_side``, then ``shrink_to_prior(prior_, prediction, row_scales(...)[0])``; and the
-energies in its ``prepare_cells`` first pass.
+atlas-convnet calls it the same way with the prior-error factor only: its network
+adds the prior inside ``forward``, so its correction is the prediction minus the
+prior (:func:`shrink_to_prior`), and a second forward pass per prediction for the
+energy factor was not worth its cost.
 
 ``v_train`` and ``e_train`` are means over the training examples. Saved as
 ``guard.npz`` in the model directory; a directory without it (saved before the
@@ -79,20 +76,22 @@ __all__ = [
 
 GUARD_FILE = "guard.npz"
 
-#: Reference cells whose weight is below this are left out of the jackknife: together
-#: they weigh little, and the estimate costs one product over the atlas per cell kept.
-MIN_WEIGHT = 1e-4
-
 
 def prior_error(ref: np.ndarray, weights: np.ndarray) -> float:
     """Target-free estimate of the mean squared error of a cell's prior.
 
-    Each reference cell ``r`` is predicted by the prior of the same weights without
-    ``r`` (renormalised), and its mean squared error over the genes is averaged with
-    the cell's weights: the cell is treated as one more member of its weighted
-    neighbourhood, predicted by the others. (Averaging with the squared weights, which
-    favours the nearest references, tracked the true error less well on the real
-    Roadmap matrix: 393 against 351 unsafe pairs of 3,080, docs/benchmarks.md.)
+    The weighted spread of the reference cells around the prior itself:
+    ``sum_r w_r * mean_g (ref[g, r] - prior[g]) ** 2`` with ``prior = ref @ w``. If
+    the cell were one more member of its weighted neighbourhood this would be its
+    error, lowered by the members' own weight in the prior; the lowering is
+    strongest where the weight sits on one or two references, i.e. for a cell type
+    with a close reference (an ES line), so the guard errs towards the prior where
+    the prior is best. (The earlier estimate, a weighted jackknife predicting each
+    reference from the others, over-estimated exactly those cells: it removes the
+    one close reference. On the real Roadmap matrix, all 3,080 ordered pairs of
+    its 56 cell types, the spread left 104 to 181 pairs whose scale exceeds twice
+    the ideal against the jackknife's 353 to 376, and kept as much of the attainable
+    gain or more, docs/benchmarks.md.)
 
     Parameters
     ----------
@@ -113,18 +112,8 @@ def prior_error(ref: np.ndarray, weights: np.ndarray) -> float:
     if ref.shape[1] < 2 or len(ref) == 0 or not np.isfinite(w).all() or w.sum() <= 0:
         return float("nan")
     w = w / w.sum()
-    importance = w
-    keep = np.flatnonzero(importance >= MIN_WEIGHT)
-    total = 0.0
-    for r in keep:
-        rest = w.copy()
-        rest[r] = 0.0
-        if rest.sum() <= 0:  # all weight on r: predict it from the others alike
-            rest = np.ones_like(w)
-            rest[r] = 0.0
-        rest /= rest.sum()
-        total += importance[r] * float(np.mean((ref @ rest - ref[:, r]) ** 2))
-    return total / float(importance[keep].sum())
+    prior = ref @ w
+    return float(w @ np.mean((ref - prior[:, None]) ** 2, axis=0))
 
 
 def shrink_to_prior(prior: np.ndarray, prediction: np.ndarray, scale) -> np.ndarray:
@@ -317,9 +306,7 @@ def residual_energy(
     P : np.ndarray, shape (n, n_marks * pool_bins), pooled log1p profile
     histone : np.ndarray, shape (n, d) or None, the histone block of the features
     predict_residual : callable, ``(F, order) -> residual (m,)``: the residual of the
-        rows ``order`` of ``data`` from their features ``F`` (m, d') (atlas-convnet: its
-        network on ``data.X[order]`` and ``F`` minus nothing, since its output adds the
-        prior afterwards)
+        rows ``order`` of ``data`` from their features ``F`` (m, d')
     training : bool, ``data`` is the training data (leave-one-cell-out features)
     """
     energy = ResidualEnergy() if energy is None else energy

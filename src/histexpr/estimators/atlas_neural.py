@@ -26,6 +26,11 @@ second, separately trained histone-only model (twice the training time, and a
 model directory holding two networks). ``atlas_used_`` and ``prior_``: per example,
 after ``predict``. Cell states from all of a cell's genes: as for atlas-ridge.
 
+Never further from the prior than it warrants: as in the other atlas kinds, each
+cell type's correction (the prediction minus the prior) is scaled by the guard of
+:mod:`histexpr.estimators.atlas_guard` (``guard.npz``; its prior-error factor, the
+network's own output being the residual). ``guard_scales_`` after ``predict``.
+
 A saved model is a directory (:mod:`histexpr.estimators.bundle`): ``model.json``
 (config groups "model", "train", "inference", "features"), ``weights.safetensors``,
 ``atlas.npz``, ``state.npz`` (reference profiles, temperature, side-feature mean
@@ -51,6 +56,7 @@ from histexpr.errors import ConfigError
 from histexpr.estimators import bundle
 from histexpr.estimators.atlas import check_atlas_fields
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
+from histexpr.estimators.atlas_guard import PriorGuard, shrink_to_prior
 from histexpr.estimators.atlas_prior import STAT_NAMES
 from histexpr.estimators.histone_features import pooled_log1p
 from histexpr.estimators.torch_base import (
@@ -153,6 +159,9 @@ class AtlasConvNetEstimator(TorchEstimator):
         self.atlas_used_: np.ndarray | None = None
         self.prior_: np.ndarray | None = None
         self.cell_states_: dict | None = None
+        #: Per-cell shrinkage of the correction towards the prior (:mod:`atlas_guard`).
+        self.guard_: PriorGuard | None = None
+        self.guard_scales_: dict | None = None
 
     @property
     def model_cfg(self) -> AtlasConvNetConfig:
@@ -304,14 +313,32 @@ class AtlasConvNetEstimator(TorchEstimator):
         conform = (conform_marks(b, self.contract_.marks) for b in blocks or ())
         self.cell_states_ = None if blocks is None else self.features_.cell_states(conform)
 
+    def _after_fit(self, train: HistoneDataset) -> dict:
+        """The guard from the training cells' states (kept from ``_prepare``)."""
+        cases, self._cases = self._cases, None
+        if not self.has_atlas_:
+            return {}
+        self.guard_ = PriorGuard.fit(self.features_.atlas, cases)
+        return self.guard_.metrics()
+
     def predict(self, data: HistoneDataset, batch_size: int | None = None) -> np.ndarray:
-        """Predictions, shape (n,) float32; sets ``atlas_used_`` and ``prior_``."""
+        """Predictions, shape (n,) float32; sets ``atlas_used_``, ``prior_`` and
+        ``guard_scales_``."""
         model = self._require_fitted()
         data = conform_marks(data, self.contract_.marks)
         bundle.check_input(self.contract_, data)
-        A, self.atlas_used_, self.prior_ = self._side(data, canonical_gene_ids(data.gene), False)
+        genes = canonical_gene_ids(data.gene)
+        cases = list(self.features_.cases(data, genes, False, self.cell_states_))
+        A, self.atlas_used_, self.prior_ = self._side(data, genes, False, cases)
         out = predict_batched(model, (data.X, A), batch_size=batch_size, precision=self.precision)
-        return out.reshape(len(data)).astype(np.float32)
+        out = out.reshape(len(data)).astype(np.float32)
+        self.guard_scales_ = None
+        if self.guard_ is not None and self.has_atlas_:
+            scales, self.guard_scales_ = self.guard_.row_scales(
+                self.features_.atlas, cases, len(data)
+            )
+            out = shrink_to_prior(self.prior_, out, scales)
+        return out
 
     def side_inputs(self, data: HistoneDataset) -> np.ndarray:
         """The atlas input ``predict`` feeds the network, shape (n, n_side + 1).
@@ -336,6 +363,8 @@ class AtlasConvNetEstimator(TorchEstimator):
             has_atlas=np.bool_(self.has_atlas_),
             base_mean=np.float32(self.base_mean_),
         )
+        if self.guard_ is not None:
+            self.guard_.save(tmp)
 
     @classmethod
     def _from_header(cls, header) -> AtlasConvNetEstimator:
@@ -346,3 +375,4 @@ class AtlasConvNetEstimator(TorchEstimator):
         self.side_mean_, self.side_sd_ = z["side_mean"], z["side_sd"]
         self.has_atlas_ = bool(z["has_atlas"])
         self.base_mean_ = np.float32(z["base_mean"])
+        self.guard_ = PriorGuard.load(directory)  # None: saved before the guard

@@ -275,8 +275,14 @@ class TorchEstimator:
         self.model_ = model.cpu().eval()
         self.metrics_ = {"kind": self.kind, **(fit.metrics or {})}
         self.metrics_["members"] = [r._asdict() for r in results]
+        self.metrics_.update(self._after_fit(train))
         self.metrics_.update(self._scores(train, valid))
         return self
+
+    def _after_fit(self, train: HistoneDataset) -> dict:
+        """What the kind derives from the trained model before it is scored (e.g. the
+        atlas guard); returns metrics (default: none)."""
+        return {}
 
     def _scores(self, train: HistoneDataset, valid: HistoneDataset | None) -> dict:
         """Training metrics on at most ``trainval_max`` examples (a full pass on large

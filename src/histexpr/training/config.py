@@ -26,6 +26,7 @@ TASKS = ("regression", "classification")
 SCHEDULES = ("constant", "cosine", "onecycle")
 #: Lightning precision names accepted for training.
 TRAIN_PRECISIONS = (
+    "auto",
     "32-true",
     "32",
     "64-true",
@@ -142,7 +143,11 @@ class DeviceConfig:
     devices: int = _help("data-parallel processes per node (> 1: DDP)", 1)
     num_nodes: int = _help("nodes for DDP training", 1)
     strategy: str = _help("Lightning strategy (auto, ddp)", "auto")
-    precision: str = _help("Lightning training precision, e.g. 32-true, bf16-mixed", "32-true")
+    precision: str = _help(
+        "training precision: auto (bf16-mixed where the CPU or GPU has native bf16, else "
+        "32-true), or a Lightning name, e.g. 32-true, bf16-mixed",
+        "auto",
+    )
     threads: int = _help("CPU threads of torch (0: the cores other processes leave free)", 0)
 
     def __post_init__(self):

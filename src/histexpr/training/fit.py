@@ -187,13 +187,14 @@ def fit_member(
     dev = cfg.device
     # the per-epoch bar on a terminal only: in a log its redraws are noise
     bar = epoch_bar() if cfg.runner.progress and sys.stderr.isatty() else None
-    trainer_settings = trainer_kwargs(dev.accelerator, dev.devices, dev.num_nodes, dev.strategy)
+    trainer_settings = trainer_kwargs(
+        dev.accelerator, dev.devices, dev.num_nodes, dev.strategy, dev.precision
+    )
     trainer = Trainer(
         max_epochs=cfg.optim.epochs,
         max_time=timedelta(minutes=max_minutes) if max_minutes > 0 else None,
         limit_train_batches=cfg.optim.epoch_fraction,
         **trainer_settings,
-        precision=dev.precision,
         callbacks=[history, *callbacks, stopper, checkpoint, *([bar] if bar else [])],
         plugins=[AtomicCheckpointIO()],
         logger=False,
