@@ -172,7 +172,7 @@ def main(argv=None) -> None:
     ap.add_argument("--valid-max", type=int, default=10000)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--batch-size", type=int, default=256)
-    ap.add_argument("--precision", default="32-true")
+    ap.add_argument("--precision", default="auto", help="training precision (auto: bf16 if native)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], help="extra neural field=value")
     args = ap.parse_args(argv)
@@ -251,7 +251,8 @@ def main(argv=None) -> None:
         # Members validate on their held-out fold; ``valid`` would only add metrics.
         est.fit(train, None, callbacks=[snaps])
         seconds = time.perf_counter() - t0
-        for s, pred in ensemble_curve(est, snaps, ev.X, args.curve_points):
+        # the counts the network reads (rescaled per cell type with depth_norm=cell)
+        for s, pred in ensemble_curve(est, snaps, est.model_input(ev), args.curve_points):
             record(s, "ensemble", pred)
         record(seconds, "ensemble-final", est.predict(ev))
         print("members:", json.dumps(est.metrics_["members"]))

@@ -17,7 +17,12 @@ from histexpr.data.atlas import Atlas, roadmap_atlas
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.estimators import load_estimator, make_estimator
 from histexpr.estimators.atlas_cells import CellState
-from histexpr.estimators.atlas_guard import PriorGuard, prior_error, shrink_to_prior
+from histexpr.estimators.atlas_guard import (
+    PriorGuard,
+    prior_error,
+    prior_spread,
+    shrink_to_prior,
+)
 
 KINDS = {
     "atlas-ridge": {"atlas": "roadmap"},
@@ -185,7 +190,7 @@ def test_prior_error_is_zero_for_agreeing_neighbours_and_grows_with_their_spread
     assert np.isnan(prior_error(base, np.ones(1)))  # one reference cell: unknown
 
 
-def test_prior_error_is_the_weighted_spread_of_the_references_around_the_prior():
+def test_prior_spread_is_the_weighted_spread_of_the_references_around_the_prior():
     """Known answer: k references scattered independently (sd 1) around the truth,
     equal weights: the spread around their mean is 1 - 1/k; with the weight on one
     reference it falls to 0 (a cell type with one close reference, like an ES line,
@@ -193,11 +198,13 @@ def test_prior_error_is_the_weighted_spread_of_the_references_around_the_prior()
     rng = np.random.default_rng(2)
     k, n = 6, 40_000
     ref = rng.normal(0, 1, (n, 1)) * 3 + rng.normal(0, 1, (n, k))
-    assert prior_error(ref, np.full(k, 1 / k)) == pytest.approx(1 - 1 / k, rel=0.02)
+    assert prior_spread(ref, np.full(k, 1 / k)) == pytest.approx(1 - 1 / k, rel=0.02)
+    # the jackknife predicts each from the other 5: 1 + 1/5
+    assert prior_error(ref, np.full(k, 1 / k)) == pytest.approx(1 + 1 / (k - 1), rel=0.02)
     one = np.eye(k)[0]
-    assert prior_error(ref, one) == pytest.approx(0.0, abs=1e-12)
+    assert prior_spread(ref, one) == pytest.approx(0.0, abs=1e-12)
     mostly = np.full(k, 0.02) + 0.88 * one
-    assert prior_error(ref, mostly) < prior_error(ref, np.full(k, 1 / k))
+    assert prior_spread(ref, mostly) < prior_spread(ref, np.full(k, 1 / k))
 
 
 def test_scale_is_the_error_ratio_capped_at_one():
@@ -211,18 +218,24 @@ def test_scale_is_the_error_ratio_capped_at_one():
     on_far = CellState(np.array([0.0, 0, 0, 1, 1, 1]), 0.01, 300)
     cells = np.array(["A", "B", "C", "D", "E", "F", "X"])
     atlas = Atlas(genes, cells, np.hstack([atlas.values, far[:, :1]]), "test")
-    v_close = PriorGuard.cell_error(atlas, "X", on_close)
-    v_far = PriorGuard.cell_error(atlas, "X", on_far)
-    guard = PriorGuard(v_far, {"T": v_far})
+    v_close, s_close = PriorGuard.cell_errors(atlas, "X", on_close)
+    v_far, s_far = PriorGuard.cell_errors(atlas, "X", on_far)
+    guard = PriorGuard(v_far, {"T": v_far})  # a guard saved before the spread: one ratio
     assert guard.scale(atlas, "X", on_close) == pytest.approx(v_close / v_far)
     assert guard.scale(atlas, "X", on_far) == 1.0
+    both = PriorGuard(v_far, {"T": v_far}, train_spread=s_far, spreads={"T": s_far})
+    want = min(v_close / v_far, s_close / s_far)  # the smaller of the two ratios
+    assert both.scale(atlas, "X", on_close) == pytest.approx(want)
+    assert want < 1 and both.scale(atlas, "X", on_far) == 1.0
     assert PriorGuard(float("nan"), {}).scale(atlas, "X", on_close) == 1.0
     assert PriorGuard(v_close, {}).scale(atlas, "X", on_far) == 1.0  # never amplified
     # an atlas of the training cells: no error ratio (one reference fewer for them)
     cases = [("A", np.arange(300), np.ones(300, bool), None, on_far, None)]
-    assert np.isfinite(PriorGuard.fit(atlas, cases).train_error)
+    fitted = PriorGuard.fit(atlas, cases)
+    assert np.isfinite(fitted.train_error) and np.isfinite(fitted.train_spread)
     own = Atlas(genes, cells, atlas.values, "train")
     assert np.isnan(PriorGuard.fit(own, cases).train_error)
+    assert np.isnan(PriorGuard.fit(own, cases).train_spread)
 
 
 def test_shrink_to_prior_keeps_the_model_where_there_is_no_prior():

@@ -21,13 +21,15 @@ within 2x of the best scale in every direction measured, and any scale in
 ``[0, 2 x best]`` scores at least the prior (the risk is quadratic in the scale).
 
 Neither error may use a target of the predicted cell, so both are estimated the
-same way, from the atlas alone (:func:`prior_error`): the cell's softmax weights
-over the reference cells (its :class:`~histexpr.estimators.atlas_cells.CellState`,
-estimated from all its genes in the input) and the weighted spread of those
-reference cells around the prior they make, over every gene of the atlas (so it
-does not depend on the genes or blocks of one call). A cell with close, mutually
-consistent neighbours gets a small error; one whose neighbours disagree, a large
-one. The ratio cancels any common bias of the estimate.
+same way, from the atlas alone, twice: the cell's softmax weights over the reference
+cells (its :class:`~histexpr.estimators.atlas_cells.CellState`, estimated from all
+its genes in the input) applied (1) to predict each weighted reference cell from the
+others (:func:`prior_error`, a weighted jackknife) and (2) as the weighted spread of
+the reference cells around the prior they make (:func:`prior_spread`), over every
+gene of the atlas (so neither depends on the genes or blocks of one call). A cell with
+close, mutually consistent neighbours gets a small error; one whose neighbours
+disagree, a large one. Each ratio cancels a common bias of its estimate, and the
+smaller of the two ratios is used (:meth:`PriorGuard.scale` says why).
 
 A second factor, ``min(1, e_train / e_cell)``, covers the other way a residual
 fails on an unseen cell: extrapolation. ``e`` is the residual's mean square
@@ -37,10 +39,10 @@ residual model moves a new cell's genes further from the prior than it moved its
 training genes, its histone features lie outside what it learned from (another
 depth, another chromatin state), and the extra movement is treated as noise.
 
-Limits (measured, docs/benchmarks.md): the error estimate is only roughly right on
-the real Roadmap matrix (log correlation 0.59-0.72 with the true error over the 56
-cell types, for histone scores of R2 0.3-0.7), so the guard removes most but not
-all of a loss against the prior.
+Limits (measured, docs/benchmarks.md): the estimates are only roughly right on the
+real Roadmap matrix (log correlation 0.67-0.74 and 0.59-0.72 with the true error over
+the 56 cell types, for histone scores of R2 0.3-0.7), so the guard removes most but
+not all of a loss against the prior.
 
 atlas-convnet calls it the same way with the prior-error factor only: its network
 adds the prior inside ``forward``, so its correction is the prediction minus the
@@ -55,7 +57,7 @@ guard) predicts exactly as before.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,7 @@ __all__ = [
     "PriorGuard",
     "ResidualEnergy",
     "prior_error",
+    "prior_spread",
     "residual_energy",
     "shrink_to_prior",
     "uniform_states",
@@ -77,8 +80,56 @@ __all__ = [
 GUARD_FILE = "guard.npz"
 
 
+#: Reference cells whose weight is below this are left out of the jackknife: together
+#: they weigh little, and the estimate costs one product over the atlas per cell kept.
+MIN_WEIGHT = 1e-4
+
+
 def prior_error(ref: np.ndarray, weights: np.ndarray) -> float:
     """Target-free estimate of the mean squared error of a cell's prior.
+
+    Each reference cell ``r`` is predicted by the prior of the same weights without
+    ``r`` (renormalised), and its mean squared error over the genes is averaged with
+    the cell's weights: the cell is treated as one more member of its weighted
+    neighbourhood, predicted by the others. (Averaging with the squared weights, which
+    favours the nearest references, tracked the true error less well on the real
+    Roadmap matrix: 393 against 351 unsafe pairs of 3,080, docs/benchmarks.md.)
+
+    Parameters
+    ----------
+    ref : np.ndarray, shape (n_genes, n_ref)
+        Reference cells' expression (rows with a missing value are ignored).
+    weights : np.ndarray, shape (n_ref,)
+        The cell's weights over the reference cells (sum 1).
+
+    Returns
+    -------
+    float
+        ``nan`` when it cannot be estimated (fewer than 2 reference cells or no
+        complete gene).
+    """
+    ref = np.asarray(ref, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    ref = ref[np.isfinite(ref).all(axis=1)]
+    if ref.shape[1] < 2 or len(ref) == 0 or not np.isfinite(w).all() or w.sum() <= 0:
+        return float("nan")
+    w = w / w.sum()
+    importance = w
+    keep = np.flatnonzero(importance >= MIN_WEIGHT)
+    total = 0.0
+    for r in keep:
+        rest = w.copy()
+        rest[r] = 0.0
+        if rest.sum() <= 0:  # all weight on r: predict it from the others alike
+            rest = np.ones_like(w)
+            rest[r] = 0.0
+        rest /= rest.sum()
+        total += importance[r] * float(np.mean((ref @ rest - ref[:, r]) ** 2))
+    return total / float(importance[keep].sum())
+
+
+def prior_spread(ref: np.ndarray, weights: np.ndarray) -> float:
+    """Second target-free estimate of the mean squared error of a cell's prior.
 
     The weighted spread of the reference cells around the prior itself:
     ``sum_r w_r * mean_g (ref[g, r] - prior[g]) ** 2`` with ``prior = ref @ w``. If
@@ -86,12 +137,8 @@ def prior_error(ref: np.ndarray, weights: np.ndarray) -> float:
     error, lowered by the members' own weight in the prior; the lowering is
     strongest where the weight sits on one or two references, i.e. for a cell type
     with a close reference (an ES line), so the guard errs towards the prior where
-    the prior is best. (The earlier estimate, a weighted jackknife predicting each
-    reference from the others, over-estimated exactly those cells: it removes the
-    one close reference. On the real Roadmap matrix, all 3,080 ordered pairs of
-    its 56 cell types, the spread left 104 to 181 pairs whose scale exceeds twice
-    the ideal against the jackknife's 353 to 376, and kept as much of the attainable
-    gain or more, docs/benchmarks.md.)
+    the prior is best, which is where :func:`prior_error` (a jackknife that removes
+    the one close reference) over-estimates most.
 
     Parameters
     ----------
@@ -154,17 +201,28 @@ class PriorGuard:
         (:func:`prior_error`); ``nan`` disables the guard (scale 1).
     cells : dict
         Training cell -> its estimated prior error (for ``metrics.json``).
+    train_energy : float
+        The residual's mean square on the training rows (``nan``: no energy factor).
+    train_spread : float
+        As ``train_error`` with :func:`prior_spread` (``nan``: a guard saved before
+        it, which keeps its one estimate).
+    spreads : dict
+        Training cell -> its spread.
     """
 
     train_error: float
     cells: dict
     train_energy: float = float("nan")
+    train_spread: float = float("nan")
+    spreads: dict = field(default_factory=dict)
 
     @staticmethod
-    def cell_error(atlas: Atlas, cell: str, state: CellState) -> float:
-        """Estimated prior error of ``cell`` from the atlas without its column."""
-        ref = atlas.without([cell])
-        return prior_error(ref.values, softmax_weights(state.corr, state.temperature))
+    def cell_errors(atlas: Atlas, cell: str, state: CellState) -> tuple[float, float]:
+        """Both estimates of ``cell``'s prior error (:func:`prior_error`,
+        :func:`prior_spread`) from the atlas without its column."""
+        ref = atlas.without([cell]).values
+        w = softmax_weights(state.corr, state.temperature)
+        return prior_error(ref, w), prior_spread(ref, w)
 
     @classmethod
     def fit(cls, atlas: Atlas, cases, train_energy: float = float("nan")) -> PriorGuard:
@@ -172,32 +230,45 @@ class PriorGuard:
         reference values, state, scores): each cell weighs by its atlas-known rows.
         ``train_energy``: the residual's mean square on the training rows
         (:class:`ResidualEnergy`)."""
-        errors, counts = {}, {}
+        errors, spreads, counts = {}, {}, {}
         for cell, _idx, found, _ref, state, _score in cases:
             if found.any():
-                errors[cell] = cls.cell_error(atlas, cell, state)
+                errors[cell], spreads[cell] = cls.cell_errors(atlas, cell, state)
                 counts[cell] = int(found.sum())
-        ok = [c for c in errors if np.isfinite(errors[c])]
-        # Like with like only: with the atlas built from the training cells, each was
-        # predicted from one reference fewer than a new cell will be, which biases the
-        # ratio towards shrinking (a planted 4-cell set: 0.272 vs ridge's 0.297 MSE,
-        # where it had been below 0.9 x). Decided here, not per predicted cell, so that
-        # a cell's own atlas column never changes its prediction.
-        if ok and atlas.source != "train":
+
+        def mean(values: dict) -> float:
+            ok = [c for c in values if np.isfinite(values[c])]
+            # Like with like only: with the atlas built from the training cells, each
+            # was predicted from one reference fewer than a new cell will be, which
+            # biases the ratio towards shrinking (a planted 4-cell set: 0.272 vs
+            # ridge's 0.297 MSE, where it had been below 0.9 x). Decided here, not per
+            # predicted cell, so that a cell's own atlas column never changes its
+            # prediction.
+            if not ok or atlas.source == "train":
+                return float("nan")
             n = np.array([counts[c] for c in ok], dtype=np.float64)
-            train = float(np.sum(n * np.array([errors[c] for c in ok])) / n.sum())
-        else:
-            train = float("nan")
-        return cls(train, errors, float(train_energy))
+            return float(np.sum(n * np.array([values[c] for c in ok])) / n.sum())
+
+        return cls(mean(errors), errors, float(train_energy), mean(spreads), spreads)
 
     def scale(self, atlas: Atlas, cell: str, state: CellState, energy=None) -> float:
-        """``min(1, v_cell / v_train) * min(1, e_train / e_cell)``; a factor is 1 where
-        its parts cannot be estimated (``energy``: the cell's residual mean square)."""
+        """``min(1, v_cell / v_train, s_cell / s_train) * min(1, e_train / e_cell)``
+        (``v``: :func:`prior_error`, ``s``: :func:`prior_spread`); a factor is 1 where
+        its parts cannot be estimated (``energy``: the cell's residual mean square).
+
+        Of the two estimates of the prior's error the smaller ratio is taken: a
+        smaller scale is never further below the prior (the risk is ``s^2 A - 2 s B``,
+        negative on ``(0, 2 s*)`` and smallest at 0 when the residual does not help),
+        so the guard fails only where both estimates fail. On the real Roadmap matrix
+        (3,080 ordered pairs) that left 53-118 pairs above twice the ideal scale,
+        against 353-376 with the jackknife alone and 104-181 with the spread alone, for
+        the same share of the attainable gain (docs/benchmarks.md).
+        """
         ratio = 1.0
-        if np.isfinite(self.train_error) and self.train_error > 0:
-            error = self.cell_error(atlas, cell, state)
-            if np.isfinite(error):
-                ratio = min(1.0, error / self.train_error)
+        error, spread = self.cell_errors(atlas, cell, state)
+        for train, mine in ((self.train_error, error), (self.train_spread, spread)):
+            if np.isfinite(train) and train > 0 and np.isfinite(mine):
+                ratio = min(ratio, mine / train)
         if energy is not None and np.isfinite(self.train_energy) and energy > 0:
             ratio *= min(1.0, self.train_energy / energy)
         return float(ratio)
@@ -228,8 +299,10 @@ class PriorGuard:
         show = lambda v: round(v, 6) if np.isfinite(v) else None  # noqa: E731
         return {
             "guard_train_error": show(self.train_error),
+            "guard_train_spread": show(self.train_spread),
             "guard_train_energy": show(self.train_energy),
             "guard_cell_errors": {c: show(v) for c, v in self.cells.items()},
+            "guard_cell_spreads": {c: show(v) for c, v in self.spreads.items()},
         }
 
     # -- saving ----------------------------------------------------------------------
@@ -239,20 +312,26 @@ class PriorGuard:
             Path(directory) / GUARD_FILE,
             train_error=np.float64(self.train_error),
             train_energy=np.float64(self.train_energy),
+            train_spread=np.float64(self.train_spread),
             cells=np.array(cells, dtype="U"),
             errors=np.array([self.cells[c] for c in cells], dtype=np.float64),
+            spreads=np.array([self.spreads.get(c, np.nan) for c in cells], dtype=np.float64),
         )
 
     @classmethod
     def load(cls, directory: Path) -> PriorGuard | None:
-        """The guard saved in ``directory``; ``None`` for a directory saved before it."""
+        """The guard saved in ``directory``; ``None`` for a directory saved before it
+        (a guard saved before the spread keeps its one estimate)."""
         path = Path(directory) / GUARD_FILE
         if not path.is_file():
             return None
         with np.load(path, allow_pickle=False) as z:
-            cells = dict(zip(z["cells"].astype(str).tolist(), z["errors"].tolist(), strict=True))
+            names = z["cells"].astype(str).tolist()
+            cells = dict(zip(names, z["errors"].tolist(), strict=True))
             energy = float(z["train_energy"]) if "train_energy" in z else float("nan")
-            return cls(float(z["train_error"]), cells, energy)
+            spread = float(z["train_spread"]) if "train_spread" in z else float("nan")
+            spreads = dict(zip(names, z["spreads"].tolist(), strict=True)) if "spreads" in z else {}
+            return cls(float(z["train_error"]), cells, energy, spread, spreads)
 
 
 def uniform_states(atlas: Atlas, cells) -> dict[str, CellState]:

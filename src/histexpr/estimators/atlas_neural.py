@@ -124,6 +124,8 @@ class AtlasConvNetSettings:
             raise ConfigError("atlas-convnet: only task=regression (the prior is an expression)")
         if self.train.optim.mark_dropout > 0:
             raise ConfigError("atlas-convnet: mark_dropout is not supported")
+        if self.train.optim.depth_norm != "none":
+            raise ConfigError("atlas-convnet: depth_norm is not supported (it must be none)")
         if self.train.parallel:
             raise ConfigError("atlas-convnet: members train in this process (no Dask workers)")
 

@@ -107,6 +107,8 @@ class DiffConvNetSettings:
             raise ConfigError("diff-convnet fits the log fold change: task must be regression")
         if self.train.optim.mark_dropout > 0:
             raise ConfigError("diff-convnet does not support mark_dropout (it must be 0)")
+        if self.train.optim.depth_norm != "none":
+            raise ConfigError("diff-convnet does not support depth_norm (it must be none)")
         if self.train.world_size > 1 or self.train.parallel:
             raise ConfigError("diff-convnet trains one model in this process (devices=1, no Dask)")
 

@@ -15,16 +15,20 @@ directory). A saved model is a directory (see :mod:`histexpr.estimators.bundle`)
     normalization.json    per-mark log1p mean/std (also in the weights), for people
     metrics.json          per-member results and fit metrics
     history.csv           member, epoch, split (train|valid|trainval), loss
+    depth.npz             with depth_norm="cell": the training cells' depths and the
+                          reference depth (histexpr.data.depth)
 """
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
 from histexpr.config import find_setting, from_dict, resolve_overrides, to_dict
 from histexpr.data.dataset import HistoneDataset, conform_marks
+from histexpr.data.depth import CellDepths, depth_factors, rescale
 from histexpr.errors import ConfigError
 from histexpr.estimators import bundle
 from histexpr.estimators.torch_base import (
@@ -134,6 +138,11 @@ class NeuralEstimator(TorchEstimator):
             )
         self.train_cfg = train_cfg if train_cfg is not None else TrainConfig()
         self.inference_cfg = inference_cfg if inference_cfg is not None else InferenceConfig()
+        #: With ``depth_norm="cell"``: training cell -> depth per mark, and the reference.
+        self.cell_depths_: dict | None = None
+        self.depth_reference_: np.ndarray | None = None
+        #: Depths of a first pass over a streamed input (:meth:`prepare_cells`).
+        self.input_depths_: CellDepths | None = None
 
     @classmethod
     def create(cls, kind: str, overrides=None) -> NeuralEstimator:
@@ -179,7 +188,56 @@ class NeuralEstimator(TorchEstimator):
             self.model_cfg = sized_for(self.model_cfg, len(train))
 
     def _fit_inputs(self, train, valid) -> FitInputs:
-        return FitInputs(train, valid, metrics={"task": self.train_cfg.task})
+        metrics = {"task": self.train_cfg.task}
+        self.cell_depths_ = self.depth_reference_ = None
+        if self.train_cfg.optim.depth_norm == "cell":
+            depths = CellDepths().add(train.X, train.cell).per_cell()
+            self.cell_depths_ = depths
+            self.depth_reference_ = np.mean([depths[c] for c in sorted(depths)], axis=0)
+            train = dataclasses.replace(train, X=self._depth_scaled(train.X, train))
+            if valid is not None:
+                valid = dataclasses.replace(valid, X=self._depth_scaled(valid.X, valid))
+            metrics["depth_reference"] = [round(float(v), 6) for v in self.depth_reference_]
+        return FitInputs(train, valid, metrics=metrics)
+
+    def _normaliser_input(self, train: HistoneDataset, fit: FitInputs) -> np.ndarray:
+        return fit.train.X  # rescaled to the reference depth with depth_norm="cell"
+
+    def _depth_scaled(self, X: np.ndarray, data: HistoneDataset) -> np.ndarray:
+        """``X`` (rows of ``data``) at the reference depth; ``X`` itself without
+        ``depth_norm``. A new cell type's depth comes from the first pass of
+        :meth:`prepare_cells` if there was one, else from all its rows in ``data``."""
+        if self.cell_depths_ is None:
+            return X
+        new = [c for c in data.cells if c not in self.cell_depths_]
+        seen = self.input_depths_
+        if seen is None and new:
+            pick = np.isin(data.cell, new)
+            seen = CellDepths().add(data.X[pick], data.cell[pick])
+        n_bins = data.X.shape[2]
+        factors = depth_factors(
+            data.cells,
+            self.cell_depths_,
+            self.depth_reference_,
+            None if seen is None else seen.per_cell(),
+            None if seen is None else {c: seen.genes(c, n_bins) for c in new},
+        )
+        return rescale(X, data.cell, factors)
+
+    def prepare_cells(self, blocks) -> None:
+        """First pass over an input read in blocks: each new cell type's depth from all
+        its genes (``depth_norm="cell"``), so no prediction depends on the blocks;
+        ``None`` forgets them."""
+        if blocks is None or self.cell_depths_ is None:
+            self.input_depths_ = None
+            return
+        seen = CellDepths()
+        for b in blocks:
+            b = conform_marks(b, self.contract_.marks, self.train_cfg.optim.mark_dropout > 0)
+            new = ~np.isin(b.cell, list(self.cell_depths_))
+            if new.any():
+                seen.add(b.X[new], b.cell[new])
+        self.input_depths_ = seen
 
     def predict(self, data: HistoneDataset, batch_size: int | None = None) -> np.ndarray:
         """Predictions, shape (n,) float32: values, or probabilities of "above median"."""
@@ -189,7 +247,33 @@ class NeuralEstimator(TorchEstimator):
         data = conform_marks(data, self.contract_.marks, self.train_cfg.optim.mark_dropout > 0)
         bundle.check_input(self.contract_, data)
         X = mark_missing(data.X, data.marks, data.meta.get("missing_marks", ()))
+        X = self._depth_scaled(X, data)
         return predict_values(model, X, self.train_cfg.task, batch_size, self.precision)
+
+    def model_input(self, data: HistoneDataset) -> np.ndarray:
+        """The counts ``predict`` feeds the network for ``data`` (marks already the
+        model's, in order): ``data.X``, rescaled per cell type with ``depth_norm``.
+        Attributions are taken with respect to these."""
+        self._require_fitted()
+        return self._depth_scaled(data.X, data)
+
+    def _save_state(self, tmp: Path) -> None:
+        if self.cell_depths_ is not None:
+            cells = sorted(self.cell_depths_)
+            np.savez(
+                Path(tmp) / "depth.npz",
+                cells=np.array(cells, dtype="U"),
+                depths=np.array([self.cell_depths_[c] for c in cells], dtype=np.float64),
+                reference=np.asarray(self.depth_reference_, dtype=np.float64),
+            )
+
+    def _load_state(self, directory: Path, header) -> None:
+        path = Path(directory) / "depth.npz"
+        if self.train_cfg.optim.depth_norm == "cell" and path.is_file():
+            with np.load(path, allow_pickle=False) as z:
+                cells = z["cells"].astype(str).tolist()
+                self.cell_depths_ = dict(zip(cells, list(z["depths"]), strict=True))
+                self.depth_reference_ = z["reference"]
 
     def config_dict(self) -> dict:
         return {

@@ -184,6 +184,10 @@ class TorchEstimator:
         """The untrained model: input normaliser + network."""
         raise NotImplementedError
 
+    def _normaliser_input(self, train: HistoneDataset, fit: FitInputs) -> np.ndarray:
+        """The counts the input normaliser's statistics come from (default: ``train.X``)."""
+        return train.X
+
     def _init_weights(self, model: torch.nn.Module, fit: FitInputs) -> None:
         """Start values beyond the network's own initialisation (default: none)."""
 
@@ -250,7 +254,7 @@ class TorchEstimator:
         fit = self._fit_inputs(train, valid)
         torch.manual_seed(cfg.optim.seed)
         model = self._build()
-        model.normalizer.set_stats(norm_stats(train.X))
+        model.normalizer.set_stats(norm_stats(self._normaliser_input(train, fit)))
         self._init_weights(model, fit)
         cells = list(self.contract_.cells)
         specs = fit.specs

@@ -38,6 +38,8 @@ TRAIN_PRECISIONS = (
     "16-true",
     "bf16-true",
 )
+#: Input rescaling of the neural kinds (:mod:`histexpr.data.depth`).
+DEPTH_NORMS = ("none", "cell")
 #: Smallest batch that :meth:`OptimConfig.batch_for` shrinks to.
 MIN_BATCH = 16
 #: Old flat ``--set`` names -> the dotted field they mean now.
@@ -95,6 +97,11 @@ class OptimConfig:
         "data missing marks; histexpr.models.markmask)",
         0.0,
     )
+    depth_norm: str = _help(
+        "input scaling: none, or cell (each cell type's counts rescaled per mark to the "
+        "training cells' mean depth, measured on all its genes; histexpr.data.depth)",
+        "none",
+    )
 
     def __post_init__(self):
         check_range("epochs", self.epochs, 1)
@@ -107,6 +114,7 @@ class OptimConfig:
         check_range("epoch_fraction", self.epoch_fraction, 0, 1, low_open=True)
         check_range("max_minutes", self.max_minutes, 0)
         check_range("mark_dropout", self.mark_dropout, 0, 1, high_open=True)
+        check_choice("depth_norm", self.depth_norm, DEPTH_NORMS)
 
     def batch_for(self, n: int) -> int:
         """Training batch for ``n`` examples: ``batch_size``, shrunk so an epoch has at least

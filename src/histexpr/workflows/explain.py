@@ -19,6 +19,7 @@ Which model and folder: :mod:`histexpr.workflows.explain_target`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -177,6 +178,9 @@ def explain_run(
         prior_table = atlas_prior_table(est, part)
         side = est.side_inputs(part)
         notes.append(prior_note(target.name, prior_table))
+    if kind_of(target.kind).family == "network":
+        # what the network reads: the counts rescaled per cell type (depth_norm="cell")
+        part = dataclasses.replace(part, X=est.model_input(part))
     # NeuralEstimator keeps its fitted Predictor (raw counts in) as ``model_``.
     module = getattr(est, "module", None) or getattr(est, "model_", None)
     if not isinstance(module, nn.Module):

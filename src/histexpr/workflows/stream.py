@@ -159,9 +159,11 @@ def stream_predictions(
                     yield block, n_read
 
             # A model that estimates something per cell type from all its genes (the atlas
-            # kinds' similarity to the reference cells) sees the whole input first, so its
-            # predictions do not depend on the memory budget (issue #24).
-            prepare = kind_of(header.kind).needs_atlas
+            # kinds' similarity to the reference cells, a network's depth per cell type
+            # with depth_norm="cell") sees the whole input first, so its predictions do
+            # not depend on the memory budget (issue #24).
+            optim = (header.config.get("train") or {}).get("optim") or {}
+            prepare = kind_of(header.kind).needs_atlas or optim.get("depth_norm") == "cell"
             if prepare:
                 est.prepare_cells(b for b, _ in blocks() if len(b))
             try:
