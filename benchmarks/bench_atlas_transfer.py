@@ -143,9 +143,10 @@ def histone_only(est, data) -> np.ndarray:
     from histexpr.predict import predict as predict_batched
 
     data = conform_marks(data, est.contract_.marks)
-    hidden = np.zeros((len(data), len(est.side_mean_) + 1), np.float32)
-    out = predict_batched(est.model_, (data.X, hidden)).reshape(len(data))
-    return out + est.base_mean_
+    # no features, indicator 0, and the training mean as the prior the network adds
+    hidden = np.zeros((len(data), len(est.side_mean_) + 2), np.float32)
+    hidden[:, -1] = est.base_mean_
+    return predict_batched(est.model_, (data.X, hidden)).reshape(len(data))
 
 
 def roadmap_rows(cells, seed: int = 0):
