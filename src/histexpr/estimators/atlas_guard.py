@@ -85,6 +85,18 @@ GUARD_FILE = "guard.npz"
 MIN_WEIGHT = 1e-4
 
 
+def _usable(ref, weights):
+    """Complete genes of ``ref`` (float64) and the weights summing to 1; ``(None,
+    None)`` when no estimate is possible (fewer than 2 reference cells, no complete
+    gene, weights not finite or not positive)."""
+    ref = np.asarray(ref, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    ref = ref[np.isfinite(ref).all(axis=1)]
+    if ref.shape[1] < 2 or len(ref) == 0 or not np.isfinite(w).all() or w.sum() <= 0:
+        return None, None
+    return ref, w / w.sum()
+
+
 def prior_error(ref: np.ndarray, weights: np.ndarray) -> float:
     """Target-free estimate of the mean squared error of a cell's prior.
 
@@ -108,12 +120,9 @@ def prior_error(ref: np.ndarray, weights: np.ndarray) -> float:
         ``nan`` when it cannot be estimated (fewer than 2 reference cells or no
         complete gene).
     """
-    ref = np.asarray(ref, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    ref = ref[np.isfinite(ref).all(axis=1)]
-    if ref.shape[1] < 2 or len(ref) == 0 or not np.isfinite(w).all() or w.sum() <= 0:
+    ref, w = _usable(ref, weights)
+    if ref is None:
         return float("nan")
-    w = w / w.sum()
     importance = w
     keep = np.flatnonzero(importance >= MIN_WEIGHT)
     total = 0.0
@@ -140,25 +149,11 @@ def prior_spread(ref: np.ndarray, weights: np.ndarray) -> float:
     the prior is best, which is where :func:`prior_error` (a jackknife that removes
     the one close reference) over-estimates most.
 
-    Parameters
-    ----------
-    ref : np.ndarray, shape (n_genes, n_ref)
-        Reference cells' expression (rows with a missing value are ignored).
-    weights : np.ndarray, shape (n_ref,)
-        The cell's weights over the reference cells (sum 1).
-
-    Returns
-    -------
-    float
-        ``nan`` when it cannot be estimated (fewer than 2 reference cells or no
-        complete gene).
+    Parameters and result as :func:`prior_error`.
     """
-    ref = np.asarray(ref, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    ref = ref[np.isfinite(ref).all(axis=1)]
-    if ref.shape[1] < 2 or len(ref) == 0 or not np.isfinite(w).all() or w.sum() <= 0:
+    ref, w = _usable(ref, weights)
+    if ref is None:
         return float("nan")
-    w = w / w.sum()
     prior = ref @ w
     return float(w @ np.mean((ref - prior[:, None]) ** 2, axis=0))
 
