@@ -260,10 +260,14 @@ class PriorGuard:
         the same share of the attainable gain (docs/benchmarks.md).
         """
         ratio = 1.0
-        error, spread = self.cell_errors(atlas, cell, state)
-        for train, mine in ((self.train_error, error), (self.train_spread, spread)):
-            if np.isfinite(train) and train > 0 and np.isfinite(mine):
-                ratio = min(ratio, mine / train)
+        usable = [np.isfinite(t) and t > 0 for t in (self.train_error, self.train_spread)]
+        if any(usable):  # no usable training figure (atlas=train): the atlas is not read
+            mine = self.cell_errors(atlas, cell, state)
+            for ok, train, own in zip(
+                usable, (self.train_error, self.train_spread), mine, strict=True
+            ):
+                if ok and np.isfinite(own):
+                    ratio = min(ratio, own / train)
         if energy is not None and np.isfinite(self.train_energy) and energy > 0:
             ratio *= min(1.0, self.train_energy / energy)
         return float(ratio)
