@@ -83,14 +83,18 @@ def score_direction(est, test, atlas, b):
     pred = est.predict(test)
     own = np.asarray(est.prior_, np.float64)
     scale = (getattr(est, "guard_scales_", None) or {}).get(b, 1.0)
-    guard = getattr(est, "guard_", None)
+    guard, kept = getattr(est, "guard_", None), getattr(est, "residual_kept_", True)
     raw = pred
-    if guard is not None:
+    if guard is not None or not kept:  # the model as it learned: no guard, its residual
         est.guard_ = None
+        if not kept:
+            est.residual_kept_ = True
         try:
             raw = est.predict(test)
         finally:
             est.guard_ = guard
+            if not kept:
+                est.residual_kept_ = kept
     own = np.where(np.isfinite(own), own, pred)  # genes outside the atlas: the model's
     return {
         "atlas": pred,
@@ -227,16 +231,16 @@ def roadmap_all(train_cells=("E003", "E123"), seed: int = 0) -> list[str]:
     return lines
 
 
-def guard_rows() -> list[str]:
+def guard_rows(score_r2: float = 0.5) -> list[str]:
     """Real Roadmap check of the guard's estimates (no histone data): every cell type as
-    the new cell, its similarity from a stand-in score (truth + noise, R2 0.5) on 4,000
-    random genes; the true MSE of its prior against :func:`prior_error` (jackknife) and
+    the new cell, its similarity from a stand-in score (truth + noise, R2 ``score_r2``) on
+    4,000 random genes; the true MSE of its prior against :func:`prior_error` (jackknife) and
     :func:`prior_spread`. For every ordered pair (training ``a``, new ``b``) the scale
     ``min(1, est_b / est_a)`` of each estimate, and of the smaller ratio (the guard's
     rule), against the ideal ``v_b / v_a``: a scale above twice the ideal would score
     below the prior. "gain": the share of the attainable gain over the prior kept,
     ``2 r - r^2`` with ``r = scale / min(1, ideal)``, weighted by ``min(1, ideal)^2``."""
-    from histexpr.estimators.atlas_guard import prior_error, prior_spread
+    from histexpr.estimators.atlas_guard import POWER, prior_error, prior_spread
 
     atlas = roadmap_atlas()
     cells = list(atlas.cells)
@@ -247,7 +251,7 @@ def guard_rows() -> list[str]:
     for j, _b in enumerate(cells):
         y, ref = V[:, j], np.delete(V, j, axis=1)
         sub = rng.choice(len(y), 4000, replace=False)
-        score = y + rng.normal(0, y.std(), len(y))
+        score = y + rng.normal(0, y.std() * np.sqrt((1 - score_r2) / score_r2), len(y))
         state = cell_state(genes[sub], score[sub], ref[sub])
         w = softmax_weights(state.corr, state.temperature)
         true.append(float(np.mean((ref @ w - y) ** 2)))
@@ -263,10 +267,12 @@ def guard_rows() -> list[str]:
         "scale 1 (no guard)": np.ones_like(ideal),
         "jackknife": np.minimum(1.0, ratio["jackknife"]),
         "spread": np.minimum(1.0, ratio["spread"]),
-        "smaller ratio (the guard)": np.minimum(1.0, np.minimum(*ratio.values())),
+        "smaller ratio": np.minimum(1.0, np.minimum(*ratio.values())),
+        f"smaller ratio ** {POWER} (the guard)": np.minimum(1.0, np.minimum(*ratio.values()))
+        ** POWER,
     }
     lines = [
-        f"guard estimates on all {len(cells)} Roadmap cells: corr(log estimated, log true "
+        f"guard estimates on all {len(cells)} Roadmap cells (score R2 {score_r2}): corr(log estimated, log true "
         f"prior MSE) jackknife {np.corrcoef(np.log(jk), np.log(true))[0, 1]:.3f}, spread "
         f"{np.corrcoef(np.log(np.maximum(sp, 1e-12)), np.log(true))[0, 1]:.3f}"
     ]
@@ -301,8 +307,9 @@ def main(argv=None) -> None:
             print(line)
         for line in roadmap_all():
             print(line)
-        for line in guard_rows():
-            print(line)
+        for score_r2 in (0.3, 0.5, 0.7):
+            for line in guard_rows(score_r2):
+                print(line)
     if args.skip_simulator:
         return
     seeds = [int(s) for s in args.seeds.split(",")]

@@ -149,3 +149,26 @@ def test_guard_shrinks_the_correction_towards_the_prior_and_is_saved(fitted, par
     from histexpr.estimators.atlas_guard import PriorGuard
 
     assert PriorGuard.load(path) is None
+
+
+def test_departure_unknown_copies_only_with_an_external_atlas(fitted, parts, tmp_path):
+    """With an atlas of the training targets every atlas gene is a training gene, so the
+    departure block is always known: no copies. With an external atlas a gene no
+    training cell has can be predicted, so some genes' rows are also trained with the
+    block blanked (atlas-ridge and atlas-lightgbm fit a second residual model instead)."""
+    assert fitted.metrics_["n_departure_copies"] == 0
+    import pandas as pd
+
+    train = parts["train"]
+    table = pd.DataFrame({"gene": train.gene, "cell": train.cell, "y": train.y})
+    table = table.pivot(index="gene", columns="cell", values="y")
+    table["E099"] = table.mean(axis=1)  # a reference cell type not trained on
+    path = tmp_path / "atlas.tsv"
+    table.to_csv(path, sep="\t")
+    est = make_estimator(
+        "atlas-convnet", {**SETS, "epochs": 2, "atlas": str(path), "atlas_values": "transformed"}
+    ).fit(train)
+    assert est.features_.atlas.source != "train"
+    copies = est.metrics_["n_departure_copies"]
+    # a quarter of the genes (half of those whose atlas is not hidden), all their cells
+    assert copies == round(0.5 * 45) * len(np.unique(train.cell))

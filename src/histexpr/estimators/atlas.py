@@ -28,7 +28,7 @@ the other cell types predicted with it or on the memory budget.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -40,69 +40,18 @@ from histexpr.data.atlas import (
     resolve_atlas,
 )
 from histexpr.data.dataset import canonical_gene_ids
-from histexpr.errors import ConfigError
+from histexpr.estimators.atlas_config import AtlasLightGBMConfig, AtlasRidgeConfig
+from histexpr.estimators.atlas_energy import ResidualEnergy, residual_energy
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
-from histexpr.estimators.atlas_guard import PriorGuard, ResidualEnergy, residual_energy
+from histexpr.estimators.atlas_guard import PriorGuard
+from histexpr.estimators.atlas_prior import STAT_NAMES
+from histexpr.estimators.atlas_residual import ResidualModels
 from histexpr.estimators.baseline_config import LightGBMConfig, RidgeConfig
 from histexpr.estimators.baselines import LightGBMBaseline, RidgeBaseline
 from histexpr.estimators.histone_features import log1p_features, pooled_log1p
 from histexpr.estimators.linear import get_ridge_arrays, set_ridge_arrays
 from histexpr.estimators.tabular import TabularEstimator, load_arrays
 from histexpr.estimators.trees import early_stopping_genes, lightgbm_params, load_booster
-
-
-def check_atlas_fields(cfg) -> None:
-    """Validate the atlas fields of a config (one-line ConfigError)."""
-    if cfg.atlas_values not in ("rpkm", "transformed"):
-        raise ConfigError(f"atlas_values must be rpkm or transformed, got {cfg.atlas_values!r}")
-    if not cfg.temperature >= 0:
-        raise ConfigError(
-            f"temperature must be >= 0 (0 = chosen per cell type), got {cfg.temperature}"
-        )
-    if not 1 <= cfg.pool_bins <= 100:
-        raise ConfigError(f"pool_bins must be in 1..100, got {cfg.pool_bins}")
-    if cfg.alpha is not None and not cfg.alpha > 0:
-        raise ConfigError(f"alpha must be > 0 (or none: chosen by CV), got {cfg.alpha}")
-    if not 2 <= cfg.cv_folds <= 20:
-        raise ConfigError(f"cv_folds must be in 2..20, got {cfg.cv_folds}")
-
-
-@dataclass(frozen=True)
-class AtlasRidgeConfig:
-    """``atlas``: "" (training targets), "roadmap" or a table path; ``atlas_values``:
-    rpkm or transformed (tables only); ``atlas_exclude``: cell columns always dropped;
-    ``temperature``: softmax temperature of the prior (0 = chosen per cell type);
-    ``pool_bins``: bins per mark of the pooled histone profile."""
-
-    alpha: float | None = None
-    cv_folds: int = 5
-    atlas: str = ""
-    atlas_values: str = "rpkm"
-    atlas_exclude: tuple[str, ...] = ()
-    temperature: float = 0.0
-    pool_bins: int = 10
-
-    def __post_init__(self):
-        check_atlas_fields(self)
-
-
-@dataclass(frozen=True)
-class AtlasLightGBMConfig(LightGBMConfig, AtlasRidgeConfig):
-    """LightGBM fields plus the atlas fields of :class:`AtlasRidgeConfig` (``alpha`` is
-    the ridge penalty of the histone score that drives the cell similarity).
-
-    ``max_rows``: each boosted model (histone-only fallback, residual) fits at most this
-    many random training rows (0: all). Boosting time grows with the rows; at the seed's
-    scale (50 cell types x 16,000 genes = 800,000 rows) the cap keeps a fit within
-    minutes on 2 cores, while the atlas features and the prior still use every row."""
-
-    max_rows: int = 150_000
-
-    def __post_init__(self):
-        LightGBMConfig.__post_init__(self)
-        check_atlas_fields(self)
-        if self.max_rows < 0:
-            raise ConfigError(f"max_rows must be >= 0 (0: all), got {self.max_rows}")
 
 
 def _row_sample(n: int, cap: int, config) -> np.ndarray:
@@ -113,7 +62,7 @@ def _row_sample(n: int, cap: int, config) -> np.ndarray:
     return np.sort(rng.choice(n, cap, replace=False))
 
 
-class AtlasEstimator(TabularEstimator):
+class AtlasEstimator(ResidualModels, TabularEstimator):
     """Shared fit / predict of the atlas kinds; subclasses fit the residual model."""
 
     fallback_cls: type = RidgeBaseline
@@ -137,6 +86,13 @@ class AtlasEstimator(TabularEstimator):
         self.guard_: PriorGuard | None = None
         self.guard_scales_: dict | None = None
         self.cell_energy_: dict | None = None
+        #: False when the residual did not lower the prior's error on training genes it
+        #: did not see (:meth:`_keep_residual`): the model then predicts its prior.
+        self.residual_kept_ = True
+        #: The residual model of genes without a training profile (their departure block
+        #: is unknown): the saved state of :attr:`residual_attrs`, or ``None`` when one
+        #: model serves every gene (:meth:`_fit_residuals`).
+        self.residual_new_: dict | None = None
 
     # The atlas and the fitted feature state, by their historic names.
     @property
@@ -168,8 +124,29 @@ class AtlasEstimator(TabularEstimator):
         return self.features_.features(data, genes, training, P_all, H, cases, states)
 
     def _energy(self, data, genes, P, training, energy=None) -> ResidualEnergy:
-        H, g = self._histone(data.X, P), lambda F, _rows: self._predict_residual(F)
+        H, g = self._histone(data.X, P), lambda F, _rows: self._energy_residual(F)
         return residual_energy(self.features_, data, genes, P, H, g, training, energy)
+
+    def _departure(self, F) -> slice:
+        """The columns of the departure block in the residual features ``F``."""
+        width = self.features_.ref_sum.shape[1]
+        start = F.shape[1] - width - len(STAT_NAMES) - 2  # AtlasFeatures.features' layout
+        return slice(start, start + width)
+
+    def _energy_residual(self, F) -> np.ndarray:
+        """The residual the guard's energy factor measures, alike on training and new
+        rows: with two models, the new-gene one on every row (the departure blanked),
+        since the departure is known on training rows but not on a new cell's new
+        genes (comparing the two models' moves measured the model, not the cell)."""
+        if self.residual_new_ is None:
+            return self._predict_residual(F)
+        F = F.copy()
+        F[:, self._departure(F)] = 0.0
+        main = self._use(self.residual_new_)
+        try:
+            return self._predict_residual(F)
+        finally:
+            self._use(main)
 
     def prepare_cells(self, blocks) -> None:
         """First pass over an input read in blocks: each cell type's similarity to the
@@ -229,7 +206,10 @@ class AtlasEstimator(TabularEstimator):
                 vF = vF if len(vo) else None
             keep = _row_sample(len(order), cap, c)
             r = train.y[order] - prior[order]
-            self._fit_residual(F[keep], r[keep], genes[order][keep], vF, vr)
+            departure = self._departure(F)
+            two = atlas.source != "train" and bool(F[:, departure].any())
+            Fk = F[keep] if len(keep) < len(F) else F
+            self._fit_residuals(Fk, r[keep], genes[order][keep], vF, vr, departure, two)
             energy = self._energy(train, genes, P, True).overall()
             self.guard_ = PriorGuard.fit(atlas, cases, energy)
         self.metrics_ = {
@@ -242,6 +222,10 @@ class AtlasEstimator(TabularEstimator):
             "fallback_rows": len(fallback_train),
             "residual_rows": len(keep) if self.has_model_ else 0,
             **self.metrics_residual_,
+            **{
+                f"new_genes_{k}": v
+                for k, v in (self.residual_new_ or {}).get("metrics_residual_", {}).items()
+            },
             **(self.guard_.metrics() if self.guard_ is not None else {}),
         }
         return self
@@ -254,8 +238,10 @@ class AtlasEstimator(TabularEstimator):
         F, order, prior, used = self._features(data, genes, False, P, cases)
         self.guard_scales_ = None
         if self.has_model_ and len(order):
-            residual = self._predict_residual(F)
-            if self.guard_ is not None:  # never move further from the prior than it warrants
+            residual = self._residual(F, genes[order])
+            if not self._any_residual():  # the prior alone: every cell's scale is 0
+                self.guard_scales_ = {c: 0.0 for c, _, found, *_ in cases if found.any()}
+            elif self.guard_ is not None:  # never move further from the prior than it warrants
                 energies = self.cell_energy_  # streamed: the first pass's; else the input's
                 energies = energies or self._energy(data, genes, P, False).per_cell()
                 scales, self.guard_scales_ = self.guard_.row_scales(
@@ -276,9 +262,10 @@ class AtlasEstimator(TabularEstimator):
             scorer=self.scorer_ is not self.fallback_,
             has_model=np.bool_(self.has_model_),
             histone_features=np.array(self.histone_features),
+            **self._residual_flags(),
         )
         if self.has_model_:
-            self._save_residual(directory)
+            self._save_residuals(directory)
         if self.guard_ is not None:
             self.guard_.save(directory)
 
@@ -294,7 +281,7 @@ class AtlasEstimator(TabularEstimator):
         else:
             self.histone_features = "bins"
         if self.has_model_:
-            self._load_residual(directory)
+            self._load_residuals(directory, z)
         self.guard_ = PriorGuard.load(directory)
 
 
@@ -304,6 +291,7 @@ class AtlasRidge(AtlasEstimator):
     kind = "atlas-ridge"
     config_cls = AtlasRidgeConfig
     fallback_cls = RidgeBaseline
+    residual_attrs = ("mu_", "sd_", "coef_", "intercept_")
 
     def _fit_residual(self, F, r, genes, vF=None, vr=None):
         from histexpr.estimators.linear import fit_ridge_cv
@@ -322,6 +310,9 @@ class AtlasRidge(AtlasEstimator):
         self.mu_, self.sd_ = mu.astype(np.float32), sd.astype(np.float32)
         self.coef_, self.intercept_ = res.coef.astype(np.float32), np.float32(res.intercept)
         self.metrics_residual_ = {"residual_alpha": float(res.alpha)}
+        # the CV error of the chosen penalty against predicting no residual (pooled)
+        cv = float(res.cv_mse.min()) if res.folds > 1 else float("nan")
+        self._keep_residual(cv, float(np.mean(np.square(r, dtype=np.float64))))
 
     def _predict_residual(self, F):
         return ((F - self.mu_) / self.sd_ @ self.coef_ + self.intercept_).astype(np.float32)
@@ -346,6 +337,7 @@ class AtlasLightGBM(AtlasEstimator):
     config_cls = AtlasLightGBMConfig
     fallback_cls = LightGBMBaseline
     histone_features = "pooled"
+    residual_attrs = ("booster_",)
 
     def _fit_residual(self, F, r, genes, vF=None, vr=None):
         import lightgbm as lgb
@@ -365,6 +357,10 @@ class AtlasLightGBM(AtlasEstimator):
         self.booster_ = lgb.train(params, train_set, num_boost_round=c.n_estimators, **kw)
         best = int(self.booster_.best_iteration or c.n_estimators)
         self.metrics_residual_ = {"residual_rounds": best}
+        if vF is not None and len(vr):
+            vr = np.asarray(vr, np.float64)
+            held = float(np.mean((vr - self._predict_residual(vF)) ** 2))
+            self._keep_residual(held, float(np.mean(vr**2)))
 
     def _predict_residual(self, F):
         best = self.booster_.best_iteration or None

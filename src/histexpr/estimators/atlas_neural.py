@@ -54,7 +54,7 @@ from histexpr.data.atlas import AtlasNotice, resolve_atlas
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids, conform_marks
 from histexpr.errors import ConfigError
 from histexpr.estimators import bundle
-from histexpr.estimators.atlas import check_atlas_fields
+from histexpr.estimators.atlas_config import check_atlas_fields
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
 from histexpr.estimators.atlas_guard import PriorGuard, shrink_to_prior
 from histexpr.estimators.atlas_prior import STAT_NAMES
@@ -262,10 +262,13 @@ class AtlasConvNetEstimator(TorchEstimator):
         known = np.unique(train.gene[used])
         hide = rng.permutation(known)[: round(f.hide_fraction * len(known))]
         copies = np.flatnonzero(used & np.isin(train.gene, hide))
-        rows = np.concatenate([np.arange(len(train)), copies])
-        shown = used[rows] & (np.arange(len(rows)) < len(train))  # the copies hide the atlas
+        blank, departure = self._blank_copies(F, used, train.gene, np.setdiff1d(known, hide), rng)
+        n, m = len(train), len(train) + len(copies)
+        rows = np.concatenate([np.arange(n), copies, blank])
+        shown = used[rows] & ~np.isin(np.arange(len(rows)), np.arange(n, m))  # copies hide it
         A = self._atlas_input(F, order, used, prior)[rows]
-        A[len(train) :] = 0.0  # hidden: no features, no indicator, the mean as prior
+        A[n:m] = 0.0  # hidden: no features, no indicator, the mean as prior
+        A[m:, departure] = -self.side_mean_[departure] / self.side_sd_[departure]
         A[:, -1] = _base(prior[rows], shown, self.base_mean_)
         fit_data = train.subset(rows)
         sources = {"train": (fit_data.X, A), "valid": None}
@@ -278,6 +281,7 @@ class AtlasConvNetEstimator(TorchEstimator):
         plan = "single" if self.config.model.n_folds == 1 else "folds"
         metrics = {
             "n_hidden_copies": len(copies),
+            "n_departure_copies": len(blank),
             "atlas_cells": len(self.features_.atlas.cells),
             "atlas_genes": len(self.features_.atlas.genes),
             "atlas_source": self.features_.atlas.source,
@@ -285,6 +289,22 @@ class AtlasConvNetEstimator(TorchEstimator):
             "train_atlas_used": int(used.sum()),
         }
         return FitInputs(fit_data, fit_valid, sources, plan, metrics)
+
+    def _blank_copies(self, F, used, gene, genes, rng):
+        """Rows to copy with the departure block unknown (zeros), and the block's columns.
+
+        The departure is unknown for a gene no training cell has (an external atlas can
+        hold one); a network that never saw it unknown reads the zeros as "no
+        departure" (:mod:`~histexpr.estimators.atlas_residual` says more). So the rows
+        of a ``hide_fraction`` of ``genes`` are also trained with the block zeroed; none
+        with an atlas of the training targets or without any departure.
+        """
+        width = len(self.side_mean_) - len(STAT_NAMES) - 2  # AtlasFeatures' layout
+        departure = slice(0, width)
+        if self.features_.atlas.source == "train" or not F[:, departure].any():
+            return np.zeros(0, np.int64), departure
+        pick = rng.permutation(genes)[: round(self.config.features.hide_fraction * len(genes))]
+        return np.flatnonzero(used & np.isin(gene, pick)), departure
 
     def _build(self) -> Predictor:
         c = self.contract_
