@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import quiet_atlas
+from conftest import quiet_atlas, run_cli
 from histexpr.data.atlas import Atlas, roadmap_atlas
 from histexpr.data.dataset import canonical_gene_ids
 from histexpr.estimators import load_estimator, make_estimator
@@ -24,6 +24,8 @@ from histexpr.estimators.atlas_guard import (
     prior_spread,
     shrink_to_prior,
 )
+from histexpr.estimators.atlas_residual import residual_lines
+from histexpr.estimators.bundle import load_metrics
 from histexpr.estimators.histone_features import pooled_log1p
 
 KINDS = {
@@ -245,7 +247,7 @@ def test_shrink_to_prior_keeps_the_model_where_there_is_no_prior():
 
 
 def test_a_residual_without_held_out_signal_is_dropped_and_the_prior_predicted(
-    fitted, unlike, tmp_path
+    fitted, unlike, tmp_path, capsys
 ):
     """Trained on the ES line, whose prior is already close, atlas-lightgbm's residual
     stops after one round and does not lower the prior's error on its early-stopping
@@ -262,6 +264,12 @@ def test_a_residual_without_held_out_signal_is_dropped_and_the_prior_predicted(
     back = load_estimator(est.save(tmp_path / "m"))
     assert back.residual_kept_ is False
     np.testing.assert_array_equal(quiet_atlas(back.predict, new), pred)
+    # histexpr info says so
+    assert "predicts its prior" in residual_lines(load_metrics(tmp_path / "m"))[0]
+    assert residual_lines({"alpha": 1.0}) == []
+    capsys.readouterr()
+    assert run_cli("info", tmp_path / "m") == 0
+    assert "predicts its prior" in " ".join(capsys.readouterr().out.split())
     assert fitted["atlas-lightgbm", ("E123",)].residual_kept_ is True
     assert fitted["atlas-ridge", ("E123",)].residual_kept_ is True
 
@@ -289,6 +297,7 @@ def test_genes_without_a_training_profile_get_a_residual_fitted_without_the_depa
     assert not np.allclose(mixed[unknown], main[unknown])
     back = load_estimator(est.save(tmp_path / "m"))
     assert back.residual_new_ is not None
+    assert "their own residual model, applied" in residual_lines(est.metrics_)[1]
     np.testing.assert_array_equal(quiet_atlas(back.predict, new), quiet_atlas(est.predict, new))
     # one training cell type: no departure anywhere, one model for every gene
     assert fitted["atlas-ridge", ("E123",)].residual_new_ is None

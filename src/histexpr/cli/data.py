@@ -28,10 +28,11 @@ from histexpr.errors import HistexprError
 
 def _model_info(model_dir: Path) -> None:
     """A saved model: kind, contract and the comparison of ``--model auto`` when recorded."""
-    from histexpr.estimators.bundle import describe, read_auto, read_header
+    from histexpr.estimators.atlas_residual import residual_lines
+    from histexpr.estimators.bundle import describe, load_metrics, read_auto, read_header
 
     console.print(f"[bold]{escape(str(model_dir))}[/bold]: a histexpr model directory")
-    for line in describe(read_header(model_dir)):
+    for line in describe(read_header(model_dir)) + residual_lines(load_metrics(model_dir)):
         console.print(escape(line))
     rows = read_auto(model_dir)
     if not rows:

@@ -23,6 +23,12 @@ estimated from all its genes in the input, never per call or per block
 (:mod:`histexpr.estimators.atlas_cells`; a streamed input gets a first pass through
 :meth:`AtlasEstimator.prepare_cells`), so a gene's prediction does not depend on
 the other cell types predicted with it or on the memory budget.
+
+Never worse than the prior (issue #22): the residual ``f`` is one or two models
+(genes without a training profile get one fitted without the departure block) and is
+dropped if it does not help on held-out training genes
+(:mod:`histexpr.estimators.atlas_residual`); each new cell type's residual is
+shrunk by the guard (:mod:`histexpr.estimators.atlas_guard`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["NEW_GENES", "ResidualModels"]
+__all__ = ["NEW_GENES", "ResidualModels", "residual_lines"]
 
 #: The sub-directory of the residual model of genes without a training profile.
 NEW_GENES = "new_genes"
@@ -142,3 +142,23 @@ class ResidualModels:
             "residual_kept": np.bool_(self.residual_kept_),
             "new_genes_kept": np.bool_(new is not None and new["residual_kept_"]),
         }
+
+
+def residual_lines(metrics: dict) -> list[str]:
+    """Lines for ``histexpr info``: whether an atlas model's residual is applied, and to
+    which genes (``metrics``: its ``metrics.json``; none for other kinds)."""
+    if "residual_kept" not in metrics:
+        return []
+    kept = metrics["residual_kept"]
+    new = metrics.get("new_genes_residual_kept")
+    main = (
+        "applied to the prior"
+        if kept
+        else "dropped: it did not lower the prior's error on held-out training genes, "
+        "so the model predicts its prior"
+    )
+    lines = [f"atlas residual: {main}"]
+    if new is not None:
+        state = "applied" if new else "dropped (the prior alone)"
+        lines.append(f"genes no training cell type has: their own residual model, {state}")
+    return lines
