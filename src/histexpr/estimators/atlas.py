@@ -50,7 +50,6 @@ from histexpr.estimators.atlas_config import AtlasLightGBMConfig, AtlasRidgeConf
 from histexpr.estimators.atlas_energy import ResidualEnergy, residual_energy
 from histexpr.estimators.atlas_features import AtlasFeatures, cell_metrics, fit_scorer
 from histexpr.estimators.atlas_guard import PriorGuard
-from histexpr.estimators.atlas_prior import STAT_NAMES
 from histexpr.estimators.atlas_residual import ResidualModels
 from histexpr.estimators.baseline_config import LightGBMConfig, RidgeConfig
 from histexpr.estimators.baselines import LightGBMBaseline, RidgeBaseline
@@ -133,12 +132,6 @@ class AtlasEstimator(ResidualModels, TabularEstimator):
         H, g = self._histone(data.X, P), lambda F, _rows: self._energy_residual(F)
         return residual_energy(self.features_, data, genes, P, H, g, training, energy)
 
-    def _departure(self, F) -> slice:
-        """The columns of the departure block in the residual features ``F``."""
-        width = self.features_.ref_sum.shape[1]
-        start = F.shape[1] - width - len(STAT_NAMES) - 2  # AtlasFeatures.features' layout
-        return slice(start, start + width)
-
     def _energy_residual(self, F) -> np.ndarray:
         """The residual the guard's energy factor measures, alike on training and new
         rows: with two models, the new-gene one on every row (the departure blanked),
@@ -147,7 +140,7 @@ class AtlasEstimator(ResidualModels, TabularEstimator):
         if self.residual_new_ is None:
             return self._predict_residual(F)
         F = F.copy()
-        F[:, self._departure(F)] = 0.0
+        F[:, self.features_.departure(F)] = 0.0
         main = self._use(self.residual_new_)
         try:
             return self._predict_residual(F)
@@ -212,7 +205,7 @@ class AtlasEstimator(ResidualModels, TabularEstimator):
                 vF = vF if len(vo) else None
             keep = _row_sample(len(order), cap, c)
             r = train.y[order] - prior[order]
-            departure = self._departure(F)
+            departure = self.features_.departure(F)
             two = atlas.source != "train" and bool(F[:, departure].any())
             Fk = F[keep] if len(keep) < len(F) else F
             self._fit_residuals(Fk, r[keep], genes[order][keep], vF, vr, departure, two)

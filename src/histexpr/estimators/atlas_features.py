@@ -19,7 +19,12 @@ from histexpr._runtime import notice
 from histexpr.data.atlas import Atlas, AtlasNotice
 from histexpr.data.dataset import HistoneDataset, canonical_gene_ids
 from histexpr.estimators.atlas_cells import CellScores, CellState, cell_state, warn_few_genes
-from histexpr.estimators.atlas_prior import gene_statistics, softmax_weights, weighted_prior
+from histexpr.estimators.atlas_prior import (
+    STAT_NAMES,
+    gene_statistics,
+    softmax_weights,
+    weighted_prior,
+)
 from histexpr.estimators.baseline_config import RidgeConfig
 from histexpr.estimators.baselines import RidgeBaseline
 from histexpr.estimators.histone_features import pooled_log1p
@@ -204,6 +209,13 @@ class AtlasFeatures:
         order = np.concatenate(rows_out) if rows_out else np.zeros(0, dtype=np.int64)
         F = np.vstack(parts) if parts else np.zeros((0, 0), np.float32)
         return F, order, prior, used
+
+    def departure(self, F: np.ndarray) -> slice:
+        """The columns of the departure block in ``F`` of :meth:`features` (whatever the
+        width of the histone block before it)."""
+        width = self.ref_sum.shape[1]
+        start = F.shape[1] - width - len(STAT_NAMES) - 2  # departure, statistics, prior, score
+        return slice(start, start + width)
 
     # -- saving ----------------------------------------------------------------------
     def save(self, directory: Path, scorer: bool = True, **extra) -> None:

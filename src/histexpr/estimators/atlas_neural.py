@@ -265,7 +265,8 @@ class AtlasConvNetEstimator(TorchEstimator):
         blank, departure = self._blank_copies(F, used, train.gene, np.setdiff1d(known, hide), rng)
         n, m = len(train), len(train) + len(copies)
         rows = np.concatenate([np.arange(n), copies, blank])
-        shown = used[rows] & ~np.isin(np.arange(len(rows)), np.arange(n, m))  # copies hide it
+        shown = used[rows].copy()
+        shown[n:m] = False  # the copies that hide the atlas
         A = self._atlas_input(F, order, used, prior)[rows]
         A[n:m] = 0.0  # hidden: no features, no indicator, the mean as prior
         A[m:, departure] = -self.side_mean_[departure] / self.side_sd_[departure]
@@ -299,8 +300,7 @@ class AtlasConvNetEstimator(TorchEstimator):
         of a ``hide_fraction`` of ``genes`` are also trained with the block zeroed; none
         with an atlas of the training targets or without any departure.
         """
-        width = len(self.side_mean_) - len(STAT_NAMES) - 2  # AtlasFeatures' layout
-        departure = slice(0, width)
+        departure = self.features_.departure(F)
         if self.features_.atlas.source == "train" or not F[:, departure].any():
             return np.zeros(0, np.int64), departure
         pick = rng.permutation(genes)[: round(self.config.features.hide_fraction * len(genes))]
