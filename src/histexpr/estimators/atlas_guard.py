@@ -34,8 +34,8 @@ estimates' errors (:meth:`PriorGuard.scale` says why).
 
 A second factor, ``min(1, e_train / e_cell)``, covers the other way a residual
 fails on an unseen cell: extrapolation. ``e`` is the residual's mean square
-(:class:`~histexpr.estimators.atlas_energy.ResidualEnergy`; measured with the plain-mean prior, so that it needs no
-cell state and a streamed input's first pass gathers it with the states): if the
+(:class:`~histexpr.estimators.atlas_energy.ResidualEnergy`; measured with the
+plain-mean prior, so that it needs no cell state and a streamed input's first pass gathers it with the states): if the
 residual model moves a new cell's genes further from the prior than it moved its
 training genes, its histone features lie outside what it learned from (another
 depth, another chromatin state), and the extra movement is treated as noise.
@@ -54,11 +54,11 @@ energy factor was not worth its cost.
 ``guard.npz`` in the model directory; a directory without it (saved before the
 guard) predicts exactly as before.
 
-Two other parts of "never worse than the prior" live where they are decided: a
-residual that does not lower the prior's error on training genes it was not fitted
-on is dropped (``AtlasEstimator._keep_residual``), and the histone departure from the
-training cells is used only when the training cells carry most of the prior's
-weight (:func:`~histexpr.estimators.atlas_features.departure_share`).
+Two other parts of "never worse than the prior" live where they are decided
+(:mod:`~histexpr.estimators.atlas_residual`): a residual that does not lower the
+prior's error on training genes it was not fitted on is dropped, and genes no
+training cell type has (their histone departure is unknown) get a residual model
+fitted without the departure.
 """
 
 from __future__ import annotations
