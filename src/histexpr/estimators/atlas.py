@@ -132,21 +132,6 @@ class AtlasEstimator(ResidualModels, TabularEstimator):
         H, g = self._histone(data.X, P), lambda F, _rows: self._energy_residual(F)
         return residual_energy(self.features_, data, genes, P, H, g, training, energy)
 
-    def _energy_residual(self, F) -> np.ndarray:
-        """The residual the guard's energy factor measures, alike on training and new
-        rows: with two models, the new-gene one on every row (the departure blanked),
-        since the departure is known on training rows but not on a new cell's new
-        genes (comparing the two models' moves measured the model, not the cell)."""
-        if self.residual_new_ is None:
-            return self._predict_residual(F)
-        F = F.copy()
-        F[:, self.features_.departure(F)] = 0.0
-        main = self._use(self.residual_new_)
-        try:
-            return self._predict_residual(F)
-        finally:
-            self._use(main)
-
     def prepare_cells(self, blocks) -> None:
         """First pass over an input read in blocks: each cell type's similarity to the
         reference cells and residual energy (:mod:`atlas_guard`) from all its genes, for
@@ -207,7 +192,7 @@ class AtlasEstimator(ResidualModels, TabularEstimator):
             r = train.y[order] - prior[order]
             departure = self.features_.departure(F)
             two = atlas.source != "train" and bool(F[:, departure].any())
-            Fk = F[keep] if len(keep) < len(F) else F
+            Fk = F[keep] if len(keep) < len(F) else F  # no copy: nothing reads F after
             self._fit_residuals(Fk, r[keep], genes[order][keep], vF, vr, departure, two)
             energy = self._energy(train, genes, P, True).overall()
             self.guard_ = PriorGuard.fit(atlas, cases, energy)

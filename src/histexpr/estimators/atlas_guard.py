@@ -35,8 +35,8 @@ estimates' errors (:meth:`PriorGuard.scale` says why).
 A second factor, ``min(1, e_train / e_cell)``, covers the other way a residual
 fails on an unseen cell: extrapolation. ``e`` is the residual's mean square
 (:class:`~histexpr.estimators.atlas_energy.ResidualEnergy`; measured with the
-plain-mean prior, so that it needs no cell state and a streamed input's first pass gathers it with the states): if the
-residual model moves a new cell's genes further from the prior than it moved its
+plain-mean prior, so that it needs no cell state and a streamed input's first pass
+gathers it with the states): if the residual model moves a new cell's genes further from the prior than it moved its
 training genes, its histone features lie outside what it learned from (another
 depth, another chromatin state), and the extra movement is treated as noise.
 

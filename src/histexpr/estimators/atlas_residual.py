@@ -19,6 +19,8 @@ hold two.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 
 __all__ = ["NEW_GENES", "ResidualModels", "residual_lines"]
@@ -44,6 +46,15 @@ class ResidualModels:
         for name, value in state.items():
             setattr(self, name, value)
         return old
+
+    @contextmanager
+    def _using_new(self):
+        """The new-gene residual model in use for the block, the first one after it."""
+        main = self._use(self.residual_new_)
+        try:
+            yield
+        finally:
+            self._use(main)
 
     def _fit_residuals(self, F, r, genes, vF, vr, departure: slice, two: bool) -> None:
         """The residual model, and with ``two`` a second one for genes without a
@@ -87,12 +98,21 @@ class ResidualModels:
         if self.residual_new_ is not None:
             new = ~np.isin(row_genes, self.features_.ref_genes)
             if new.any():
-                main = self._use(self.residual_new_)
-                try:
+                with self._using_new():
                     out[new] = self._predict_residual(F[new]) if self.residual_kept_ else 0.0
-                finally:
-                    self._use(main)
         return out
+
+    def _energy_residual(self, F) -> np.ndarray:
+        """The residual the guard's energy factor measures, alike on training and new
+        rows: with two models, the new-gene one on every row (the departure blanked),
+        since the departure is known on training rows but not on a new cell's new
+        genes (comparing the two models' moves measured the model, not the cell)."""
+        if self.residual_new_ is None:
+            return self._predict_residual(F)
+        F = F.copy()
+        F[:, self.features_.departure(F)] = 0.0
+        with self._using_new():
+            return self._predict_residual(F)
 
     def _any_residual(self) -> bool:
         new = self.residual_new_
@@ -116,12 +136,9 @@ class ResidualModels:
         """The residual model in ``directory``, the new-gene one in ``NEW_GENES``."""
         self._save_residual(directory)
         if self.residual_new_ is not None:
-            main = self._use(self.residual_new_)
-            try:
-                (directory / NEW_GENES).mkdir()
+            (directory / NEW_GENES).mkdir()
+            with self._using_new():
                 self._save_residual(directory / NEW_GENES)
-            finally:
-                self._use(main)
 
     def _load_residuals(self, directory, z) -> None:
         """Both residual models and their keep flags (``z``: the state arrays; a
