@@ -32,7 +32,9 @@ def _model_info(model_dir: Path) -> None:
     from histexpr.estimators.bundle import describe, load_metrics, read_auto, read_header
 
     console.print(f"[bold]{escape(str(model_dir))}[/bold]: a histexpr model directory")
-    for line in describe(read_header(model_dir)) + residual_lines(load_metrics(model_dir)):
+    for line in describe(read_header(model_dir)):
+        console.print(escape(line))
+    for line in residual_lines(load_metrics(model_dir)):  # after: metrics.json may be damaged
         console.print(escape(line))
     rows = read_auto(model_dir)
     if not rows:
